@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// Entry point of the `oreal` command: one small module per sub-command registers itself here.
+import { Command } from 'commander';
+import { registerVerify } from './verify.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('oreal')
+    .description('OREAL: outcome-reward reinforcement learning for LLM math reasoning')
+    .version('0.1.0')
+    .showHelpAfterError();
+  registerVerify(program);
+  program
+    .command('start')
+    .description('run the bundled main job (prints help until the trainer lands)')
+    .action(() => {
+      program.outputHelp();
+    });
+  return program;
+}
+
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`oreal: ${msg}\n`);
+    process.exitCode = 1;
+  });
