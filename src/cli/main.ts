@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Entry point of the `oreal` command: one small module per sub-command registers itself here.
 import { Command } from 'commander';
+import { registerBench } from './bench.js';
+import { registerDebug } from './debug.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -11,6 +13,8 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError();
   registerVerify(program);
+  registerDebug(program);
+  registerBench(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')

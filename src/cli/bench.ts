@@ -1,0 +1,122 @@
+// `oreal bench …`: speed benchmarks that print numbers (never pass/fail). Each benchmark is a sub-command of `bench`;
+// add one with `bench.command('name')` inside registerBench.
+import { Command, InvalidArgumentError } from 'commander';
+import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+
+export interface GemmBenchResult {
+  backend: BackendName;
+  threads: number;
+  /** GFLOP/s (2·M·N·K flops per product) by square size M = N = K. */
+  gflops: Record<string, number>;
+}
+
+export interface GemmBenchOptions {
+  sizes?: number[];
+  /** Minimum timed repetitions per size (more for small sizes, up to `minSeconds`). */
+  reps?: number;
+  /** Keep timing a size until this many seconds have passed (default 0.5). */
+  minSeconds?: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Times square GEMMs on `backend` (inputs allocated with backend.alloc) and returns median GFLOP/s per size. */
+export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBenchResult {
+  const sizes = opts.sizes ?? [256, 512, 1024];
+  const minReps = opts.reps ?? 5;
+  const minSeconds = opts.minSeconds ?? 0.5;
+  const gflops: Record<string, number> = {};
+  for (const n of sizes) {
+    const A = backend.alloc(n * n);
+    const B = backend.alloc(n * n);
+    const C = backend.alloc(n * n);
+    for (let i = 0; i < n * n; i++) {
+      A[i] = Math.random() - 0.5;
+      B[i] = Math.random() - 0.5;
+    }
+    const run = (): number => {
+      const t0 = process.hrtime.bigint();
+      backend.gemm(opts.transA ?? false, opts.transB ?? false, n, n, n, A, B, C, false);
+      return Number(process.hrtime.bigint() - t0) / 1e9;
+    };
+    // Warm-up: at least two runs and ~10% of the timing budget.
+    let warm = 0;
+    for (let i = 0; i < 2 || warm < minSeconds / 10; i++) warm += run();
+    const times: number[] = [];
+    let total = 0;
+    while (times.length < minReps || (total < minSeconds && times.length < 1000)) {
+      const t = run();
+      times.push(t);
+      total += t;
+    }
+    gflops[String(n)] = Math.round(((2 * n * n * n) / median(times) / 1e9) * 100) / 100;
+    if ('free' in backend && typeof backend.free === 'function') {
+      const free = backend.free as (a: Float32Array) => void;
+      free.call(backend, C);
+      free.call(backend, B);
+      free.call(backend, A);
+    }
+  }
+  return { backend: backend.name, threads: backend.threads, gflops };
+}
+
+function parseBackend(v: string): BackendName {
+  if (!(BACKEND_NAMES as readonly string[]).includes(v)) {
+    throw new InvalidArgumentError(`expected one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  return v as BackendName;
+}
+
+function parsePositiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function parseSizes(v: string): number[] {
+  return v.split(',').map((s) => parsePositiveInt(s.trim()));
+}
+
+/** Adds `bench` and its sub-commands to the program. */
+export function registerBench(program: Command): Command {
+  const bench = program.command('bench').description('speed benchmarks (print numbers; timings on a busy machine are noisy)');
+  bench
+    .command('gemm')
+    .description('GFLOP/s of square float32 GEMM (C = A·B) at M = N = K = 256, 512, 1024; median of timed runs after warm-up')
+    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')}`, parseBackend, 'wasm' as BackendName)
+    .option('--threads <n>', 'threads (default: all available cores)', parsePositiveInt)
+    .option('--sizes <list>', 'comma-separated sizes', parseSizes)
+    .option('--seconds <s>', 'minimum timed seconds per size', parseFloat)
+    .option('--trans <ab>', 'transposes: nn, nt, tn or tt', 'nn')
+    .option('--json', 'print one JSON object: {"backend","threads","gflops":{"256":x,…}}')
+    .action(
+      (o: { backend: BackendName; threads?: number; sizes?: number[]; seconds?: number; trans: string; json?: boolean }) => {
+        if (!/^[nt]{2}$/.test(o.trans)) throw new InvalidArgumentError(`--trans: expected nn, nt, tn or tt, got ${o.trans}`);
+        const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
+        try {
+          const sizes = o.sizes ?? (o.backend === 'js' ? [256, 512] : [256, 512, 1024]);
+          const res = benchGemm(backend, {
+            sizes,
+            ...(o.seconds !== undefined ? { minSeconds: o.seconds } : {}),
+            transA: o.trans[0] === 't',
+            transB: o.trans[1] === 't',
+          });
+          if (o.json) {
+            process.stdout.write(JSON.stringify(res) + '\n');
+          } else {
+            process.stdout.write(`gemm (${o.trans}) backend=${res.backend} threads=${res.threads}\n`);
+            for (const [n, g] of Object.entries(res.gflops)) process.stdout.write(`  ${n.padStart(5)}: ${g.toFixed(1)} GFLOP/s\n`);
+          }
+        } finally {
+          backend.dispose();
+        }
+      },
+    );
+  return bench;
+}

@@ -1,0 +1,36 @@
+// Worker thread of the wasm backend: instantiates the kernels on the backend's shared memory and runs the job parts the
+// main thread posts in the control block (see the protocol in wasm-backend.ts). Not a public module.
+import { workerData } from 'node:worker_threads';
+import { CTRL, JOB_INTS, OP_SGEMM, OP_SGEMM_SMALL, OP_STOP, jobBase, WA, type WorkerInit } from './wasm-protocol.js';
+
+const init = workerData as WorkerInit;
+const instance = new WA.Instance(init.module, { env: { memory: init.memory } });
+const sgemm = instance.exports['sgemm'] as (...args: number[]) => void;
+const sgemmSmall = instance.exports['sgemm_small'] as (...args: number[]) => void;
+const ctrl = new Int32Array(init.memory.buffer, init.ctrlOffset, CTRL.INTS);
+const slot = CTRL.SEQ0 + init.index;
+const base = jobBase(init.index);
+const spin = init.spin;
+const args: number[] = new Array<number>(JOB_INTS - 1).fill(0);
+
+let seq = 0;
+for (;;) {
+  let n = 0;
+  while (Atomics.load(ctrl, slot) === seq) {
+    if (n < spin) n++;
+    else Atomics.wait(ctrl, slot, seq);
+  }
+  seq = Atomics.load(ctrl, slot);
+  const op = ctrl[base]!;
+  if (op === OP_STOP) break;
+  try {
+    if (op === OP_SGEMM || op === OP_SGEMM_SMALL) {
+      for (let i = 0; i < args.length; i++) args[i] = ctrl[base + 1 + i]!;
+      (op === OP_SGEMM ? sgemm : sgemmSmall)(...args);
+    }
+  } catch {
+    Atomics.store(ctrl, CTRL.ERROR, 1);
+  }
+  Atomics.add(ctrl, CTRL.DONE, 1);
+  Atomics.notify(ctrl, CTRL.DONE);
+}

@@ -1,0 +1,169 @@
+// AdamW (decoupled weight decay, PyTorch's update order), global gradient-norm clipping, and the warm-up + cosine
+// learning-rate schedule. The parameters themselves are the fp32 master weights; the optimizer keeps fp32 first and
+// second moments per parameter name, which `exportState` / `importState` move in and out (for resume).
+
+export interface AdamWOptions {
+  /** Base learning rate (a schedule may pass a different one to each `step`). */
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay (PyTorch AdamW's default 0.01). */
+  weightDecay?: number;
+  /** Parameters that get no weight decay (default: none; the OREAL reference decays everything). */
+  noDecay?: (name: string) => boolean;
+}
+
+/** Serializable optimizer state: hyper-parameters, step count and the moments by parameter name. */
+export interface AdamWState {
+  step: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  expAvg: Map<string, Float32Array>;
+  expAvgSq: Map<string, Float32Array>;
+}
+
+export class AdamW {
+  readonly params: ReadonlyMap<string, Float32Array>;
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Number of steps taken. */
+  stepCount = 0;
+  private readonly noDecay: (name: string) => boolean;
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+
+  constructor(params: ReadonlyMap<string, Float32Array>, opts: AdamWOptions) {
+    this.params = params;
+    this.lr = opts.lr;
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.01;
+    this.noDecay = opts.noDecay ?? (() => false);
+    for (const [k, p] of params) {
+      this.m.set(k, new Float32Array(p.length));
+      this.v.set(k, new Float32Array(p.length));
+    }
+  }
+
+  /**
+   * One update from `grads` (same names as the params; a missing gradient skips that parameter):
+   * p ← p·(1 − lr·wd); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
+   */
+  step(grads: ReadonlyMap<string, Float32Array>, lr: number = this.lr): void {
+    this.stepCount++;
+    const t = this.stepCount;
+    const b1 = this.beta1;
+    const b2 = this.beta2;
+    const bc1 = 1 - Math.pow(b1, t);
+    const bc2sqrt = Math.sqrt(1 - Math.pow(b2, t));
+    const stepSize = lr / bc1;
+    for (const [k, p] of this.params) {
+      const g = grads.get(k);
+      if (g === undefined) continue;
+      if (g.length !== p.length) throw new Error(`AdamW: gradient ${k} has ${g.length} elements, parameter ${p.length}`);
+      const m = this.m.get(k)!;
+      const v = this.v.get(k)!;
+      const decay = this.noDecay(k) ? 1 : 1 - lr * this.weightDecay;
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i]!;
+        const mi = b1 * m[i]! + (1 - b1) * gi;
+        const vi = b2 * v[i]! + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + this.eps);
+      }
+    }
+  }
+
+  exportState(): AdamWState {
+    const copy = (src: Map<string, Float32Array>): Map<string, Float32Array> => {
+      const out = new Map<string, Float32Array>();
+      for (const [k, a] of src) out.set(k, a.slice());
+      return out;
+    };
+    return {
+      step: this.stepCount,
+      lr: this.lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      expAvg: copy(this.m),
+      expAvgSq: copy(this.v),
+    };
+  }
+
+  /** Restore the step count and moments (hyper-parameters stay those of the constructor, except lr). */
+  importState(state: AdamWState): void {
+    for (const [k, p] of this.params) {
+      const m = state.expAvg.get(k);
+      const v = state.expAvgSq.get(k);
+      if (m === undefined || v === undefined) throw new Error(`AdamW state: no moments for parameter ${k}`);
+      if (m.length !== p.length || v.length !== p.length) throw new Error(`AdamW state: moments of ${k} have the wrong size`);
+      this.m.get(k)!.set(m);
+      this.v.get(k)!.set(v);
+    }
+    this.stepCount = state.step;
+    this.lr = state.lr;
+  }
+
+  /** The state as flat named tensors (e.g. for a safetensors file): `exp_avg.<name>`, `exp_avg_sq.<name>`. */
+  stateTensors(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [k, a] of this.m) out.set(`exp_avg.${k}`, a);
+    for (const [k, a] of this.v) out.set(`exp_avg_sq.${k}`, a);
+    return out;
+  }
+}
+
+/** Global L2 norm over all gradients (accumulated in double precision). */
+export function globalGradNorm(grads: Iterable<Float32Array>): number {
+  let s = 0;
+  for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
+  return Math.sqrt(s);
+}
+
+/**
+ * Scale the gradients so that their global L2 norm is at most `maxNorm` (PyTorch's clip_grad_norm_: coefficient
+ * maxNorm / (norm + 1e-6), capped at 1). Returns the norm before clipping. A non-finite norm leaves the gradients
+ * untouched and is returned as is: the caller should skip the step.
+ */
+export function clipGradNorm(grads: Iterable<Float32Array>, maxNorm: number): number {
+  const list = [...grads];
+  const norm = globalGradNorm(list);
+  if (!Number.isFinite(norm) || !(maxNorm > 0)) return norm;
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef < 1) for (const g of list) for (let i = 0; i < g.length; i++) g[i] = g[i]! * coef;
+  return norm;
+}
+
+export interface LrScheduleOptions {
+  /** Peak learning rate, reached at the end of the warm-up. */
+  lr: number;
+  /** Final learning rate of the cosine. */
+  minLr: number;
+  warmupSteps: number;
+  /** Total optimizer steps (warm-up included); past it the rate stays at minLr. */
+  totalSteps: number;
+}
+
+/**
+ * Learning rate for optimizer step `step` (0-based: the first update uses step 0).
+ * Warm-up: lr·(step+1)/warmupSteps for step < warmupSteps (so the first update is not wasted at 0).
+ * Then cosine: minLr + (lr − minLr)·(1 + cos(π·p))/2 with p = (step − warmupSteps)/(totalSteps − warmupSteps),
+ * clamped to [0, 1].
+ */
+export function lrAt(step: number, o: LrScheduleOptions): number {
+  if (step < o.warmupSteps) return (o.lr * (step + 1)) / o.warmupSteps;
+  const span = o.totalSteps - o.warmupSteps;
+  const p = span > 0 ? Math.min(1, Math.max(0, (step - o.warmupSteps) / span)) : 1;
+  return o.minLr + ((o.lr - o.minLr) * (1 + Math.cos(Math.PI * p))) / 2;
+}

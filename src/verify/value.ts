@@ -1,0 +1,549 @@
+// Evaluation of parsed answers: exact rational evaluation (with size caps), complex floating-point
+// evaluation, free variables, ± expansion and a canonical printer for structural equality.
+
+import type { Node } from './latex.js';
+import * as Q from './rational.js';
+import { TooBigError, type Rational } from './rational.js';
+
+export { TooBigError };
+
+// ---------------------------------------------------------------- helpers over the AST
+
+export function children(n: Node): Node[] {
+  switch (n.k) {
+    case 'add':
+      return n.terms;
+    case 'mul':
+      return n.fs;
+    case 'neg':
+    case 'pmterm':
+    case 'fact':
+    case 'pct':
+    case 'deg':
+      return [n.a];
+    case 'div':
+    case 'pow':
+      return [n.a, n.b];
+    case 'func':
+      return n.args;
+    case 'rel':
+    case 'seq':
+    case 'list':
+    case 'set':
+    case 'union':
+      return n.items;
+    case 'in':
+      return [n.a, n.set];
+    case 'matrix':
+      return n.rows.flat();
+    default:
+      return [];
+  }
+}
+
+export function some(n: Node, pred: (m: Node) => boolean): boolean {
+  if (pred(n)) return true;
+  for (const c of children(n)) if (some(c, pred)) return true;
+  return false;
+}
+
+export function freeVars(n: Node, out: Set<string> = new Set()): Set<string> {
+  if (n.k === 'var') out.add(n.name);
+  for (const c of children(n)) freeVars(c, out);
+  return out;
+}
+
+/** Replace every ± term by + (s=1) or − (s=−1). */
+function substPm(n: Node, s: 1 | -1): Node {
+  switch (n.k) {
+    case 'pmterm': {
+      const plus = (s === 1) !== n.minusFirst;
+      const a = substPm(n.a, s);
+      return plus ? a : { k: 'neg', a };
+    }
+    case 'add':
+      return { k: 'add', terms: n.terms.map((t) => substPm(t, s)) };
+    case 'mul':
+      return { k: 'mul', fs: n.fs.map((t) => substPm(t, s)) };
+    case 'neg':
+    case 'fact':
+    case 'pct':
+    case 'deg':
+      return { ...n, a: substPm(n.a, s) };
+    case 'div':
+      return { ...n, a: substPm(n.a, s), b: substPm(n.b, s) };
+    case 'pow':
+      return { ...n, a: substPm(n.a, s), b: substPm(n.b, s) };
+    case 'func':
+      return { ...n, args: n.args.map((t) => substPm(t, s)) };
+    case 'rel':
+      return { ...n, items: n.items.map((t) => substPm(t, s)) };
+    case 'in':
+      return { ...n, a: substPm(n.a, s), set: substPm(n.set, s) };
+    default:
+      return n;
+  }
+}
+
+/** a ± b → [a+b, a−b]; nodes without ± → [n]. */
+export function expandPm(n: Node): Node[] {
+  if (!some(n, (m) => m.k === 'pmterm')) return [n];
+  return [substPm(n, 1), substPm(n, -1)];
+}
+
+/** Canonical text of a node (structural equality). */
+export function printNode(n: Node): string {
+  switch (n.k) {
+    case 'num':
+      return Q.toString(n.v);
+    case 'var':
+      return n.name;
+    case 'const':
+      return `#${n.name}`;
+    case 'add':
+      return `(${n.terms.map(printNode).join('+')})`;
+    case 'neg':
+      return `-(${printNode(n.a)})`;
+    case 'pmterm':
+      return `${n.minusFirst ? '∓' : '±'}(${printNode(n.a)})`;
+    case 'mul':
+      return `(${n.fs.map(printNode).join('*')})`;
+    case 'div':
+      return `(${printNode(n.a)}/${printNode(n.b)})`;
+    case 'pow':
+      return `(${printNode(n.a)}^${printNode(n.b)})`;
+    case 'fact':
+      return `(${printNode(n.a)})!`;
+    case 'func':
+      return `${n.name}(${n.args.map(printNode).join(',')})`;
+    case 'pct':
+      return `(${printNode(n.a)})%`;
+    case 'deg':
+      return `(${printNode(n.a)})deg`;
+    case 'rel':
+      return n.items.map((it, i) => (i === 0 ? '' : n.ops[i - 1]) + printNode(it)).join('');
+    case 'in':
+      return `${printNode(n.a)}∈${printNode(n.set)}`;
+    case 'seq':
+      return `${n.open}${n.items.map(printNode).join(',')}${n.close}`;
+    case 'list':
+      return `list(${n.items.map(printNode).join(',')})`;
+    case 'set':
+      return `{${n.items.map(printNode).join(',')}}`;
+    case 'union':
+      return n.items.map(printNode).join('∪');
+    case 'matrix':
+      return `[${n.rows.map((r) => r.map(printNode).join('&')).join(';')}]`;
+    case 'text':
+      return `"${n.s}"`;
+    case 'empty':
+      return '∅';
+    case 'reals':
+      return 'ℝ';
+    case 'based':
+      return `${n.digits}_${n.base}`;
+  }
+}
+
+// ---------------------------------------------------------------- exact evaluation
+
+export type ExactEnv = ReadonlyMap<string, Rational>;
+
+/** Exact rational value, or null when the value is not (recognisably) rational. Throws TooBigError. */
+export function evalExact(n: Node, env: ExactEnv): Rational | null {
+  switch (n.k) {
+    case 'num':
+      return n.v;
+    case 'var':
+      return env.get(n.name) ?? null;
+    case 'add': {
+      let acc = Q.ZERO;
+      for (const t of n.terms) {
+        const v = evalExact(t, env);
+        if (v === null) return null;
+        acc = Q.add(acc, v);
+      }
+      return acc;
+    }
+    case 'neg': {
+      const v = evalExact(n.a, env);
+      return v === null ? null : Q.neg(v);
+    }
+    case 'mul': {
+      let acc = Q.ONE;
+      for (const t of n.fs) {
+        const v = evalExact(t, env);
+        if (v === null) return null;
+        acc = Q.mul(acc, v);
+      }
+      return acc;
+    }
+    case 'div': {
+      const a = evalExact(n.a, env);
+      if (a === null) return null;
+      const b = evalExact(n.b, env);
+      if (b === null) return null;
+      return Q.div(a, b);
+    }
+    case 'pow': {
+      const b = evalExact(n.b, env);
+      if (b === null) return null;
+      const a = evalExact(n.a, env);
+      if (a === null) return null;
+      return powExact(a, b);
+    }
+    case 'fact': {
+      const a = evalExact(n.a, env);
+      if (a === null || !Q.isInteger(a) || a.n < 0n) return null;
+      return Q.factorial(Q.toBigInt(a));
+    }
+    case 'pct': {
+      const a = evalExact(n.a, env);
+      return a === null ? null : Q.mul(a, Q.rat(1n, 100n));
+    }
+    case 'deg':
+      return evalExact(n.a, env);
+    case 'func':
+      return funcExact(n.name, n.args, env);
+    default:
+      return null;
+  }
+}
+
+function powExact(a: Rational, b: Rational): Rational | null {
+  if (Q.isInteger(b)) {
+    const k = Q.toBigInt(b);
+    return Q.powInt(a, k);
+  }
+  if (b.d > 64n) return null;
+  const r = Q.root(a, Number(b.d));
+  if (r === null) return null;
+  return Q.powInt(r, b.n);
+}
+
+function funcExact(name: string, args: Node[], env: ExactEnv): Rational | null {
+  const vals: Rational[] = [];
+  for (const a of args) {
+    const v = evalExact(a, env);
+    if (v === null) return null;
+    vals.push(v);
+  }
+  const x = vals[0];
+  if (x === undefined) return null;
+  switch (name) {
+    case 'sqrt': {
+      if (vals.length === 1) return Q.root(x, 2);
+      const k = vals[1] as Rational;
+      if (!Q.isInteger(k) || k.n < 1n || k.n > 64n) return null;
+      return Q.root(x, Number(k.n));
+    }
+    case 'abs':
+      return Q.abs(x);
+    case 'floor':
+      return Q.floor(x);
+    case 'ceil':
+      return Q.ceil(x);
+    case 'binom': {
+      const k = vals[1] as Rational;
+      if (!Q.isInteger(x) || !Q.isInteger(k)) return null;
+      return Q.binomial(Q.toBigInt(x), Q.toBigInt(k));
+    }
+    case 'ln':
+      return Q.eq(x, Q.ONE) ? Q.ZERO : null;
+    case 'exp':
+      return x.n === 0n ? Q.ONE : null;
+    case 'sin':
+    case 'tan':
+    case 'arcsin':
+    case 'arctan':
+    case 'sinh':
+    case 'tanh':
+      return x.n === 0n ? Q.ZERO : null;
+    case 'cos':
+    case 'cosh':
+      return x.n === 0n ? Q.ONE : null;
+    case 'log':
+    case 'log10': {
+      const base = name === 'log10' || vals.length === 1 ? Q.fromInt(10) : (vals[1] as Rational);
+      return logExact(x, base);
+    }
+    default:
+      return null;
+  }
+}
+
+/** log_b(x) when it is an integer or a simple fraction k/q (b^k = x^q), else null. */
+function logExact(x: Rational, b: Rational): Rational | null {
+  if (Q.sign(x) <= 0 || Q.sign(b) <= 0 || Q.eq(b, Q.ONE)) return null;
+  const lx = Math.log(Math.abs(Q.toNumber(x)));
+  const lb = Math.log(Math.abs(Q.toNumber(b)));
+  if (!Number.isFinite(lx) || !Number.isFinite(lb) || lb === 0) return null;
+  const r = lx / lb;
+  for (let q = 1; q <= 6; q++) {
+    const k = Math.round(r * q);
+    if (Math.abs(k - r * q) > 1e-6 || Math.abs(k) > 4000) continue;
+    try {
+      const lhs = Q.powInt(b, BigInt(k));
+      const rhs = Q.powInt(x, BigInt(q));
+      if (lhs !== null && rhs !== null && Q.eq(lhs, rhs)) return Q.rat(BigInt(k), BigInt(q));
+    } catch (e) {
+      if (!(e instanceof TooBigError)) throw e;
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- complex floating-point evaluation
+
+export interface Complex {
+  re: number;
+  im: number;
+}
+
+const cx = (re: number, im = 0): Complex => ({ re, im });
+const NAN: Complex = cx(NaN, NaN);
+
+function cadd(a: Complex, b: Complex): Complex {
+  return cx(a.re + b.re, a.im + b.im);
+}
+function cmul(a: Complex, b: Complex): Complex {
+  if (a.im === 0 && b.im === 0) return cx(a.re * b.re);
+  return cx(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re);
+}
+function cdiv(a: Complex, b: Complex): Complex {
+  if (b.im === 0) {
+    if (b.re === 0) return NAN;
+    return cx(a.re / b.re, a.im / b.re);
+  }
+  const d = b.re * b.re + b.im * b.im;
+  return cx((a.re * b.re + a.im * b.im) / d, (a.im * b.re - a.re * b.im) / d);
+}
+export function cabs(a: Complex): number {
+  return Math.hypot(a.re, a.im);
+}
+function clog(a: Complex): Complex {
+  if (a.im === 0 && a.re > 0) return cx(Math.log(a.re));
+  return cx(Math.log(cabs(a)), Math.atan2(a.im, a.re));
+}
+function cexp(a: Complex): Complex {
+  const m = Math.exp(a.re);
+  if (a.im === 0) return cx(m);
+  return cx(m * Math.cos(a.im), m * Math.sin(a.im));
+}
+function csqrt(a: Complex): Complex {
+  if (a.im === 0) return a.re >= 0 ? cx(Math.sqrt(a.re)) : cx(0, Math.sqrt(-a.re));
+  const r = cabs(a);
+  const re = Math.sqrt((r + a.re) / 2);
+  const im = Math.sign(a.im) * Math.sqrt((r - a.re) / 2);
+  return cx(re, im);
+}
+function cpow(a: Complex, b: Complex): Complex {
+  if (b.im === 0 && Number.isInteger(b.re) && Math.abs(b.re) <= 4096) {
+    let k = Math.abs(b.re);
+    let base = a;
+    let r = cx(1);
+    while (k > 0) {
+      if (k & 1) r = cmul(r, base);
+      base = cmul(base, base);
+      k >>= 1;
+    }
+    return b.re < 0 ? cdiv(cx(1), r) : r;
+  }
+  if (a.im === 0 && b.im === 0 && a.re >= 0) return cx(Math.pow(a.re, b.re));
+  if (a.re === 0 && a.im === 0) return cx(0);
+  return cexp(cmul(b, clog(a)));
+}
+function csin(a: Complex): Complex {
+  if (a.im === 0) return cx(Math.sin(a.re));
+  return cx(Math.sin(a.re) * Math.cosh(a.im), Math.cos(a.re) * Math.sinh(a.im));
+}
+function ccos(a: Complex): Complex {
+  if (a.im === 0) return cx(Math.cos(a.re));
+  return cx(Math.cos(a.re) * Math.cosh(a.im), -Math.sin(a.re) * Math.sinh(a.im));
+}
+function realOnly(a: Complex, f: (x: number) => number): Complex {
+  return a.im === 0 ? cx(f(a.re)) : NAN;
+}
+
+export type NumEnv = ReadonlyMap<string, number>;
+
+/** Largest magnitude seen during the last evalNum call tree (for cancellation-aware zero tests). */
+let scaleSeen = 0;
+export function resetScale(): void {
+  scaleSeen = 0;
+}
+export function lastScale(): number {
+  return scaleSeen;
+}
+
+function track(c: Complex): Complex {
+  const m = Math.abs(c.re) + Math.abs(c.im);
+  if (m > scaleSeen && Number.isFinite(m)) scaleSeen = m;
+  return c;
+}
+
+export function evalNum(n: Node, env: NumEnv): Complex {
+  return track(evalNum0(n, env));
+}
+
+function evalNum0(n: Node, env: NumEnv): Complex {
+  switch (n.k) {
+    case 'num':
+      return cx(Q.toNumber(n.v));
+    case 'var': {
+      const v = env.get(n.name);
+      return v === undefined ? NAN : cx(v);
+    }
+    case 'const':
+      switch (n.name) {
+        case 'pi':
+          return cx(Math.PI);
+        case 'e':
+          return cx(Math.E);
+        case 'i':
+          return cx(0, 1);
+        case 'inf':
+          return cx(Infinity);
+      }
+      return NAN;
+    case 'add': {
+      let acc = cx(0);
+      for (const t of n.terms) acc = cadd(acc, evalNum(t, env));
+      return acc;
+    }
+    case 'neg': {
+      const a = evalNum(n.a, env);
+      return cx(-a.re, -a.im);
+    }
+    case 'mul': {
+      let acc = cx(1);
+      for (const t of n.fs) acc = cmul(acc, evalNum(t, env));
+      return acc;
+    }
+    case 'div':
+      return cdiv(evalNum(n.a, env), evalNum(n.b, env));
+    case 'pow':
+      return cpow(evalNum(n.a, env), evalNum(n.b, env));
+    case 'fact': {
+      const a = evalNum(n.a, env);
+      if (a.im !== 0 || a.re < 0 || !Number.isInteger(a.re)) return NAN;
+      if (a.re > 170) return cx(Infinity);
+      let r = 1;
+      for (let k = 2; k <= a.re; k++) r *= k;
+      return cx(r);
+    }
+    case 'pct': {
+      const a = evalNum(n.a, env);
+      return cx(a.re / 100, a.im / 100);
+    }
+    case 'deg':
+      return evalNum(n.a, env);
+    case 'func':
+      return funcNum(n.name, n.args.map((a) => evalNum(a, env)));
+    default:
+      return NAN;
+  }
+}
+
+function funcNum(name: string, args: Complex[]): Complex {
+  const x = args[0];
+  if (x === undefined) return NAN;
+  switch (name) {
+    case 'sqrt': {
+      if (args.length === 1) return csqrt(x);
+      const k = args[1] as Complex;
+      if (k.im !== 0 || k.re === 0) return NAN;
+      if (x.im === 0 && x.re < 0 && Number.isInteger(k.re) && Math.abs(k.re) % 2 === 1) {
+        return cx(-Math.pow(-x.re, 1 / k.re));
+      }
+      return cpow(x, cx(1 / k.re));
+    }
+    case 'abs':
+      return cx(cabs(x));
+    case 'floor':
+      return realOnly(x, Math.floor);
+    case 'ceil':
+      return realOnly(x, Math.ceil);
+    case 'exp':
+      return cexp(x);
+    case 'ln':
+      return clog(x);
+    case 'log': {
+      const base = args[1];
+      if (base === undefined) return cdiv(clog(x), cx(Math.LN10));
+      return cdiv(clog(x), clog(base));
+    }
+    case 'log10':
+      return cdiv(clog(x), cx(Math.LN10));
+    case 'sin':
+      return csin(x);
+    case 'cos':
+      return ccos(x);
+    case 'tan':
+      return cdiv(csin(x), ccos(x));
+    case 'cot':
+      return cdiv(ccos(x), csin(x));
+    case 'sec':
+      return cdiv(cx(1), ccos(x));
+    case 'csc':
+      return cdiv(cx(1), csin(x));
+    case 'arcsin':
+      return realOnly(x, Math.asin);
+    case 'arccos':
+      return realOnly(x, Math.acos);
+    case 'arctan':
+      return realOnly(x, Math.atan);
+    case 'arccot':
+      return realOnly(x, (v) => Math.atan(1 / v));
+    case 'sinh':
+      return realOnly(x, Math.sinh);
+    case 'cosh':
+      return realOnly(x, Math.cosh);
+    case 'tanh':
+      return realOnly(x, Math.tanh);
+    case 'binom': {
+      const k = args[1] as Complex;
+      if (x.im !== 0 || k.im !== 0 || !Number.isInteger(x.re) || !Number.isInteger(k.re)) return NAN;
+      if (k.re < 0 || k.re > x.re) return cx(0);
+      let r = 1;
+      const kk = Math.min(k.re, x.re - k.re);
+      if (kk > 2000) return cx(Infinity);
+      for (let j = 1; j <= kk; j++) r = (r * (x.re - kk + j)) / j;
+      return cx(r);
+    }
+    default:
+      return NAN;
+  }
+}
+
+// ---------------------------------------------------------------- seeded points
+
+/** Deterministic PRNG (mulberry32). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random evaluation points for the given variables: exact rationals (mixed signs, fractions). */
+export function samplePoints(vars: string[], count: number, seed = 0x5eed): Array<Map<string, Rational>> {
+  const rnd = prng(seed);
+  const pts: Array<Map<string, Rational>> = [];
+  for (let p = 0; p < count; p++) {
+    const m = new Map<string, Rational>();
+    for (const v of vars) {
+      // numerators 2..13, denominators 1..7; first points positive, later ones of random sign
+      const num = 2 + Math.floor(rnd() * 12);
+      const den = p < 2 ? 1 : 1 + Math.floor(rnd() * 7);
+      const neg = p >= 3 && rnd() < 0.5;
+      m.set(v, Q.rat(BigInt(neg ? -num : num), BigInt(den)));
+    }
+    pts.push(m);
+  }
+  return pts;
+}
