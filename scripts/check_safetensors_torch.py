@@ -6,7 +6,7 @@ turns each tensor's bytes into a torch tensor of the stored dtype (torch.frombuf
 float64 sums and the exact f32 bits of the first values with an expectation file written by the TypeScript test.
 
 Usage: /usr/bin/python3 scripts/check_safetensors_torch.py <checkpoint-dir> <expected.json>
-Exit status 0 when everything matches; prints the first mismatch otherwise.
+Exit status 0 when everything matches, 3 when torch is not installed; prints the first mismatch otherwise.
 """
 
 import json
@@ -14,7 +14,11 @@ import os
 import struct
 import sys
 
-import torch
+try:
+    import torch
+except ImportError:
+    print("python3-torch is not installed", file=sys.stderr)
+    sys.exit(3)
 
 DTYPES = {"F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2), "F16": (torch.float16, 2)}
 

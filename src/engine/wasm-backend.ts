@@ -191,7 +191,12 @@ class WasmBackendImpl implements WasmBackend {
     this.ctrl = new Int32Array(this.memory.buffer, CTRL_OFFSET, CTRL.INTS);
     for (let w = 0; w < this.threads - 1; w++) {
       const init: WorkerInit = { module, memory: this.memory, ctrlOffset: CTRL_OFFSET, index: w, spin: this.spin };
-      const worker = new Worker(new URL('./wasm-worker.js', import.meta.url), { workerData: init });
+      const worker = new Worker(new URL('./wasm-worker.js', import.meta.url), {
+        workerData: init,
+        // Flags such as --input-type (node -e) make a worker fail to start; workers need none of the parent's flags
+        // except those that change the engine (kept).
+        execArgv: process.execArgv.filter((a) => a.startsWith('--experimental') || a.startsWith('--max-old-space')),
+      });
       worker.unref();
       this.workers.push(worker);
     }
@@ -411,11 +416,34 @@ class WasmBackendImpl implements WasmBackend {
     });
   }
 
+  /**
+   * Whether the workers are up. The first threaded call waits (up to 10 s) for them to start; if they do not, every
+   * call runs on the calling thread alone (with one warning): a worker that cannot start must not hang the caller.
+   */
+  private workersUp(): boolean {
+    if (this.workerState !== 'starting') return this.workerState === 'up';
+    const want = this.workers.length;
+    const deadline = Date.now() + 10_000;
+    for (let r = Atomics.load(this.ctrl, CTRL.READY); r < want; r = Atomics.load(this.ctrl, CTRL.READY)) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.workerState = 'failed';
+        process.emitWarning(`wasm backend: ${want - r} worker thread(s) did not start; running on 1 thread`);
+        return false;
+      }
+      Atomics.wait(this.ctrl, CTRL.READY, r, Math.min(left, 100));
+    }
+    this.workerState = 'up';
+    return true;
+  }
+  private workerState: 'starting' | 'up' | 'failed' = 'starting';
+
   /** Runs jobs[0] on the calling thread and jobs[t] on worker t-1, and waits for all of them. */
   private dispatch(op: number, jobs: number[][]): void {
     const fn = op === OP_SGEMM ? this.ex.sgemm : this.ex.sgemm_small;
-    if (jobs.length === 1) {
-      fn(...jobs[0]!);
+    if (jobs.length === 1 || !this.workersUp()) {
+      // Alone: the parts use distinct workspaces, so running them in turn on the calling thread is correct.
+      for (const job of jobs) fn(...job);
       return;
     }
     const ctrl = this.ctrl;

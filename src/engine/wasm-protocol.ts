@@ -3,6 +3,7 @@
 // The control block is an Int32Array inside the shared WebAssembly.Memory:
 //   DONE   count of workers that finished the current job (the main thread waits on it)
 //   ERROR  set to 1 by a worker whose part threw (a wasm trap); the main thread then throws
+//   READY  count of workers that have started (instantiated the module); the first threaded call waits for them
 //   SEQ0+t job sequence number of worker t: the main thread writes worker t's job, then increments this and notifies;
 //          the worker waits on it (spinning `spin` polls first), runs the job, increments DONE and notifies.
 //   job(t) op code and integer arguments for worker t.
@@ -10,6 +11,7 @@
 export const CTRL = {
   DONE: 0,
   ERROR: 1,
+  READY: 2,
   SEQ0: 16,
   JOBS: 256,
   INTS: 256 + 64 * 24,

@@ -13,6 +13,9 @@ const base = jobBase(init.index);
 const spin = init.spin;
 const args: number[] = new Array<number>(JOB_INTS - 1).fill(0);
 
+Atomics.add(ctrl, CTRL.READY, 1);
+Atomics.notify(ctrl, CTRL.READY);
+
 let seq = 0;
 for (;;) {
   let n = 0;

@@ -69,8 +69,8 @@ export function saveCheckpoint(
   opts: SaveOptions = {},
 ): void {
   const dtype = opts.dtype ?? 'bf16';
+  if (!Object.hasOwn(DTYPES, dtype)) throw new Error(`saveCheckpoint: unknown dtype ${String(dtype)} (use f32, bf16 or f16)`);
   const d = DTYPES[dtype];
-  if (!d) throw new Error(`saveCheckpoint: unknown dtype ${String(dtype)} (use f32, bf16 or f16)`);
   const target = path.resolve(dir);
   const parent = path.dirname(target);
   fs.mkdirSync(parent, { recursive: true });

@@ -138,7 +138,7 @@ function parseTensorEntry(file: string, name: string, value: unknown, dataSize: 
   const v = value as Record<string, unknown>;
   const dtype = v['dtype'];
   if (typeof dtype !== 'string') throw new SafetensorsError(file, 'missing "dtype"', name);
-  if (!(dtype in DTYPE_BYTES)) {
+  if (!Object.hasOwn(DTYPE_BYTES, dtype)) {
     throw new SafetensorsError(file, `unsupported dtype ${dtype} (supported: F32, F16, BF16)`, name);
   }
   const shape = v['shape'];
@@ -394,7 +394,7 @@ export function writeSafetensors(
   opts: WriteOptions = {},
 ): number {
   const dtype = opts.dtype ?? 'F32';
-  if (!(dtype in DTYPE_BYTES)) throw new SafetensorsError(file, `cannot write dtype ${String(dtype)}`);
+  if (!Object.hasOwn(DTYPE_BYTES, dtype)) throw new SafetensorsError(file, `cannot write dtype ${String(dtype)}`);
   const list: (readonly [string, Tensor])[] = [];
   const seen = new Set<string>();
   for (const entry of tensors) {

@@ -28,7 +28,7 @@ const SAMPLE_POINTS = 6;
 const REL_TOL_VARS = 1e-9;
 const REL_TOL_CONST = 1e-10;
 /** Exact rational (e.g. a decimal) against an irrational-looking expression: only near-exact agreement. */
-const REL_TOL_MIXED = 1e-12;
+const REL_TOL_MIXED = 2e-15;
 
 const yes = (reason: string): Comparison => ({ equal: true, reason });
 const no = (reason: string): Comparison => ({ equal: false, reason });
@@ -90,6 +90,11 @@ function isVarLike(n: Node): boolean {
 function assignmentRhs(n: Node): Node | null {
   if (n.k !== 'rel' || n.ops.length !== 1 || n.ops[0] !== '=') return null;
   const [l, r] = n.items as [Node, Node];
+  // function notation f(x) = ... (parsed as the product of two variables)
+  if (l.k === 'mul' && l.fs.length === 2 && l.fs.every((f) => f.k === 'var')) {
+    const fname = (l.fs[0] as Extract<Node, { k: 'var' }>).name;
+    if (!freeVars(r).has(fname)) return r;
+  }
   if (isVarLike(l)) {
     const lv = freeVars(l);
     const rv = freeVars(r);
@@ -350,7 +355,8 @@ function flip(op: RelOp): RelOp {
 
 /** Interval comparison when one side is an interval/union/ℝ and the other an interval-like value or solved relation. */
 function compareIntervalsMaybe(g: Node, a: Node): Comparison | null {
-  const relish = (n: Node): boolean => n.k === 'rel' || (n.k === 'list' && n.items.every((i) => i.k === 'rel'));
+  const relish = (n: Node): boolean =>
+    n.k === 'rel' || (n.k === 'list' && n.items.every((i) => i.k === 'rel' || (i.k === 'seq' && i.items.length === 2)));
   const gI = isIntervalish(g);
   const aI = isIntervalish(a);
   if (!(gI || aI)) return null;
@@ -397,6 +403,25 @@ function normRel(l: Node, op: RelOp, r: Node): [Node, RelOp] {
 }
 
 function compareRelations(g: Extract<Node, { k: 'rel' }>, a: Extract<Node, { k: 'rel' }>): Comparison {
+  // a solved gold (x < 3, -2 <= x <= 7, x = 5) needs a solved answer: a restated equation or
+  // inequality (x + 2 < 5, 2x = 6) is not a final answer
+  const gSolved = solvedRelation(g);
+  if (gSolved) {
+    const aSolved = solvedRelation(a);
+    if (!aSolved) return no('relation is not solved for the variable');
+    if (!sameVariable(g, a)) return no('different variables');
+    if (gSolved.length === 1 && aSolved.length === 1 && intervalEqual(gSolved[0] as Interval, aSolved[0] as Interval)) {
+      return yes('equal solved relations');
+    }
+    return no('solved relations differ');
+  }
+  const gConst = constAssignment(g);
+  if (gConst) {
+    const aConst = constAssignment(a);
+    if (!aConst) return no('equation is not solved for the variable');
+    if (aConst[0] !== gConst[0]) return no('different variables');
+    return prefix('solved equations: ', compareNodes(gConst[1], aConst[1]));
+  }
   if (g.ops.length === 1 && a.ops.length === 1) {
     const [fg, og] = normRel(g.items[0] as Node, g.ops[0] as RelOp, g.items[1] as Node);
     const [fa, oa] = normRel(a.items[0] as Node, a.ops[0] as RelOp, a.items[1] as Node);
@@ -416,6 +441,24 @@ function compareRelations(g: Extract<Node, { k: 'rel' }>, a: Extract<Node, { k: 
   const rev = g.ops.every((o, i) => flip(o) === a.ops[a.ops.length - 1 - i]);
   if (rev) return compareOrdered(g.items, [...a.items].reverse(), 'chain');
   return no('different relation chains');
+}
+
+function loneVar(n: Extract<Node, { k: 'rel' }>): string | null {
+  for (const it of n.items) if (it.k === 'var') return it.name;
+  return null;
+}
+
+function sameVariable(g: Extract<Node, { k: 'rel' }>, a: Extract<Node, { k: 'rel' }>): boolean {
+  return loneVar(g) === loneVar(a);
+}
+
+/** x = c or c = x with c free of variables: [x, c]. */
+function constAssignment(n: Extract<Node, { k: 'rel' }>): [string, Node] | null {
+  if (n.ops.length !== 1 || n.ops[0] !== '=') return null;
+  const [l, r] = n.items as [Node, Node];
+  if (l.k === 'var' && freeVars(r).size === 0) return [l.name, r];
+  if (r.k === 'var' && freeVars(l).size === 0) return [r.name, l];
+  return null;
 }
 
 /** Is fa = k·fg for a constant k (k > 0 when positive)? Checked at seeded points. */

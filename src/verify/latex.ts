@@ -170,7 +170,7 @@ export function tokenize(src: string): Tok[] {
         } else if (name === 'end') out.push({ t: 'end', s: content.trim() });
         else if (name === 'mathbb') out.push({ t: 'cmd', s: 'mathbb:' + content.trim() });
         else if (name === 'overline') out.push({ t: 'cmd', s: 'overline:' + content.trim() });
-        else out.push({ t: 'text', s: content });
+        else if (content.trim() !== '') out.push({ t: 'text', s: content });
         continue;
       }
       if (DROP_CMDS.has(name)) continue;
@@ -367,6 +367,7 @@ export class Parser {
         fs.length = 0;
         fs.push({ k: 'div', a, b, frac: false });
       } else if (this.startsAtom()) {
+        if (this.peek()?.t === 'num' && endsWithNumber(fs[fs.length - 1] as Node)) throw new ParseError('two numbers side by side');
         const f = this.parsePow();
         // mixed number: 3\frac{1}{2}
         if (fs.length === 1 && isIntLiteral(fs[0] as Node) && f.k === 'div' && f.frac && isIntLiteral(f.a) && isIntLiteral(f.b)) {
@@ -745,6 +746,14 @@ function reduce(v: Rational): Rational {
   let b = v.d;
   while (b !== 0n) [a, b] = [b, a % b];
   return a > 1n ? { n: v.n / a, d: v.d / a } : v;
+}
+
+function endsWithNumber(n: Node): boolean {
+  if (n.k === 'num') return true;
+  if (n.k === 'pow') return endsWithNumber(n.b);
+  if (n.k === 'neg') return endsWithNumber(n.a);
+  if (n.k === 'mul') return endsWithNumber(n.fs[n.fs.length - 1] as Node);
+  return false;
 }
 
 function isIntLiteral(n: Node): boolean {

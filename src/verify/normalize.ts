@@ -96,7 +96,7 @@ const UNIT_WORDS = [
   'grams', 'gram', 'kilograms', 'kilogram', 'kg', 'mg', 'liters', 'liter', 'litres', 'litre', 'ml', 'gallons', 'gallon',
   'cups', 'cup', 'people', 'persons', 'students', 'ways', 'way', 'times', 'points', 'point', 'pages', 'page',
   'apples', 'books', 'marbles', 'coins', 'tiles', 'cookies', 'candies', 'boxes', 'cars', 'balls', 'handshakes',
-  'sq', 'square', 'cubic', 'percent', 'per cent',
+  'sq', 'square', 'cubic',
 ];
 const UNIT_SINGLE_LETTERS = ['m', 'g', 's', 'l', 'h'];
 const unitAlt = UNIT_WORDS.map((w) => w.replace(/[/.]/g, (c) => '\\' + c).replace(/ /g, '\\s+')).join('|');
@@ -119,6 +119,16 @@ function stripUnits(s: string): string {
   return s;
 }
 
+/** A whole answer written as \text{5 cm} / \textbf{12}: unwrap when the content starts with a number. */
+function unwrapNumericText(s: string): string {
+  const m = /^\\(?:text|textbf|mathrm|mathbf|mbox|textrm)\s*\{/.exec(s);
+  if (!m) return s;
+  const open = m[0].length - 1;
+  if (matchBrace(s, open) !== s.length - 1) return s;
+  const inner = s.slice(open + 1, -1).trim();
+  return /^-?\d/.test(inner) ? inner : s;
+}
+
 /** Bracket depth of plain ( [ { at every index (used to restrict thousands separators to depth 0). */
 function depthAt(s: string): number[] {
   const out: number[] = new Array<number>(s.length);
@@ -135,6 +145,8 @@ function depthAt(s: string): number[] {
 function removeThousands(s: string): string {
   // explicit separators: 10{,}000, 10,\!000, 11,\! 111, 1\,000
   s = s.replace(/(\d)(?:\{,\}|,\\!\s*|\\,)(?=\d{3}(?!\d))/g, '$1');
+  // plain spaces in exact groups of three: 1 000 000
+  s = s.replace(/(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d]|,\d)/g, (m) => m.replace(/ /g, ''));
   // plain commas in exact groups of three, no space after the comma, outside brackets
   const depth = depthAt(s);
   return s.replace(/(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d]|,\d)/g, (m, offset: number) => {
@@ -158,6 +170,8 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/\\\$/g, ' ');
   s = s.replace(/(?<!\\)\\[()[\]]/g, ' ');
   s = stripWrappers(s);
+  // markdown bold **73**, then Python-style power x**2
+  s = s.replace(/^\s*\*\*([^*]+)\*\*\s*$/, '$1').replace(/\*\*/g, '^');
   s = s.replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])/g, ' ');
   s = s.replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg|middle)(?![a-zA-Z])\s*\.?/g, '');
   s = s.replace(/\\(?:d|t|c)frac(?![a-zA-Z])/g, '\\frac');
@@ -177,10 +191,12 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/\\(?:hspace|vspace)\*?\s*\{[^}]*\}/g, ' ');
   s = s.replace(/~/g, ' ');
   s = s.replace(/\\%/g, '%');
+  s = s.replace(/\\(?:text|mbox|mathrm|textrm)\s*\{\s*(?:percent|per cent|%)\s*\}/gi, '%');
   s = s.replace(/\s*\\?(?:percent|per cent)\s*$/i, '%');
   s = s.replace(/\s+/g, ' ').trim();
   // trailing punctuation
   s = s.replace(/[\s.;,]+$/, '');
+  s = unwrapNumericText(s);
   s = stripUnits(s);
   // list words: "5 and 6", "x=1 \text{ or } x=2"
   s = s.replace(/\\(?:text|mbox|mathrm|textrm|textbf)\s*\{\s*(?:and|or|,)\s*\}/gi, ',');

@@ -24,7 +24,8 @@ const REDUCE_BITS = 4096;
 export function bitLength(x: bigint): number {
   if (x < 0n) x = -x;
   if (x === 0n) return 0;
-  return x.toString(16).length * 4;
+  const h = x.toString(16);
+  return (h.length - 1) * 4 + (32 - Math.clz32(parseInt(h[0] as string, 16)));
 }
 
 function gcd(a: bigint, b: bigint): bigint {

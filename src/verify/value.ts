@@ -436,8 +436,11 @@ function evalNum0(n: Node, env: NumEnv): Complex {
       const a = evalNum(n.a, env);
       return cx(a.re / 100, a.im / 100);
     }
-    case 'deg':
-      return evalNum(n.a, env);
+    case 'deg': {
+      // a degree mark inside an expression (e.g. \sin 30^\circ) means radians × π/180
+      const a = evalNum(n.a, env);
+      return cx((a.re * Math.PI) / 180, (a.im * Math.PI) / 180);
+    }
     case 'func':
       return funcNum(n.name, n.args.map((a) => evalNum(a, env)));
     default:
