@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import { createWasmBackend, partitionGemm, type WasmBackend } from '../src/engine/wasm-backend.js';
-import { createBackend } from '../src/engine/index.js';
+import { createBackend, defaultBackendName, blasAvailable } from '../src/engine/index.js';
 import { jsRowKernels, ropeTables, rowKernelsOf, type RowKernels } from '../src/engine/kernels.js';
 
 const js = createJsBackend();
@@ -311,10 +311,10 @@ test('row kernel references agree with finite differences (rmsnorm, swiglu)', ()
   }
 });
 
-test('createBackend: wasm default, js, clear error for blas; rowKernelsOf', () => {
+test('createBackend: default (blas when built, else wasm), js, clear error for blas when not built; rowKernelsOf', () => {
   const b = createBackend(undefined, { threads: 1 });
   try {
-    assert.equal(b.name, 'wasm');
+    assert.equal(b.name, defaultBackendName());
     assert.equal(b.threads, 1);
     assert.notEqual(rowKernelsOf(b), jsRowKernels);
   } finally {
@@ -323,7 +323,8 @@ test('createBackend: wasm default, js, clear error for blas; rowKernelsOf', () =
   const j = createBackend('js');
   assert.equal(j.name, 'js');
   assert.equal(rowKernelsOf(j), jsRowKernels);
-  assert.throws(() => createBackend('blas'), /BLAS backend not built/);
+  if (blasAvailable()) assert.equal(createBackend('blas', { threads: 1 }).name, 'blas');
+  else assert.throws(() => createBackend('blas'), /BLAS backend not built/);
 });
 
 test('a process that creates threaded backends exits by itself, disposed or not', () => {

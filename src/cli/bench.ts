@@ -2,6 +2,7 @@
 // add one with `bench.command('name')` inside registerBench.
 import { Command, InvalidArgumentError } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+import { registerBenchStep } from './bench-step.js';
 
 export interface GemmBenchResult {
   backend: BackendName;
@@ -118,5 +119,6 @@ export function registerBench(program: Command): Command {
         }
       },
     );
+  registerBenchStep(bench);
   return bench;
 }

@@ -11,6 +11,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, crossEntropyLoss } from '../model/qwen2.js';
+import { registerDebugLoss } from './debug-loss.js';
 
 interface GradOptions {
   model: string;
@@ -96,4 +97,5 @@ export function registerDebug(program: Command): void {
         backend.dispose();
       }
     });
+  registerDebugLoss(debug);
 }

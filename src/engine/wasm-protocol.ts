@@ -7,12 +7,16 @@
 //   SEQ0+t job sequence number of worker t: the main thread writes worker t's job, then increments this and notifies;
 //          the worker waits on it (spinning `spin` polls first), runs the job, increments DONE and notifies.
 //   job(t) op code and integer arguments for worker t.
+//   TILE_WORD, TILES_DONE, TJOB: the dynamically scheduled "tile jobs" (op OP_TILES; see wasm-tiles.ts).
 
 export const CTRL = {
   DONE: 0,
   ERROR: 1,
   READY: 2,
+  TILE_WORD: 3,
+  TILES_DONE: 4,
   SEQ0: 16,
+  TJOB: 96,
   JOBS: 256,
   INTS: 256 + 64 * 24,
 } as const;
@@ -24,6 +28,8 @@ export const JOB_INTS = 24;
 export const OP_STOP = -1;
 export const OP_SGEMM = 1;
 export const OP_SGEMM_SMALL = 2;
+/** Claim and run tiles of the job at CTRL.TJOB until none is left (wasm-tiles.ts). */
+export const OP_TILES = 3;
 
 export function jobBase(worker: number): number {
   return CTRL.JOBS + worker * JOB_INTS;
@@ -55,4 +61,6 @@ export interface WorkerInit {
   ctrlOffset: number;
   index: number;
   spin: number;
+  /** Byte offset of this worker's private GEMM workspace (for tile jobs). */
+  workOffset: number;
 }

@@ -103,6 +103,21 @@ function assignmentRhs(n: Node): Node | null {
   return null;
 }
 
+/**
+ * `\frac{10}{2} = 5` or `x = 2 + 3 = 5`: every member after an optional leading variable is a
+ * constant and all of them are equal; returns the last member. `7 = 11a + c` is not a chain value.
+ */
+function chainValue(n: Node): Node | null {
+  if (n.k !== 'rel' || n.ops.some((o) => o !== '=')) return null;
+  let items = n.items;
+  if (items.length > 2 && isVarLike(items[0] as Node)) items = items.slice(1);
+  if (items.length < 2 || items.length > 8) return null;
+  if (items.some((it) => freeVars(it).size > 0 || !isScalarKind(it))) return null;
+  const last = items[items.length - 1] as Node;
+  for (const it of items.slice(0, -1)) if (!compareExpr(it, last).equal) return null;
+  return last;
+}
+
 function isRelLike(n: Node): boolean {
   return n.k === 'rel' || n.k === 'in';
 }
@@ -127,6 +142,8 @@ function compareNodes(g: Node, a: Node): Comparison {
   // assignments / membership unwrap against a non-relation counterpart
   const aRhs = assignmentRhs(a);
   if (aRhs && !isRelLike(g)) return prefix('assignment: ', compareNodes(g, aRhs));
+  const aChain = chainValue(a);
+  if (aChain && !isRelLike(g)) return prefix('chain of equalities: ', compareNodes(g, aChain));
   const gRhs = assignmentRhs(g);
   if (gRhs && !isRelLike(a)) return prefix('assignment: ', compareNodes(gRhs, a));
   if (a.k === 'in' && g.k !== 'in' && a.a.k === 'var') return prefix('membership: ', compareNodes(g, a.set));

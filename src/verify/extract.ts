@@ -200,7 +200,12 @@ function readTokenArg(text: string, j: number): [number, number] | null {
   if (k - j > 100 || depth !== 0) return null;
   let e = k;
   while (e > j && '.,;:'.includes(text[e - 1]!)) e--;
-  return e > j ? [j, e] : null;
+  if (e <= j) return null;
+  const token = text.slice(j, e);
+  // a prose word after "\boxed" is not an argument; a nested box command is found on its own
+  if (/^\\(?:boxed|fbox)(?![a-z])/i.test(token)) return null;
+  if (!/\d|\\/.test(token) && token.length > 1) return null;
+  return [j, e];
 }
 
 interface BoxScan {
@@ -335,12 +340,13 @@ function extractFromBoxes(text: string, notes: string[]): Extraction | null {
     return null;
   }
   const last = boxes[boxes.length - 1]!;
-  const group: Box[] = [last];
+  const group: Box[] = [last]; // built backwards, reversed below
   for (let k = boxes.length - 2; k >= 0; k--) {
     const prev = boxes[k]!;
-    if (!isSeparatorGap(text.slice(prev.end, group[0]!.start))) break;
-    group.unshift(prev);
+    if (!isSeparatorGap(text.slice(prev.end, group[group.length - 1]!.start))) break;
+    group.push(prev);
   }
+  group.reverse();
   const cmd = `\\${last.command}`;
   const lastContent = boxContent(text, last, byStart);
   if (isEmptyContent(lastContent)) return none(`empty ${cmd}{}`);
@@ -418,7 +424,7 @@ function takeSpan(text: string, pos: number): Span | null {
     else if (!inDollar && !inParen && depth === 0 && (c === '.' || c === '!' || c === '?')) {
       const next = k + 1 < n ? text.charCodeAt(k + 1) : 32;
       if (c === '?') return { text: text.slice(i, k), question: true };
-      if (isSpace(next) || next === 42 /* * */) break;
+      if (isSpace(next)) break;
     }
     k++;
   }
@@ -437,6 +443,8 @@ function cleanAnswer(raw: string): string {
     const before = s;
     s = s.replace(/[.,;:]+$/, '').trim();
     if (s.startsWith('**') && s.endsWith('**') && s.length >= 4 && !s.slice(2, -2).includes('**')) s = s.slice(2, -2).trim();
+    else if (s.endsWith('**') && s.indexOf('**') === s.length - 2) s = s.slice(0, -2).trim();
+    else if (s.startsWith('**') && s.lastIndexOf('**') === 0) s = s.slice(2).trim();
     else if (s.startsWith('__') && s.endsWith('__') && s.length >= 4 && !s.slice(2, -2).includes('__')) s = s.slice(2, -2).trim();
     else if (s.startsWith('$$') && s.endsWith('$$') && s.length >= 4 && !s.slice(2, -2).includes('$')) s = s.slice(2, -2).trim();
     else if (s.startsWith('$') && s.endsWith('$') && s.length >= 2 && !s.slice(1, -1).includes('$')) s = s.slice(1, -1).trim();
@@ -490,9 +498,10 @@ function findAnchors(text: string, lower: string): Anchor[] {
     i = i > 0 ? lower.lastIndexOf('answer', i - 1) : -1;
   }
   let h = text.lastIndexOf('####');
-  while (h >= 0) {
-    const ls = text.lastIndexOf('\n', h - 1) + 1;
-    if (text.slice(ls, h).trim() === '') {
+  for (let tries = 0; h >= 0 && tries < MAX_ANCHORS_TRIED; tries++) {
+    let k = h - 1;
+    while (k >= 0 && (text[k] === ' ' || text[k] === '\t')) k--;
+    if (k < 0 || text[k] === '\n') {
       anchors.push({ pos: h, kind: 'hash' });
       break;
     }
@@ -552,11 +561,13 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
 }
 
 function extractFromPhrases(text: string): Extraction | null {
+  const endsWithQuestion = text.trimEnd().endsWith('?');
   const anchors = findAnchors(text, text.toLowerCase());
   for (const a of anchors) {
     const out = tryAnchor(text, a);
     if (out === null) continue;
     if (out.kind === 'hedge') return none(out.reason);
+    if (endsWithQuestion) return none(`hedged ${out.reason} (the response ends with a question)`);
     return result(out.value, 'phrase', `last answer phrase: ${out.reason}`);
   }
   return null;
@@ -577,7 +588,8 @@ function extractBare(text: string): Extraction | null {
 const CONCLUSION_CUE =
   /^[\s*]*(?:so|thus|therefore|hence|finally|in total|in conclusion|altogether|overall|consequently|this means|that means|which means)\b/i;
 /** The verb that links the subject to the value ("… is", "… equals", "… =", "… of", "… is:"). */
-const CONCLUSION_LINK = /(?:\b(?:is|are|was|were|equals|be|becomes|gives|of|to|at)|=|:)[ \t]*(?:\*\*)?[ \t]*$/i;
+const CONCLUSION_LINK =
+  /(?:\b(?:is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** Words just before the value that make it inexact or negated. */
 const CONCLUSION_QUALIFIER =
   /\b(?:not|approximately|about|around|roughly|nearly|almost|least|most|more than|less than|over|under|between)\s*(?:is|are|was|=|:)?[ \t]*$|≈|\\approx\s*$/i;

@@ -41,7 +41,7 @@ export class ParseError extends Error {
 export const MAX_TOKENS = 4000;
 export const MAX_DEPTH = 300;
 
-type Tok =
+export type Tok =
   | { t: 'num'; s: string }
   | { t: 'id'; s: string }
   | { t: 'word'; s: string }
@@ -568,6 +568,14 @@ export class Parser {
       const rep = n.s.slice('overline:'.length).replace(/\s/g, '');
       if (!/^\d+$/.test(rep)) throw new ParseError('bad repeating decimal');
       return { k: 'num', v: fromRepeating(s, rep), dec: true, lit: `${s}(${rep})` };
+    }
+    // repeating decimal 0.(3)
+    if (s.includes('.') && this.isOp('(') && this.peek(1)?.t === 'num' && this.isOp(')', 2)) {
+      const rep = (this.peek(1) as Tok).s;
+      if (/^\d+$/.test(rep)) {
+        this.pos += 3;
+        return { k: 'num', v: fromRepeating(s, rep), dec: true, lit: `${s}(${rep})` };
+      }
     }
     // base subscript: 204_5, 4210_{5}
     if (this.isOp('_') && /^\d+$/.test(s)) {

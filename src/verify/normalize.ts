@@ -196,6 +196,9 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/\s+/g, ' ').trim();
   // trailing punctuation
   s = s.replace(/[\s.;,]+$/, '');
+  // "1/3 \approx 0.333": keep the exact value before an approximation
+  const approx = s.search(/\\approx(?![a-zA-Z])/);
+  if (approx > 0) s = s.slice(0, approx).trim();
   s = unwrapNumericText(s);
   s = stripUnits(s);
   // list words: "5 and 6", "x=1 \text{ or } x=2"

@@ -1,0 +1,221 @@
+// Makes the starting policy of the main job from nothing, on this machine: the task tokenizer, the SFT data, a small
+// Qwen2-architecture model trained from scratch with `oreal sft`'s trainer, its held-out pass@1, the RL prompt file
+// (OREAL-RL-Prompts format, pass rates measured by this policy) and the held-out eval file.
+//
+// Usage: node dist/scripts/make-starting-policy.js [--steps N] [--target P] [--out models/arith-sft] [--quick]
+// Writes: data/arith-tokenizer/, data/arith-sft-train.jsonl, data/arith-sft-heldout.jsonl, data/arith-sft.yaml,
+//         data/arith-heldout.jsonl, data/arith-rl-prompts.jsonl, models/arith-sft/ (HF checkpoint + eval.json).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { stringify as toYaml } from 'yaml';
+import { createBackend } from '../src/engine/index.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { Qwen2Model } from '../src/model/qwen2.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
+import { makeSplit, type ArithProblem, type SplitOptions } from '../src/task/arith.js';
+import { passAtOne } from '../src/task/quick-eval.js';
+import { formatSftLog } from '../src/cli/sft.js';
+import { parseSftConfig, runSft, type SftConfigInput } from '../src/train/sft.js';
+import { writeArithTokenizer } from './make-tokenizer.js';
+
+/** The task mix of the SFT data, the RL prompts and the held-out set. */
+export const TASK_MIX: SplitOptions = {
+  families: { arith: 2, lineq: 1, frac: 1, percent: 1, decimal: 1 },
+  levels: { 1: 1, 2: 1, 3: 1, 4: 1, 5: 1 },
+};
+
+function writeJsonl(file: string, rows: readonly unknown[]): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  fs.renameSync(tmp, file);
+}
+
+function sftRow(p: ArithProblem): unknown {
+  return {
+    messages: [
+      { role: 'user', content: p.question },
+      { role: 'assistant', content: p.solution },
+    ],
+  };
+}
+
+interface Args {
+  steps: number;
+  target: number;
+  out: string;
+  data: string;
+  trainN: number;
+  heldoutN: number;
+  rlN: number;
+  rlK: number;
+  evalN: number;
+  threads: number | undefined;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const a: Args = {
+    steps: 1500,
+    target: 0.4,
+    out: 'models/arith-sft',
+    data: 'data',
+    trainN: 12000,
+    heldoutN: 500,
+    rlN: 512,
+    rlK: 4,
+    evalN: 100,
+    threads: undefined,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = (): string => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    if (k === '--steps') a.steps = Number(v());
+    else if (k === '--target') a.target = Number(v());
+    else if (k === '--out') a.out = v();
+    else if (k === '--data') a.data = v();
+    else if (k === '--train-n') a.trainN = Number(v());
+    else if (k === '--heldout-n') a.heldoutN = Number(v());
+    else if (k === '--rl-n') a.rlN = Number(v());
+    else if (k === '--rl-k') a.rlK = Number(v());
+    else if (k === '--eval-n') a.evalN = Number(v());
+    else if (k === '--threads') a.threads = Number(v());
+    else if (k === '--quick') {
+      a.steps = 20;
+      a.trainN = 200;
+      a.heldoutN = 40;
+      a.rlN = 16;
+      a.rlK = 2;
+      a.evalN = 20;
+    } else throw new Error(`unknown argument ${k}`);
+  }
+  return a;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const t0 = Date.now();
+  const log = (m: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${m}`);
+  const D = args.data;
+  const tokDir = path.join(D, 'arith-tokenizer');
+  const vocab = writeArithTokenizer(tokDir);
+  log(`tokenizer: ${tokDir} (vocabulary ${vocab})`);
+
+  // Data: SFT train (train split), SFT held-out loss set and eval set (held-out split), RL prompts (train split,
+  // disjoint from the SFT questions).
+  const train = makeSplit('train', args.trainN + args.rlN, 1, TASK_MIX);
+  const sftTrain = train.slice(0, args.trainN);
+  const rlProblems = train.slice(args.trainN);
+  const heldout = makeSplit('heldout', args.heldoutN + 200, 2, TASK_MIX);
+  const evalSet = heldout.slice(0, args.heldoutN);
+  const sftHeldout = heldout.slice(args.heldoutN);
+  writeJsonl(path.join(D, 'arith-sft-train.jsonl'), sftTrain.map(sftRow));
+  writeJsonl(path.join(D, 'arith-sft-heldout.jsonl'), sftHeldout.map(sftRow));
+  writeJsonl(
+    path.join(D, 'arith-heldout.jsonl'),
+    evalSet.map((p) => ({ question: p.question, gold_answer: p.answer, family: p.family, level: p.level, id: p.id })),
+  );
+  log(`data: ${sftTrain.length} SFT examples, ${evalSet.length} held-out problems, ${rlProblems.length} RL prompts`);
+
+  const cfgInput: SftConfigInput = {
+    tokenizer: tokDir,
+    architecture: {
+      hidden_size: 128,
+      intermediate_size: 512,
+      num_hidden_layers: 4,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      tie_word_embeddings: true,
+      max_position_embeddings: 512,
+    },
+    train_file: path.join(D, 'arith-sft-train.jsonl'),
+    eval_file: path.join(D, 'arith-sft-heldout.jsonl'),
+    output_dir: args.out,
+    seed: 0,
+    max_steps: args.steps,
+    batch_size: 32,
+    micro_batch_size: 32,
+    lr: 2e-3,
+    min_lr: 2e-4,
+    warmup_steps: 30,
+    weight_decay: 0.01,
+    grad_clip: 1.0,
+    max_seq_len: 128,
+    eval_every: Math.max(10, Math.min(100, Math.floor(args.steps / 10))),
+    eval_max_examples: 200,
+    log_every: 10,
+    dtype: 'f32',
+    ...(args.threads !== undefined ? { threads: args.threads } : {}),
+  };
+  fs.writeFileSync(path.join(D, 'arith-sft.yaml'), toYaml(cfgInput));
+  const cfg = parseSftConfig(cfgInput, path.join(D, 'arith-sft.yaml'));
+  log(`training: oreal sft --config ${path.join(D, 'arith-sft.yaml')} (stops early at greedy pass@1 >= ${args.target})`);
+  const probe = evalSet.slice(0, args.evalN);
+  const res = await runSft(cfg, {
+    onLog: (r) => log(formatSftLog(r)),
+    onInfo: (m) => log(m),
+    onEval: (step, model, tok) => {
+      const r = passAtOne(model, tok, probe, { temperature: 0, maxNewTokens: 64 });
+      log(`step ${step}: greedy pass@1 on ${probe.length} held-out problems ${(100 * r.passAt1).toFixed(1)}%`);
+      return r.passAt1 >= args.target ? 'stop' : undefined;
+    },
+  });
+  const trainSeconds = res.elapsedS;
+  log(`trained ${res.steps} steps in ${trainSeconds.toFixed(0)}s (${res.numParameters} parameters)`);
+
+  // Measure the saved model.
+  const tok = Tokenizer.load(args.out);
+  const backend = createBackend('wasm', args.threads !== undefined ? { threads: args.threads } : {});
+  try {
+    const model = Qwen2Model.fromCheckpoint(loadCheckpoint(args.out), backend);
+    const greedy = passAtOne(model, tok, evalSet, { temperature: 0, maxNewTokens: 64 });
+    const sampled = passAtOne(model, tok, evalSet, { temperature: 1, maxNewTokens: 64, seed: 7 });
+    log(`held-out (${evalSet.length}): greedy pass@1 ${(100 * greedy.passAt1).toFixed(1)}%, sampled (T=1) ${(100 * sampled.passAt1).toFixed(1)}%`);
+    const byKey = (key: (p: ArithProblem) => string): Record<string, number> => {
+      const acc: Record<string, [number, number]> = {};
+      evalSet.forEach((p, i) => {
+        const k = key(p);
+        const a = (acc[k] ??= [0, 0]);
+        a[0] += greedy.perProblem[i]!;
+        a[1] += 1;
+      });
+      return Object.fromEntries(Object.entries(acc).map(([k, [s, n]]) => [k, Math.round((1000 * s) / n) / 1000]));
+    };
+    const rl = passAtOne(model, tok, rlProblems, { temperature: 1, samples: args.rlK, maxNewTokens: 64, seed: 11 });
+    writeJsonl(
+      path.join(D, 'arith-rl-prompts.jsonl'),
+      rlProblems.map((p, i) => ({ question: p.question, gold_answer: p.answer, pass_rate: rl.perProblem[i]! })),
+    );
+    log(`RL prompts: ${rlProblems.length}, mean pass rate ${(100 * rl.passAt1).toFixed(1)}% (k=${args.rlK}, T=1)`);
+    const report = {
+      steps: res.steps,
+      train_seconds: Math.round(trainSeconds),
+      parameters: res.numParameters,
+      final_train_loss: res.finalTrainLoss,
+      final_eval_loss: res.finalEvalLoss,
+      heldout_problems: evalSet.length,
+      heldout_greedy_pass_at_1: greedy.passAt1,
+      heldout_sampled_pass_at_1: sampled.passAt1,
+      heldout_greedy_by_family: byKey((p) => p.family),
+      heldout_greedy_by_level: byKey((p) => String(p.level)),
+      rl_prompts_mean_pass_rate: rl.passAt1,
+    };
+    fs.writeFileSync(path.join(args.out, 'eval.json'), JSON.stringify(report, null, 2) + '\n');
+    log(`wrote ${path.join(args.out, 'eval.json')}; total ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+    model.dispose();
+  } finally {
+    backend.dispose();
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((e: unknown) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    process.exit(1);
+  });
+}

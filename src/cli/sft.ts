@@ -1,0 +1,42 @@
+// `oreal sft --config FILE.yaml [--set key=value ...]`: supervised fine-tuning on JSONL chat data (src/train/sft.ts).
+import type { Command } from 'commander';
+import { loadSftConfig, runSft, type SftLogRecord } from '../train/sft.js';
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+export function formatSftLog(r: SftLogRecord): string {
+  const parts = [
+    `step ${r.step}/${r.totalSteps}`,
+    `loss ${r.loss.toFixed(4)}`,
+    `lr ${r.lr.toExponential(2)}`,
+    `gnorm ${r.gradNorm.toFixed(3)}`,
+    `${r.elapsedS.toFixed(1)}s`,
+  ];
+  if (r.evalLoss !== undefined) parts.push(`eval_loss ${r.evalLoss.toFixed(4)}`);
+  return parts.join('  ');
+}
+
+export function registerSft(program: Command): void {
+  program
+    .command('sft')
+    .description(
+      'supervised fine-tuning on JSONL ({messages: [...]} or {prompt, response}; loss on assistant tokens only), ' +
+        'from an HF checkpoint or a fresh model; saves an HF checkpoint',
+    )
+    .requiredOption('-c, --config <file>', 'YAML config (see src/train/sft.ts for the keys)')
+    .option('-s, --set <key=value>', 'override a config key (dotted for nested, e.g. architecture.hidden_size=128)', collect, [])
+    .action(async (opts: { config: string; set: string[] }) => {
+      const cfg = loadSftConfig(opts.config, opts.set);
+      const res = await runSft(cfg, {
+        onLog: (r) => process.stdout.write(formatSftLog(r) + '\n'),
+        onInfo: (m) => process.stdout.write(m + '\n'),
+      });
+      process.stdout.write(
+        `done: ${res.steps} steps in ${res.elapsedS.toFixed(1)}s, train loss ${res.finalTrainLoss.toFixed(4)}` +
+          (res.finalEvalLoss !== null ? `, eval loss ${res.finalEvalLoss.toFixed(4)}` : '') +
+          `; model in ${res.outputDir}\n`,
+      );
+    });
+}
