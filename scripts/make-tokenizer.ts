@@ -191,7 +191,9 @@ export function buildTokenizerFiles(merges: ReadonlyArray<readonly [string, stri
 
 /** The text the merges are learned on: task questions and solutions of every family and level, and chat roles. */
 export function tokenizerCorpus(n = 6000, seed = 12345): string[] {
-  const out: string[] = ['system\n', 'user\n', 'assistant\n', 'You are a helpful assistant.'];
+  // Chat-template role names appear in every example: weight them so they become single tokens.
+  const out: string[] = [];
+  for (let i = 0; i < 100; i++) out.push('<|im_start|>system\n', '<|im_start|>user\n', '<|im_start|>assistant\n');
   const ps = makeSplit('train', n, seed, { families: Object.fromEntries(ARITH_FAMILIES.map((f) => [f, 1])) });
   for (const p of ps) out.push(p.question, p.solution);
   return out;

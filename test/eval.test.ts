@@ -14,6 +14,11 @@ import { computeMetrics, majorityVote, passAtK, type ProblemOutcome } from '../s
 import { DataError, goldFromAnswerField, readBenchmark, readResponses } from '../src/eval/data.js';
 import { OpenAIRolloutBackend, type RemoteGenerationRequest } from '../src/eval/remote-backend.js';
 import type { SamplingParams } from '../src/sample/types.js';
+import { Qwen2Model } from '../src/model/qwen2.js';
+import { parseConfig } from '../src/model/config.js';
+import { saveCheckpoint } from '../src/model/checkpoint.js';
+import { createJsBackend } from '../src/engine/js-backend.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..', '..');
@@ -675,6 +680,54 @@ test('oreal eval --responses scores existing generations (JSON last line) and re
     const missing = await runCli(['--responses', join(dir, 'nope.jsonl'), '--k', '1']);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /nope\.jsonl: cannot read/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('oreal eval --model DIR: local engine with the chat template (tiny random Qwen2), resumable', async () => {
+  const dir = tempDir();
+  try {
+    const modelDir = join(dir, 'model');
+    // A tiny random model with the synthetic-task tokenizer (ChatML template); its answers are noise, the wiring is
+    // what is checked. The tokenizer writer lives in scripts/, imported at run time.
+    const mk = (await import(pathToFileURL(resolve(repoRoot, 'dist', 'scripts', 'make-tokenizer.js')).href)) as { writeArithTokenizer(d: string): number };
+    const tokDir = join(dir, 'tok');
+    mk.writeArithTokenizer(tokDir);
+    const tok = Tokenizer.load(tokDir);
+    const V = tok.vocabSize;
+    const be = createJsBackend();
+    const cfg = { vocabSize: V, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2, numKeyValueHeads: 1, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, attentionBias: true, head: 'lm' as const };
+    const model = Qwen2Model.random(cfg, be, 5, 1);
+    const mc = parseConfig({
+      model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], vocab_size: V, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1,
+      num_attention_heads: 2, num_key_value_heads: 1, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true, eos_token_id: tok.eosTokenId,
+    });
+    saveCheckpoint(modelDir, mc, model.toTensors(), { dtype: 'f32' });
+    mk.writeArithTokenizer(modelDir);
+    be.dispose();
+
+    const out = join(dir, 'out');
+    const args = ['--data', sharedFile('gsm8k_test.jsonl'), '--model', modelDir, '--backend', 'js', '--samples', '2', '--k', '1,2', '--greedy', '--limit', '3', '--max-new-tokens', '6', '--seed', '9', '--out', out, '--json', '--threads', '1'];
+    const r = await runCli(args);
+    assert.equal(r.code, 0, r.stderr);
+    const s = lastJson(r.stdout);
+    assert.equal(s.n, 3);
+    assert.equal(s.greedy_n, 3);
+    const recs = readSamples(out);
+    assert.equal(recs.length, 9);
+    assert.ok(recs.every((x) => x.tokens !== undefined && (x.tokens as number) <= 6 && typeof x.response === 'string'));
+    assert.equal(recs.find((x) => x.id === 'line1')?.gold, '18');
+    // drop two records and resume: only they are generated again, with the same seeds as before
+    const before = new Map(recs.map((x) => [`${x.id}/${x.sample}`, x.response]));
+    const lines = readFileSync(join(out, 'samples.jsonl'), 'utf8').split('\n').filter((l) => l !== '');
+    writeFileSync(join(out, 'samples.jsonl'), lines.slice(0, 7).join('\n') + '\n');
+    const again = await runCli(args);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(lastJson(again.stdout).generated_samples, 2);
+    const after = readSamples(out);
+    assert.equal(after.length, 9);
+    for (const x of after) assert.equal(x.response, before.get(`${x.id}/${x.sample}`), `${x.id}/${x.sample}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,7 +10,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.js';
 import { parseConfig } from '../src/model/config.js';
@@ -32,9 +32,15 @@ import type { RuleVerifier } from '../src/verify/reward.js';
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const CONFIGS = path.join(REPO, 'configs');
 
+const made: string[] = [];
 function tmpDir(name: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `oreal-train-${name}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `oreal-train-${name}-`));
+  made.push(d);
+  return d;
 }
+after(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures.
@@ -103,7 +109,7 @@ function writeTinyModel(dir: string, opts: { nan?: boolean } = {}): void {
     emb[v * H] = 1; // a constant direction in the residual stream
     head[v * H] = 0;
   }
-  head[STOP_ID * H] = Number(process.env['STOPW'] ?? '1.0');
+  head[STOP_ID * H] = 1.0; // P(stop) ≈ 0.15 per token
   if (opts.nan) head[5 * H + 3] = NaN;
   saveCheckpoint(dir, mc, m.toTensors(), { dtype: 'f32' });
   writeTokenizer(dir);

@@ -17,9 +17,10 @@
 // or a completions prompt (`--api completions`: rendered with `--tokenizer DIR`'s chat template when given, else the
 // plain text).
 //
-// Seeds: with `--seed S`, each generation request (one per problem and resume, n = the missing samples) gets a seed
-// derived from S, the problem id and the first missing sample index, so an uninterrupted rerun reproduces the same
-// requests. Without it the backend's own randomness is used.
+// Requests: without `--seed`, one request per problem with n = its missing samples (servers and the local engine
+// share the prompt across the n samples). With `--seed S`, one request per sample (n = 1) with a seed derived from S,
+// the problem id and the sample index, so every sample is reproducible, a resumed run included (given a backend that
+// honours seeds). The greedy sample is one more request per problem.
 //
 // With --json the last line printed is the summary object: {"n", "pass_at_k", "maj_at_k", ...}.
 
@@ -642,7 +643,8 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
   for (const p of problems) {
     const missing: number[] = [];
     for (let i = 0; i < samples; i++) if (!have.has(`${p.id}\u0000${i}`)) missing.push(i);
-    if (missing.length > 0) tasks.push({ problem: p, samples: missing });
+    if (opts.seed !== undefined) for (const i of missing) tasks.push({ problem: p, samples: [i] });
+    else if (missing.length > 0) tasks.push({ problem: p, samples: missing });
     if (settings.greedy && !have.has(`${p.id}\u0000greedy`)) tasks.push({ problem: p, samples: 'greedy' });
   }
 

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { registerBench } from './bench.js';
 import { registerDebug } from './debug.js';
+import { registerEval } from './eval.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerVerify(program);
   registerDebug(program);
   registerBench(program);
+  registerEval(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')

@@ -19,7 +19,8 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import type { Backend } from './backend.js';
 import { checkLength, rowKernelChecks, type RowKernels } from './kernels.js';
-import { CTRL, JOB_INTS, MAX_WORKERS, OP_SGEMM, OP_SGEMM_SMALL, OP_STOP, jobBase, WA, type WasmMemory, type WasmModule, type WorkerInit } from './wasm-protocol.js';
+import { CTRL, MAX_WORKERS, OP_STOP, OP_TILES, jobBase, WA, type WasmMemory, type WasmModule, type WorkerInit } from './wasm-protocol.js';
+import { claimTiles, MAX_TILES, T_ADD, T_ROPE, T_RMSNORM_F, T_SGEMM, T_SGEMM_SMALL, T_SOFTMAX, T_SWIGLU_B, T_SWIGLU_F, TJOB_INTS } from './wasm-tiles.js';
 
 export interface WasmBackendOptions {
   /** Threads used by GEMM, the calling thread included (default os.availableParallelism(), at most 64). */
@@ -62,6 +63,8 @@ const MAX_PAGES = 65536;
 const CTRL_OFFSET = PAGE; // the first page stays reserved (the module's unused stack and globals area)
 const ALIGN = 64;
 const WASM_FILE = 'oreal_kernels.wasm';
+/** Row kernels are split over threads in chunks of at least this many elements. */
+const ROW_CHUNK = 1 << 14;
 
 function roundUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
@@ -133,12 +136,42 @@ export function partitionGemm(M: number, N: number, K: number, threads: number, 
   return parts;
 }
 
+/**
+ * Tile size [tileM, tileN] for a threaded GEMM: about 2–4 tiles per thread (more, smaller tiles balance better when a
+ * thread is slow or descheduled), the grid that minimises multiply-adds plus packing work (A and B are packed per
+ * tile).
+ */
+export function gemmTiles(M: number, N: number, K: number, threads: number, nc = 2048): [number, number] {
+  const mT = Math.ceil(M / 4);
+  const nT = Math.ceil(N / 8);
+  const target = Math.max(threads, Math.min(4 * threads, Math.floor((M * N * K) / (1 << 20))));
+  let best: [number, number] = [M, N];
+  let bestCost = Infinity;
+  for (let tm = 1; tm <= Math.min(mT, target); tm++) {
+    const tn = Math.min(nT, Math.ceil(target / tm));
+    const tileM = Math.ceil(mT / tm) * 4;
+    const tileN = Math.ceil(nT / tn) * 8;
+    const tiles = Math.ceil(M / tileM) * Math.ceil(N / tileN);
+    const cost = tiles * (tileM * tileN * K + 8 * (tileM * K * Math.ceil(tileN / nc) + K * tileN));
+    // The slowest thread's share: balance matters as much as total work.
+    const span = Math.ceil(tiles / threads) * tileM * tileN * K;
+    const score = cost + threads * span;
+    if (score < bestCost * 0.98) {
+      bestCost = score;
+      best = [tileM, tileN];
+    }
+  }
+  return best;
+}
+
 class WasmBackendImpl implements WasmBackend {
   readonly name = 'wasm' as const;
   readonly threads: number;
   readonly memory: WasmMemory;
   private readonly ex: Exports;
   private readonly ctrl: Int32Array;
+  private readonly ctrlF32: Float32Array;
+  private tileGen = 0;
   private readonly workers: Worker[] = [];
   private readonly buffers = new Set<ArrayBufferLike>();
   private f32!: Float32Array;
@@ -189,8 +222,17 @@ class WasmBackendImpl implements WasmBackend {
     const instance = new WA.Instance(module, { env: { memory: this.memory } });
     this.ex = instance.exports as unknown as Exports;
     this.ctrl = new Int32Array(this.memory.buffer, CTRL_OFFSET, CTRL.INTS);
+    this.ctrlF32 = new Float32Array(this.memory.buffer, CTRL_OFFSET, CTRL.INTS);
+    Atomics.store(this.ctrl, CTRL.TILE_WORD, 0xffff); // no tile job open
     for (let w = 0; w < this.threads - 1; w++) {
-      const init: WorkerInit = { module, memory: this.memory, ctrlOffset: CTRL_OFFSET, index: w, spin: this.spin };
+      const init: WorkerInit = {
+        module,
+        memory: this.memory,
+        ctrlOffset: CTRL_OFFSET,
+        index: w,
+        spin: this.spin,
+        workOffset: this.workOffsets[w + 1]!,
+      };
       const worker = new Worker(new URL('./wasm-worker.js', import.meta.url), {
         workerData: init,
         // Flags such as --input-type (node -e) make a worker fail to start; workers need none of the parent's flags
@@ -391,96 +433,86 @@ class WasmBackendImpl implements WasmBackend {
       const acc = accumulate ? 1 : 0;
       const work = this.workOffsets;
       const small = M <= this.smallM && K > 0 && (!transB || !transA || M * K + 64 <= this.workFloats);
-      const parallel = this.threads > 1 && M * N * K >= this.parallelThreshold;
+      const threads = this.threads;
+      const macs = M * N * K;
       if (small) {
         // B is read in place: split only the columns (no work is duplicated), in strips of 8.
         const kcs = Math.max(1, Math.min(4096, Math.floor((this.workFloats - 64) / (Math.ceil(M / 4) * 4))));
         const strips = Math.ceil(N / 8);
-        const nParts =
-          this.threads > 1 && M * N * K >= 4 * this.parallelThreshold ? Math.min(this.threads, strips) : 1;
-        const jobs: number[][] = [];
-        for (let t = 0; t < nParts; t++) {
-          const n0 = Math.floor((t * strips) / nParts) * 8;
-          const n1 = Math.min(N, Math.floor(((t + 1) * strips) / nParts) * 8);
-          jobs.push([ta, tb, K, pa, lda, pb, ldb, pc, N, acc, 0, M, n0, n1, work[t]!, kcs]);
+        const tiles = threads > 1 && macs >= 4 * this.parallelThreshold ? Math.min(strips, 4 * threads, MAX_TILES) : 1;
+        if (tiles <= 1) {
+          this.ex.sgemm_small(ta, tb, K, pa, lda, pb, ldb, pc, N, acc, 0, M, 0, N, work[0]!, kcs);
+          return;
         }
-        this.dispatch(OP_SGEMM_SMALL, jobs);
+        const tileN = Math.ceil(strips / tiles) * 8;
+        this.runTiles(T_SGEMM_SMALL, Math.ceil(N / tileN), [ta, tb, K, pa, lda, pb, ldb, pc, N, acc, M, N, tileN, kcs]);
         return;
       }
-      const parts = parallel ? partitionGemm(M, N, K, this.threads, this.nc) : [[0, M, 0, N] as Part];
       const { mc, kc, nc } = this;
-      this.dispatch(
-        OP_SGEMM,
-        parts.map(([m0, m1, n0, n1], t) => [ta, tb, K, pa, lda, pb, ldb, pc, N, acc, m0, m1, n0, n1, work[t]!, mc, kc, nc]),
-      );
+      if (!(threads > 1 && macs >= this.parallelThreshold)) {
+        this.ex.sgemm(ta, tb, K, pa, lda, pb, ldb, pc, N, acc, 0, M, 0, N, work[0]!, mc, kc, nc);
+        return;
+      }
+      const [tileM, tileN] = gemmTiles(M, N, K, threads);
+      const tilesN = Math.ceil(N / tileN);
+      this.runTiles(T_SGEMM, Math.ceil(M / tileM) * tilesN, [ta, tb, K, pa, lda, pb, ldb, pc, N, acc, M, N, tileM, tileN, tilesN, mc, kc, nc]);
     });
   }
 
   /**
-   * Whether the workers are up. The first threaded call waits (up to 10 s) for them to start; if they do not, every
-   * call runs on the calling thread alone (with one warning): a worker that cannot start must not hang the caller.
+   * Runs a tile job (wasm-tiles.ts): posts it, wakes up to ntiles − 1 workers, claims tiles on this thread too, and
+   * returns when every tile is done. `f32Args` puts float arguments at those argument indices.
    */
-  private workersUp(): boolean {
-    if (this.workerState !== 'starting') return this.workerState === 'up';
-    const want = this.workers.length;
-    const deadline = Date.now() + 10_000;
-    for (let r = Atomics.load(this.ctrl, CTRL.READY); r < want; r = Atomics.load(this.ctrl, CTRL.READY)) {
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        this.workerState = 'failed';
-        process.emitWarning(`wasm backend: ${want - r} worker thread(s) did not start; running on 1 thread`);
-        return false;
-      }
-      Atomics.wait(this.ctrl, CTRL.READY, r, Math.min(left, 100));
-    }
-    this.workerState = 'up';
-    return true;
-  }
-  private workerState: 'starting' | 'up' | 'failed' = 'starting';
-
-  /** Runs jobs[0] on the calling thread and jobs[t] on worker t-1, and waits for all of them. */
-  private dispatch(op: number, jobs: number[][]): void {
-    const fn = op === OP_SGEMM ? this.ex.sgemm : this.ex.sgemm_small;
-    if (jobs.length === 1 || !this.workersUp()) {
-      // Alone: the parts use distinct workspaces, so running them in turn on the calling thread is correct.
-      for (const job of jobs) fn(...job);
-      return;
-    }
+  private runTiles(op: number, ntiles: number, args: number[], f32Args?: Record<number, number>): void {
     const ctrl = this.ctrl;
-    Atomics.store(ctrl, CTRL.DONE, 0);
+    const b = CTRL.TJOB;
+    if (args.length > TJOB_INTS - 2) throw new Error('wasm backend: too many tile-job arguments');
+    ctrl[b] = op;
+    for (let i = 0; i < args.length; i++) ctrl[b + 2 + i] = args[i]! | 0;
+    if (f32Args) for (const [i, v] of Object.entries(f32Args)) this.ctrlF32[b + 2 + Number(i)] = v;
+    Atomics.store(ctrl, b + 1, ntiles);
+    Atomics.store(ctrl, CTRL.TILES_DONE, 0);
     Atomics.store(ctrl, CTRL.ERROR, 0);
-    for (let t = 1; t < jobs.length; t++) {
-      const w = t - 1;
-      const b = jobBase(w);
-      const job = jobs[t]!;
-      ctrl[b] = op;
-      for (let i = 0; i < job.length && i < JOB_INTS - 1; i++) ctrl[b + 1 + i] = job[i]! | 0;
+    this.tileGen = (this.tileGen + 1) & 0x7fff;
+    const gen = this.tileGen << 16;
+    Atomics.store(ctrl, CTRL.TILE_WORD, gen);
+    const wake = Math.min(this.workers.length, ntiles - 1);
+    for (let w = 0; w < wake; w++) {
+      ctrl[jobBase(w)] = OP_TILES;
       Atomics.add(ctrl, CTRL.SEQ0 + w, 1);
       Atomics.notify(ctrl, CTRL.SEQ0 + w, 1);
     }
-    let failure: unknown;
-    try {
-      fn(...jobs[0]!);
-    } catch (err) {
-      failure = err;
-    }
-    const want = jobs.length - 1;
+    claimTiles(this.ex, ctrl, this.ctrlF32, this.workOffsets[0]!);
     let polls = 0;
     for (;;) {
-      const d = Atomics.load(ctrl, CTRL.DONE);
-      if (d >= want) break;
+      const d = Atomics.load(ctrl, CTRL.TILES_DONE);
+      if (d >= ntiles) break;
       if (polls < this.spin) polls++;
-      else Atomics.wait(ctrl, CTRL.DONE, d, 1000);
+      else Atomics.wait(ctrl, CTRL.TILES_DONE, d, 1000);
     }
-    if (failure !== undefined) throw failure;
-    if (Atomics.load(ctrl, CTRL.ERROR) !== 0) throw new Error('wasm backend: a worker thread failed in gemm');
+    Atomics.store(ctrl, CTRL.TILE_WORD, gen | 0xffff); // close the job before the next one is written
+    if (Atomics.load(ctrl, CTRL.ERROR) !== 0) throw new Error('wasm backend: a kernel failed in a worker thread');
+  }
+
+  /** Tiles for an element-wise op over n elements: chunks of at least `minChunk`, up to 4 per thread. */
+  private chunking(n: number, minChunk: number): [ntiles: number, chunk: number] {
+    if (this.threads <= 1 || n < 2 * minChunk) return [1, n];
+    const tiles = Math.min(4 * this.threads, Math.floor(n / minChunk), MAX_TILES);
+    const chunk = Math.ceil(n / tiles / 4) * 4;
+    return [Math.ceil(n / chunk), chunk];
   }
 
   // ---- row kernels (run on the calling thread) ----------------------------------------------------------------------
   softmaxRows(x: Float32Array, y: Float32Array, rows: number, cols: number): void {
     rowKernelChecks.softmaxRows(x, y, rows, cols);
     const n = rows * cols;
-    this.withScratch(() => this.ex.softmax_rows(this.in(x, n), this.out(y, n), rows, cols));
+    this.withScratch(() => {
+      const px = this.in(x, n);
+      const py = this.out(y, n);
+      const [tiles, chunk] = this.chunking(rows, Math.max(1, Math.ceil(ROW_CHUNK / Math.max(1, cols))));
+      if (tiles <= 1) this.ex.softmax_rows(px, py, rows, cols);
+      else this.runTiles(T_SOFTMAX, tiles, [px, py, rows, cols, chunk]);
+    });
   }
 
   softmaxBackwardRows(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, cols: number): void {
@@ -500,17 +532,15 @@ class WasmBackendImpl implements WasmBackend {
   ): void {
     rowKernelChecks.rmsnormForward(x, weight, y, rstd, rows, cols);
     const n = rows * cols;
-    this.withScratch(() =>
-      this.ex.rmsnorm_forward(
-        this.in(x, n),
-        this.in(weight, cols),
-        this.out(y, n),
-        rstd ? this.out(rstd, rows) : 0,
-        rows,
-        cols,
-        eps,
-      ),
-    );
+    this.withScratch(() => {
+      const px = this.in(x, n);
+      const pw = this.in(weight, cols);
+      const py = this.out(y, n);
+      const pr = rstd ? this.out(rstd, rows) : 0;
+      const [tiles, chunk] = this.chunking(rows, Math.max(1, Math.ceil(ROW_CHUNK / Math.max(1, cols))));
+      if (tiles <= 1) this.ex.rmsnorm_forward(px, pw, py, pr, rows, cols, eps);
+      else this.runTiles(T_RMSNORM_F, tiles, [px, pw, py, pr, rows, cols, 0, chunk], { 6: eps });
+    });
   }
 
   rmsnormBackward(
@@ -543,7 +573,14 @@ class WasmBackendImpl implements WasmBackend {
     checkLength('swigluForward gate', gate, n);
     checkLength('swigluForward up', up, n);
     checkLength('swigluForward out', out, n);
-    this.withScratch(() => this.ex.swiglu_forward(this.in(gate, n), this.in(up, n), this.out(out, n), n));
+    this.withScratch(() => {
+      const pg = this.in(gate, n);
+      const pu = this.in(up, n);
+      const po = this.out(out, n);
+      const [tiles, chunk] = this.chunking(n, ROW_CHUNK);
+      if (tiles <= 1) this.ex.swiglu_forward(pg, pu, po, n);
+      else this.runTiles(T_SWIGLU_F, tiles, [pg, pu, po, n, chunk]);
+    });
   }
 
   swigluBackward(
@@ -557,9 +594,12 @@ class WasmBackendImpl implements WasmBackend {
     for (const [nm, a] of [['gate', gate], ['up', up], ['dout', dout], ['dgate', dgate], ['dup', dup]] as const) {
       checkLength(`swigluBackward ${nm}`, a, n);
     }
-    this.withScratch(() =>
-      this.ex.swiglu_backward(this.in(gate, n), this.in(up, n), this.in(dout, n), this.out(dgate, n), this.out(dup, n), n),
-    );
+    this.withScratch(() => {
+      const args = [this.in(gate, n), this.in(up, n), this.in(dout, n), this.out(dgate, n), this.out(dup, n)];
+      const [tiles, chunk] = this.chunking(n, ROW_CHUNK);
+      if (tiles <= 1) this.ex.swiglu_backward(...args, n);
+      else this.runTiles(T_SWIGLU_B, tiles, [...args, n, chunk]);
+    });
   }
 
   rope(
@@ -583,7 +623,10 @@ class WasmBackendImpl implements WasmBackend {
     this.withScratch(() => {
       const pp = this.scratch(Math.max(4, T * 4));
       this.i32.set(positions.subarray(0, T), pp >> 2);
-      this.ex.rope(this.in(x, n), this.out(out, n), T, H, D, pp, this.in(cos, tab), this.in(sin, tab), inverse ? 1 : 0);
+      const args = [this.in(x, n), this.out(out, n), T, H, D, pp, this.in(cos, tab), this.in(sin, tab), inverse ? 1 : 0];
+      const [tiles, chunk] = this.chunking(T, Math.max(1, Math.ceil(ROW_CHUNK / Math.max(1, H * D))));
+      if (tiles <= 1) this.ex.rope(...args);
+      else this.runTiles(T_ROPE, tiles, [...args, chunk]);
     });
   }
 
@@ -591,7 +634,14 @@ class WasmBackendImpl implements WasmBackend {
     checkLength('add a', a, n);
     checkLength('add b', b, n);
     checkLength('add out', out, n);
-    this.withScratch(() => this.ex.add(this.in(a, n), this.in(b, n), this.out(out, n), n));
+    this.withScratch(() => {
+      const pa = this.in(a, n);
+      const pb = this.in(b, n);
+      const po = this.out(out, n);
+      const [tiles, chunk] = this.chunking(n, 4 * ROW_CHUNK);
+      if (tiles <= 1) this.ex.add(pa, pb, po, n);
+      else this.runTiles(T_ADD, tiles, [pa, pb, po, n, chunk]);
+    });
   }
 
   axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void {
