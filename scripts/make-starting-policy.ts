@@ -3,6 +3,7 @@
 // (OREAL-RL-Prompts format, pass rates measured by this policy) and the held-out eval file.
 //
 // Usage: node dist/scripts/make-starting-policy.js [--steps N] [--target P] [--out models/arith-sft] [--quick]
+//        [--from CHECKPOINT_DIR --lr LR]   (continue training an earlier policy)
 // Writes: data/arith-tokenizer/, data/arith-sft-train.jsonl, data/arith-sft-heldout.jsonl, data/arith-sft.yaml,
 //         data/arith-heldout.jsonl, data/arith-rl-prompts.jsonl, models/arith-sft/ (HF checkpoint + eval.json).
 
@@ -53,6 +54,9 @@ interface Args {
   rlK: number;
   evalN: number;
   threads: number | undefined;
+  /** Continue from this HF checkpoint instead of a fresh model. */
+  from: string | undefined;
+  lr: number;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -67,6 +71,8 @@ function parseArgs(argv: readonly string[]): Args {
     rlK: 4,
     evalN: 100,
     threads: undefined,
+    from: undefined,
+    lr: 2e-3,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -85,6 +91,8 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--rl-k') a.rlK = Number(v());
     else if (k === '--eval-n') a.evalN = Number(v());
     else if (k === '--threads') a.threads = Number(v());
+    else if (k === '--from') a.from = v();
+    else if (k === '--lr') a.lr = Number(v());
     else if (k === '--quick') {
       a.steps = 20;
       a.trainN = 200;
@@ -124,15 +132,19 @@ async function main(): Promise<void> {
 
   const cfgInput: SftConfigInput = {
     tokenizer: tokDir,
-    architecture: {
-      hidden_size: 128,
-      intermediate_size: 512,
-      num_hidden_layers: 4,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      tie_word_embeddings: true,
-      max_position_embeddings: 512,
-    },
+    ...(args.from !== undefined
+      ? { model: args.from }
+      : {
+          architecture: {
+            hidden_size: 128,
+            intermediate_size: 512,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            tie_word_embeddings: true,
+            max_position_embeddings: 512,
+          },
+        }),
     train_file: path.join(D, 'arith-sft-train.jsonl'),
     eval_file: path.join(D, 'arith-sft-heldout.jsonl'),
     output_dir: args.out,
@@ -140,9 +152,9 @@ async function main(): Promise<void> {
     max_steps: args.steps,
     batch_size: 32,
     micro_batch_size: 32,
-    lr: 2e-3,
-    min_lr: 2e-4,
-    warmup_steps: 30,
+    lr: args.lr,
+    min_lr: args.lr / 10,
+    warmup_steps: args.from !== undefined ? 0 : 30,
     weight_decay: 0.01,
     grad_clip: 1.0,
     max_seq_len: 128,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Greedy KV-cache decoding speed in PyTorch on the shape of `oreal bench decode`, next to ours, in one run.
 
-Times a plain-torch Qwen2 greedy loop (float32, no_grad, preallocated KV cache [layers, batch, kv_heads, max_len,
+Times a plain-torch Qwen2 greedy loop (float32, no_grad, F.linear as HF's nn.Linear, preallocated KV cache [layers, batch, kv_heads, max_len,
 head_dim], prefill of the whole prompt batch, then one token per step for every sequence) on a random model with the
 same shape as `--model random:layers=4,hidden=256,heads=4,kv-heads=2,intermediate=1024,vocab=512`, and (unless
 --no-node) runs `node dist/src/cli/bench-decode.js` with the same shape and thread count. Both report
@@ -20,6 +20,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -70,9 +71,9 @@ class Model:
             mask = torch.full((T, p0 + T), float('-inf')).triu(p0 + 1)
         for l, P in enumerate(self.layers):
             h = rms_norm(x, P['ln1'], self.eps)
-            q = torch.addmm(P['bq'], h.view(B * T, -1), P['wq'].T).view(B, T, nh, hd).transpose(1, 2)
-            k = torch.addmm(P['bk'], h.view(B * T, -1), P['wk'].T).view(B, T, nkv, hd).transpose(1, 2)
-            v = torch.addmm(P['bv'], h.view(B * T, -1), P['wv'].T).view(B, T, nkv, hd).transpose(1, 2)
+            q = F.linear(h, P['wq'], P['bq']).view(B, T, nh, hd).transpose(1, 2)
+            k = F.linear(h, P['wk'], P['bk']).view(B, T, nkv, hd).transpose(1, 2)
+            v = F.linear(h, P['wv'], P['bv']).view(B, T, nkv, hd).transpose(1, 2)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             kc[l, :, :, p0:p0 + T] = k
@@ -85,11 +86,11 @@ class Model:
                 s = s.view(B, nkv, grp, T, -1) + mask
                 s = s.view(B, nkv, grp * T, -1)
             a = (torch.softmax(s, -1) @ Vv).view(B, nh, T, hd).transpose(1, 2).reshape(B * T, nh * hd)
-            x = x + (a @ P['wo'].T).view(B, T, -1)
+            x = x + F.linear(a, P['wo']).view(B, T, -1)
             h = rms_norm(x, P['ln2'], self.eps).view(B * T, -1)
-            x = x + ((torch.nn.functional.silu(h @ P['wg'].T) * (h @ P['wu'].T)) @ P['wd'].T).view(B, T, -1)
+            x = x + F.linear(F.silu(F.linear(h, P['wg'])) * F.linear(h, P['wu']), P['wd']).view(B, T, -1)
         hn = rms_norm(x[:, -1], self.norm, self.eps)
-        return hn @ self.embed.T
+        return F.linear(hn, self.embed)
 
     @torch.no_grad()
     def generate(self, prompts, new_tokens):

@@ -625,3 +625,68 @@ test('random model spec', () => {
   assert.equal(seed, 3);
   assert.throws(() => parseRandomModelSpec('random:layer=4'), /unknown key "layer"/);
 });
+
+/** A byte-level BPE tokenizer: ids 0-255 are the bytes (GPT-2 byte-to-unicode map), 256 = "ab", 257 = <|end|>. */
+function byteTokenizerJson(): Record<string, unknown> {
+  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const vocab: Record<string, number> = {};
+  let shift = 0;
+  for (let b = 0; b < 256; b++) vocab[printable(b) ? String.fromCharCode(b) : String.fromCharCode(256 + shift++)] = b;
+  vocab['ab'] = 256;
+  const bl = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true };
+  return {
+    version: '1.0',
+    added_tokens: [{ id: 257, content: '<|end|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: bl,
+    post_processor: bl,
+    decoder: bl,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [['a', 'b']] },
+  };
+}
+
+test('oreal generate with a tokenizer: --prompt --chat, messages lines, stop strings, text = decode(ids)', async () => {
+  const { Tokenizer } = await import('../src/model/tokenizer.js');
+  const m = randomModel(cfgOf({ vocabSize: 258 }), 61);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'oreal-gen-tok-'));
+  try {
+    const md = path.join(dir, 'model');
+    saveAs(m, md);
+    writeFileSync(path.join(md, 'tokenizer.json'), JSON.stringify(byteTokenizerJson()));
+    writeFileSync(
+      path.join(md, 'tokenizer_config.json'),
+      JSON.stringify({ eos_token: '<|end|>', chat_template: '{% for m in messages %}[{{ m.role }}] {{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}' }),
+    );
+    const tok = Tokenizer.load(md);
+    const chatIds = tok.encodeChat([{ role: 'user', content: 'ab c' }], { addGenerationPrompt: true });
+    const ref = generate(m, [{ prompt: chatIds, n: 1, params: greedy({ maxNewTokens: 8, stopTokenIds: [257, 60] }) }], {
+      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+    })[0]![0]!;
+    const out = await runCli(['generate', '--model', md, '--prompt', 'ab c', '--chat', '--greedy', '--max-new-tokens', '8', '--json', '--backend', 'js']);
+    const l = JSON.parse(out.trim()) as { token_ids: number[]; text: string; finish_reason: string };
+    assert.deepEqual(l.token_ids, ref.tokenIds);
+    assert.equal(l.text, ref.text);
+    const inp = path.join(dir, 'in.jsonl');
+    writeFileSync(inp, JSON.stringify({ messages: [{ role: 'user', content: 'ab c' }] }) + '\n' + JSON.stringify({ prompt: 'xyz' }) + '\n');
+    const out2 = (await runCli(['generate', '--model', md, '--input', inp, '--greedy', '--max-new-tokens', '8', '--json', '--backend', 'js'])).trim().split('\n');
+    assert.equal(out2.length, 2);
+    assert.deepEqual((JSON.parse(out2[0]!) as { token_ids: number[] }).token_ids, ref.tokenIds);
+    // A stop string taken from the reference text cuts it.
+    const plain = generate(m, [{ prompt: tok.encode('xyz'), n: 1, params: greedy({ maxNewTokens: 8, stopTokenIds: [257, 60] }) }], {
+      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+    })[0]![0]!;
+    assert.deepEqual((JSON.parse(out2[1]!) as { token_ids: number[] }).token_ids, plain.tokenIds);
+    const long = generate(m, [{ prompt: tok.encode('xyz'), n: 1, params: greedy({ maxNewTokens: 12 }) }], {
+      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+    })[0]![0]!;
+    assert.ok(long.text.length >= 4, `reference text ${JSON.stringify(long.text)} too short for a stop string`);
+    const stop = long.text.slice(2, 4);
+    const out3 = JSON.parse(
+      (await runCli(['generate', '--model', md, '--prompt', 'xyz', '--greedy', '--max-new-tokens', '12', '--ignore-eos', '--stop', stop, '--json', '--backend', 'js'])).trim(),
+    ) as { text: string; finish_reason: string };
+    assert.equal(out3.finish_reason, 'stop');
+    assert.equal(out3.text, long.text.slice(0, long.text.indexOf(stop)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

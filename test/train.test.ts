@@ -8,6 +8,7 @@
 // a hash of its text, so groups have mixed outcomes.
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -427,6 +428,13 @@ describe('trainer (tiny random model)', () => {
         fs.readFileSync(path.join(b, 'trajectories', `step-${s}.jsonl`), 'utf8'),
         fs.readFileSync(path.join(a, 'trajectories', `step-${s}.jsonl`), 'utf8'),
       );
+    // State every 2 steps: a kill after step 3 resumes from step 2 and replays step 3.
+    const c = tmpDir('resume-c');
+    const cfg2 = { ...cfg, state_interval: 2 };
+    await assert.rejects(runTraining(cfg2, { outDir: c, verifier: hashVerifier, onLog: () => undefined, onStage: kill('saved', 3) }), /killed at saved/);
+    assert.equal(readMetricsFile(path.join(c, 'metrics.jsonl')).length, 3);
+    await runTraining(cfg2, { outDir: c, resume: true, verifier: hashVerifier, onLog: () => undefined });
+    assert.deepEqual(readMetricsFile(path.join(c, 'metrics.jsonl')).map(stripTiming), ma);
     // The weights moved (the comparison is not vacuous).
     const init = tensorsOf(getFixture().actor);
     const fin = tensorsOf(path.join(a, 'state', 'policy'));
@@ -480,5 +488,48 @@ describe('trainer (tiny random model)', () => {
     assert.ok(m.judge_failures > 0);
     assert.ok(m.dropped_judge_failure > 0);
     assert.equal(m.num_kept, 0);
+  });
+
+  test('remote rollouts: text prompts to an OpenAI-compatible server, re-tokenised responses, weight sync', async () => {
+    const prompts: string[] = [];
+    const synced: string[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const j = JSON.parse(body) as { prompt?: string; n?: number; seed?: number; model_path?: string };
+        res.setHeader('content-type', 'application/json');
+        if (req.url === '/update_weights_from_disk') {
+          synced.push(j.model_path!);
+          res.end(JSON.stringify({ success: true }));
+          return;
+        }
+        prompts.push(j.prompt!);
+        const choices = Array.from({ length: j.n! }, (_, i) => ({
+          index: i,
+          text: `x=${(j.seed! + i * 7) % 5}`,
+          finish_reason: i === 3 ? 'length' : 'stop',
+        }));
+        res.end(JSON.stringify({ choices }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const out = tmpDir('remote');
+      const cfg = tinyConfig(['rollout.backend=remote', `rollout.url=http://127.0.0.1:${port}/v1`, 'rollout.model=tiny', 'actor_freeze_steps=0', 'total_steps=2', 'checkpoint_interval=0']);
+      const res = await runTraining(cfg, { outDir: out, verifier: hashVerifier, onLog: () => undefined });
+      assert.equal(res.step, 2);
+      assert.equal(prompts.length, 4);
+      assert.ok(prompts.every((p) => p.startsWith('<|im_start|>system\nSolve.<|im_end|>\n<|im_start|>user\n') && p.endsWith('<|im_start|>assistant\n')));
+      const trained = res.metrics.filter((m) => m.num_kept > 0 && m.skipped.length === 0).length;
+      assert.ok(trained > 0);
+      assert.equal(synced.length, trained);
+      assert.ok(fs.existsSync(path.join(synced[0]!, 'model.safetensors')));
+      const traj = fs.readFileSync(path.join(out, 'trajectories', 'step-1.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { text: string; num_tokens: number; finish_reason: string });
+      for (const t of traj) assert.equal(t.num_tokens, Buffer.byteLength(t.text) + (t.finish_reason === 'stop' ? 1 : 0));
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

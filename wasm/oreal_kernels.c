@@ -13,6 +13,17 @@
 #define MR 4
 #define NR 8
 
+// MADD(a, b, c) = a*b + c on 4 lanes. With OREAL_RELAXED (oreal_kernels_relaxed.wasm) it is one fused
+// f32x4.relaxed_madd (an FMA on x86 with FMA3), which Node 20 runs behind --experimental-wasm-relaxed-simd (the
+// backend turns the flag on and falls back to the plain module when that fails). clang 14 only knows the relaxed-simd
+// prototype opcode (f32x4.fma, 0xfd 0xaf 0x01), so scripts/build-wasm.sh rewrites it to the final relaxed_madd opcode
+// (0xfd 0x85 0x02), whose semantics (a*b + c) this macro is written for.
+#ifdef OREAL_RELAXED
+#define MADD(a, b, c) __builtin_wasm_fma_f32x4((a), (b), (c))
+#else
+#define MADD(a, b, c) wasm_f32x4_add((c), wasm_f32x4_mul((a), (b)))
+#endif
+
 typedef float f32;
 
 static inline f32 hsum(v128_t v) {
@@ -132,17 +143,17 @@ static inline void kernel_4x8(int kc, const f32 *restrict a, const f32 *restrict
   for (int k = 0; k < kc; k++) {
     v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
     v128_t a0 = wasm_v128_load32_splat(a);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
+    c00 = MADD(a0, b0, c00);
+    c01 = MADD(a0, b1, c01);
     v128_t a1 = wasm_v128_load32_splat(a + 1);
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
+    c10 = MADD(a1, b0, c10);
+    c11 = MADD(a1, b1, c11);
     v128_t a2 = wasm_v128_load32_splat(a + 2);
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
+    c20 = MADD(a2, b0, c20);
+    c21 = MADD(a2, b1, c21);
     v128_t a3 = wasm_v128_load32_splat(a + 3);
-    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
-    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
+    c30 = MADD(a3, b0, c30);
+    c31 = MADD(a3, b1, c31);
     a += MR;
     b += ldb;
   }
@@ -227,7 +238,7 @@ __attribute__((export_name("sgemm"))) void sgemm(int transA, int transB, int K, 
 static inline f32 dot(const f32 *x, const f32 *y, int K) {
   v128_t acc = wasm_f32x4_splat(0);
   int k = 0;
-  for (; k + 4 <= K; k += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(x + k), wasm_v128_load(y + k)));
+  for (; k + 4 <= K; k += 4) acc = MADD(wasm_v128_load(x + k), wasm_v128_load(y + k), acc);
   f32 s = hsum(acc);
   for (; k < K; k++) s += x[k] * y[k];
   return s;
@@ -291,17 +302,17 @@ __attribute__((export_name("sgemm_small"))) void sgemm_small(int transA, int tra
       for (int k = 0; k < K4; k += 4) {
         v128_t x0 = wasm_v128_load(a0 + k), x1 = wasm_v128_load(a1 + k);
         v128_t y = wasm_v128_load(b0 + k);
-        s00 = wasm_f32x4_add(s00, wasm_f32x4_mul(x0, y));
-        s10 = wasm_f32x4_add(s10, wasm_f32x4_mul(x1, y));
+        s00 = MADD(x0, y, s00);
+        s10 = MADD(x1, y, s10);
         y = wasm_v128_load(b1 + k);
-        s01 = wasm_f32x4_add(s01, wasm_f32x4_mul(x0, y));
-        s11 = wasm_f32x4_add(s11, wasm_f32x4_mul(x1, y));
+        s01 = MADD(x0, y, s01);
+        s11 = MADD(x1, y, s11);
         y = wasm_v128_load(b2 + k);
-        s02 = wasm_f32x4_add(s02, wasm_f32x4_mul(x0, y));
-        s12 = wasm_f32x4_add(s12, wasm_f32x4_mul(x1, y));
+        s02 = MADD(x0, y, s02);
+        s12 = MADD(x1, y, s12);
         y = wasm_v128_load(b3 + k);
-        s03 = wasm_f32x4_add(s03, wasm_f32x4_mul(x0, y));
-        s13 = wasm_f32x4_add(s13, wasm_f32x4_mul(x1, y));
+        s03 = MADD(x0, y, s03);
+        s13 = MADD(x1, y, s13);
       }
       f32 r[8] = {hsum(s00), hsum(s01), hsum(s02), hsum(s03), hsum(s10), hsum(s11), hsum(s12), hsum(s13)};
       for (int k = K4; k < K; k++) {
@@ -330,10 +341,10 @@ __attribute__((export_name("sgemm_small"))) void sgemm_small(int transA, int tra
       v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
       for (int k = 0; k < K4; k += 4) {
         v128_t x0 = wasm_v128_load(a0 + k);
-        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(x0, wasm_v128_load(b0 + k)));
-        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(x0, wasm_v128_load(b1 + k)));
-        s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(x0, wasm_v128_load(b2 + k)));
-        s3 = wasm_f32x4_add(s3, wasm_f32x4_mul(x0, wasm_v128_load(b3 + k)));
+        s0 = MADD(x0, wasm_v128_load(b0 + k), s0);
+        s1 = MADD(x0, wasm_v128_load(b1 + k), s1);
+        s2 = MADD(x0, wasm_v128_load(b2 + k), s2);
+        s3 = MADD(x0, wasm_v128_load(b3 + k), s3);
       }
       f32 r0 = hsum(s0), r1 = hsum(s1), r2 = hsum(s2), r3 = hsum(s3);
       for (int k = K4; k < K; k++) r0 += a0[k] * b0[k], r1 += a0[k] * b1[k], r2 += a0[k] * b2[k], r3 += a0[k] * b3[k];

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerBench } from './bench.js';
 import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
+import { registerReport } from './report.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerDebug(program);
   registerBench(program);
   registerEval(program);
+  registerReport(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')

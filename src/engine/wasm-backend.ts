@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
+import v8 from 'node:v8';
 import type { Backend } from './backend.js';
 import { checkLength, rowKernelChecks, type RowKernels } from './kernels.js';
 import { CTRL, MAX_WORKERS, OP_STOP, OP_TILES, jobBase, WA, type WasmMemory, type WasmModule, type WorkerInit } from './wasm-protocol.js';
@@ -38,12 +39,19 @@ export interface WasmBackendOptions {
   blocks?: { mc?: number; kc?: number; nc?: number };
   /** Upper bound of the shared memory (default and maximum 4 GiB). */
   maxMemoryBytes?: number;
+  /**
+   * Use the relaxed-SIMD (fused multiply-add) GEMM kernels when this Node can run them (default true; also off with
+   * $OREAL_WASM_RELAXED=0). Results differ from the plain kernels by float32 rounding only.
+   */
+  relaxedSimd?: boolean;
 }
 
 export interface WasmBackend extends Backend, RowKernels {
   readonly name: 'wasm';
   /** The shared memory every kernel works in. */
   readonly memory: WasmMemory;
+  /** Whether the GEMM runs the relaxed-SIMD (fused multiply-add) kernels. */
+  readonly relaxedSimd: boolean;
   /** Whether `arr` lies in the shared memory (is used in place, without a copy). */
   owns(arr: Float32Array): boolean;
   /** Gives back an array that alloc() returned. */
@@ -83,6 +91,32 @@ let cachedModule: WasmModule | undefined;
 function kernelModule(): WasmModule {
   cachedModule ??= new WA.Module(readFileSync(wasmPath()));
   return cachedModule;
+}
+
+const RELAXED_FILE = 'oreal_kernels_relaxed.wasm';
+let cachedRelaxed: WasmModule | null | undefined;
+/**
+ * The relaxed-SIMD build of the kernels (GEMM multiply-adds fused into f32x4.relaxed_madd), or null when it cannot be
+ * used: $OREAL_WASM_RELAXED=0, the file is missing, or this Node cannot compile it. Node 20 keeps relaxed SIMD behind
+ * --experimental-wasm-relaxed-simd; the flag is turned on here (it only affects wasm compilation) if needed.
+ */
+function relaxedModule(): WasmModule | null {
+  if (cachedRelaxed !== undefined) return cachedRelaxed;
+  cachedRelaxed = null;
+  if (process.env.OREAL_WASM_RELAXED === '0') return null;
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(wasmPath().slice(0, -WASM_FILE.length) + RELAXED_FILE);
+  } catch {
+    return null;
+  }
+  try {
+    if (!WA.validate(bytes)) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    if (WA.validate(bytes)) cachedRelaxed = new WA.Module(bytes);
+  } catch {
+    cachedRelaxed = null;
+  }
+  return cachedRelaxed;
 }
 
 type Fn = (...args: number[]) => void;
@@ -168,6 +202,7 @@ class WasmBackendImpl implements WasmBackend {
   readonly name = 'wasm' as const;
   readonly threads: number;
   readonly memory: WasmMemory;
+  readonly relaxedSimd: boolean;
   private readonly ex: Exports;
   private readonly ctrl: Int32Array;
   private readonly ctrlF32: Float32Array;
@@ -218,9 +253,16 @@ class WasmBackendImpl implements WasmBackend {
     if (initialPages > this.maxPages) throw new RangeError('wasm backend: maxMemoryBytes is too small for the workspaces');
     this.memory = new WA.Memory({ initial: initialPages, maximum: this.maxPages, shared: true });
     this.refreshViews();
-    const module = kernelModule();
-    const instance = new WA.Instance(module, { env: { memory: this.memory } });
-    this.ex = instance.exports as unknown as Exports;
+    // The relaxed-SIMD kernels when they compile here and pass a check against a float64 product; else the plain ones.
+    let module = opts.relaxedSimd === false ? null : relaxedModule();
+    let ex = module ? (new WA.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports) : null;
+    if (module && ex && !this.gemmSelfCheck(ex)) {
+      module = null;
+      ex = null;
+    }
+    this.relaxedSimd = module !== null;
+    module ??= kernelModule();
+    this.ex = ex ?? (new WA.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports);
     this.ctrl = new Int32Array(this.memory.buffer, CTRL_OFFSET, CTRL.INTS);
     this.ctrlF32 = new Float32Array(this.memory.buffer, CTRL_OFFSET, CTRL.INTS);
     Atomics.store(this.ctrl, CTRL.TILE_WORD, 0xffff); // no tile job open
@@ -241,6 +283,43 @@ class WasmBackendImpl implements WasmBackend {
       });
       worker.unref();
       this.workers.push(worker);
+    }
+  }
+
+  /** A 9×13×7 product (all four transposes) in the free heap, against float64; restores the zeros after. */
+  private gemmSelfCheck(ex: Exports): boolean {
+    const M = 9;
+    const N = 13;
+    const K = 7;
+    const f = this.f32;
+    const pa = this.heapStart;
+    const pb = pa + M * K * 4;
+    const pc = pb + K * N * 4;
+    const base = pa >> 2;
+    const total = M * K + K * N + M * N;
+    try {
+      for (let i = 0; i < M * K + K * N; i++) f[base + i] = ((i * 37) % 19) / 7 - 1.2;
+      for (const ta of [0, 1]) {
+        for (const tb of [0, 1]) {
+          ex.sgemm(ta, tb, K, pa, ta ? M : K, pb, tb ? K : N, pc, N, 0, 0, M, 0, N, this.workOffsets[0]!, this.mc, this.kc, this.nc);
+          for (let i = 0; i < M; i++) {
+            for (let j = 0; j < N; j++) {
+              let want = 0;
+              for (let k = 0; k < K; k++) {
+                const a = f[base + (ta ? k * M + i : i * K + k)]!;
+                const b = f[(pb >> 2) + (tb ? j * K + k : k * N + j)]!;
+                want += a * b;
+              }
+              if (!(Math.abs(f[(pc >> 2) + i * N + j]! - want) <= 1e-5 * (1 + Math.abs(want)))) return false;
+            }
+          }
+        }
+      }
+      return true;
+    } catch {
+      return false;
+    } finally {
+      f.fill(0, base, base + total);
     }
   }
 

@@ -52,6 +52,7 @@ export interface WasmApi {
     readonly exports: Record<string, unknown>;
   };
   Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+  validate(bytes: Uint8Array): boolean;
 }
 export const WA: WasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 

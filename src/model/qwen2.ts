@@ -342,10 +342,18 @@ interface Saved {
 export interface ModelOptions {
   /** Rows of [rows, vocab] logits formed at once (default: ≈4M floats worth, at most 256). */
   logitsChunkRows?: number;
-  /** Query rows per attention score block (default 64). */
+  /** Query rows per attention score block (default: as many as keep a block of scores under ≈4M floats). */
   attnChunk?: number;
   /** Use this file's plain loops for the elementwise ops even when the backend has row kernels. */
   plainLoops?: boolean;
+  /** Allocate gradient arrays (default true). False: an inference-only model (half the memory); backward throws. */
+  grads?: boolean;
+  /**
+   * Keep the matrices (embedding, projections, LM head) in ordinary Float32Arrays instead of backend memory (default
+   * false). For the wasm backend they then stay outside its 4 GiB memory and every GEMM copies them in: slower, but it
+   * lets models larger than the wasm memory run. Norm weights and biases stay in backend memory.
+   */
+  paramsOutsideBackend?: boolean;
 }
 
 export interface ForwardOptions {
@@ -414,7 +422,7 @@ export class Qwen2Model {
   private readonly glayers: LayerParams[] = [];
   private readonly ws: Workspace;
   private readonly logitsChunkRows: number;
-  private readonly attnChunk: number;
+  private readonly attnChunk: number | undefined;
   private saved: Saved | null = null;
   /** The backend's own row kernels (e.g. wasm SIMD) when it has them; otherwise the plain loops in this file. */
   private readonly rk: RowKernels | null;
@@ -432,18 +440,28 @@ export class Qwen2Model {
     this.shapes = qwen2TensorShapes(config);
     this.ws = new Workspace(backend);
     this.logitsChunkRows = opts.logitsChunkRows ?? Math.max(1, Math.min(256, Math.floor((1 << 22) / config.vocabSize)));
-    this.attnChunk = opts.attnChunk ?? 64;
+    this.attnChunk = opts.attnChunk;
     const maybe = backend as Backend & Partial<RowKernels>;
     this.rk = opts.plainLoops !== true && typeof maybe.rmsnormForward === 'function' ? (maybe as Backend & RowKernels) : null;
+    const withGrads = opts.grads ?? true;
     for (const { name, shape } of this.shapes) {
       const n = shape.reduce((a, b) => a * b, 1);
-      this.params.set(name, backend.alloc(n));
-      this.grads.set(name, backend.alloc(n));
+      // Norm weights and biases are read by row kernels and loops: keep them in backend memory in any case.
+      const gemmOnly = shape.length === 2;
+      this.params.set(name, opts.paramsOutsideBackend && gemmOnly ? new Float32Array(n) : this.own(backend.alloc(n)));
+      if (withGrads) this.grads.set(name, this.own(backend.alloc(n)));
     }
     for (let i = 0; i < config.numHiddenLayers; i++) {
       this.layers.push(this.layerView(this.params, i));
-      this.glayers.push(this.layerView(this.grads, i));
+      if (withGrads) this.glayers.push(this.layerView(this.grads, i));
     }
+  }
+
+  /** Arrays this model allocated from its backend (freed by dispose). */
+  private readonly owned: Float32Array[] = [];
+  private own(a: Float32Array): Float32Array {
+    this.owned.push(a);
+    return a;
   }
 
   /**
@@ -565,10 +583,8 @@ export class Qwen2Model {
   dispose(): void {
     this.releaseActivations();
     const f = (this.backend as Backend & { free?: unknown }).free;
-    if (typeof f === 'function') {
-      for (const a of this.params.values()) (f as (a: Float32Array) => void).call(this.backend, a);
-      for (const a of this.grads.values()) (f as (a: Float32Array) => void).call(this.backend, a);
-    }
+    if (typeof f === 'function') for (const a of this.owned) (f as (a: Float32Array) => void).call(this.backend, a);
+    this.owned.length = 0;
     this.params.clear();
     this.grads.clear();
   }
@@ -805,6 +821,7 @@ export class Qwen2Model {
   backward(dLogp?: ArrayLike<number> | null, dScore?: ArrayLike<number> | null): void {
     const S = this.saved;
     if (!S) throw new Error('backward: no saved activations (call forward with saveForBackward first)');
+    if (this.grads.size === 0) throw new Error('backward: this model has no gradients (created with grads: false)');
     if (!dLogp && !dScore) return;
     const cfg = this.config;
     const be = this.backend;
@@ -984,6 +1001,15 @@ export class Qwen2Model {
   // -------------------------------------------------------------------------------------------------------------
   // Causal attention per sequence and head, with query chunks: S = Q Kᵀ·scale, P = softmax(S + causal mask), O = P V.
 
+  /**
+   * Query rows per score block: `attnChunk` when given, else as many as keep one block (all heads of a KV group ×
+   * rows × keys) under about 4M floats.
+   */
+  private attnRows(maxL: number, group: number): number {
+    if (this.attnChunk !== undefined) return Math.max(1, Math.min(this.attnChunk, maxL));
+    return Math.max(1, Math.min(maxL, Math.floor((1 << 22) / (group * Math.max(1, maxL)))));
+  }
+
   private attentionForward(A: LayerActs, lens: Int32Array, seqStart: Int32Array, N: number, maxL: number): void {
     const be = this.backend;
     const nh = this.config.numAttentionHeads;
@@ -993,13 +1019,18 @@ export class Qwen2Model {
     const qd = nh * hd;
     const kd = nkv * hd;
     const scale = 1 / Math.sqrt(hd);
-    const CH = Math.max(1, Math.min(this.attnChunk, maxL));
+    const CH = this.attnRows(maxL, group);
     const ws = this.ws;
-    const Qh = ws.get('att.q', maxL * hd);
+    // The query heads of one KV group are stacked: block row hl·c + r is head g·group + hl at query i0 + r, so one
+    // GEMM forms the scores of all of them.
     const Kh = ws.get('att.k', maxL * hd);
     const Vh = ws.get('att.v', maxL * hd);
-    const Sc = ws.get('att.s', CH * maxL);
-    const Oc = ws.get('att.o', CH * hd);
+    const Qc = ws.get('att.q', group * CH * hd);
+    const Sc = ws.get('att.s', group * CH * maxL);
+    const Oc = ws.get('att.o', group * CH * hd);
+    const q = A.q;
+    const ctx = A.ctx;
+    const lseOut = A.lse;
     for (let s = 0; s < lens.length; s++) {
       const L = lens[s]!;
       const off = seqStart[s]!;
@@ -1009,33 +1040,48 @@ export class Qwen2Model {
           Kh.set(A.k.subarray(src, src + hd), i * hd);
           Vh.set(A.v.subarray(src, src + hd), i * hd);
         }
-        for (let h = g * group; h < (g + 1) * group; h++) {
-          for (let i = 0; i < L; i++) {
-            const src = (off + i) * qd + h * hd;
-            Qh.set(A.q.subarray(src, src + hd), i * hd);
-          }
-          for (let i0 = 0; i0 < L; i0 += CH) {
-            const c = Math.min(CH, L - i0);
-            const nk = i0 + c;
-            be.gemm(false, true, c, nk, hd, Qh.subarray(i0 * hd), Kh, Sc, false);
+        for (let i0 = 0; i0 < L; i0 += CH) {
+          const c = Math.min(CH, L - i0);
+          const nk = i0 + c;
+          const rows = group * c;
+          for (let hl = 0; hl < group; hl++) {
+            const h = g * group + hl;
             for (let r = 0; r < c; r++) {
-              const i = i0 + r;
-              const o = r * nk;
+              const src = (off + i0 + r) * qd + h * hd;
+              Qc.set(q.subarray(src, src + hd), (hl * c + r) * hd);
+            }
+          }
+          const S = Sc.subarray(0, rows * nk);
+          be.gemm(false, true, rows, nk, hd, Qc.subarray(0, rows * hd), Kh.subarray(0, nk * hd), S, false);
+          for (let hl = 0; hl < group; hl++) {
+            const lseBase = (g * group + hl) * N + off + i0;
+            for (let r = 0; r < c; r++) {
+              const o = (hl * c + r) * nk;
+              const end = o + i0 + r + 1; // keys j <= i
               let m = -Infinity;
-              for (let j = 0; j <= i; j++) {
-                const z = Sc[o + j]! * scale;
+              for (let j = o; j < end; j++) {
+                const z = S[j]!;
                 if (z > m) m = z;
               }
+              m *= scale;
               let se = 0;
-              for (let j = 0; j <= i; j++) se += Math.exp(Sc[o + j]! * scale - m);
-              const lse = m + Math.log(se);
-              A.lse[h * N + off + i] = lse;
-              for (let j = 0; j <= i; j++) Sc[o + j] = Math.exp(Sc[o + j]! * scale - lse);
-              for (let j = i + 1; j < nk; j++) Sc[o + j] = 0;
+              for (let j = o; j < end; j++) {
+                const e = Math.exp(S[j]! * scale - m);
+                S[j] = e;
+                se += e;
+              }
+              lseOut[lseBase + r] = m + Math.log(se);
+              const inv = 1 / se;
+              for (let j = o; j < end; j++) S[j] = S[j]! * inv;
+              S.fill(0, end, o + nk);
             }
-            be.gemm(false, false, c, hd, nk, Sc, Vh, Oc, false);
+          }
+          be.gemm(false, false, rows, hd, nk, S, Vh.subarray(0, nk * hd), Oc.subarray(0, rows * hd), false);
+          for (let hl = 0; hl < group; hl++) {
+            const h = g * group + hl;
             for (let r = 0; r < c; r++) {
-              A.ctx.set(Oc.subarray(r * hd, r * hd + hd), (off + i0 + r) * qd + h * hd);
+              const src = (hl * c + r) * hd;
+              ctx.set(Oc.subarray(src, src + hd), (off + i0 + r) * qd + h * hd);
             }
           }
         }
@@ -1056,18 +1102,20 @@ export class Qwen2Model {
     const scale = 1 / Math.sqrt(hd);
     let maxL = 0;
     for (let s = 0; s < S.lengths.length; s++) if (S.lengths[s]! > maxL) maxL = S.lengths[s]!;
-    const CH = Math.max(1, Math.min(this.attnChunk, maxL));
+    const CH = this.attnRows(maxL, group);
     const ws = this.ws;
-    const Qh = ws.get('att.q', maxL * hd);
     const Kh = ws.get('att.k', maxL * hd);
     const Vh = ws.get('att.v', maxL * hd);
-    const dOh = ws.get('att.do', maxL * hd);
     const dKh = ws.get('att.dk', maxL * hd);
     const dVh = ws.get('att.dv', maxL * hd);
-    const Dr = new Float64Array(maxL);
-    const Pc = ws.get('att.s', CH * maxL);
-    const dPc = ws.get('att.ds', CH * maxL);
-    const dQc = ws.get('att.o', CH * hd);
+    const Qc = ws.get('att.q', group * CH * hd);
+    const dOc = ws.get('att.do', group * CH * hd);
+    const dQc = ws.get('att.o', group * CH * hd);
+    const Pc = ws.get('att.s', group * CH * maxL);
+    const dPc = ws.get('att.ds', group * CH * maxL);
+    const Dr = new Float64Array(group * CH);
+    const q = A.q;
+    const ctx = A.ctx;
     for (let s = 0; s < S.lengths.length; s++) {
       const L = S.lengths[s]!;
       const off = S.seqStart[s]!;
@@ -1079,40 +1127,54 @@ export class Qwen2Model {
         }
         dKh.fill(0, 0, L * hd);
         dVh.fill(0, 0, L * hd);
-        for (let h = g * group; h < (g + 1) * group; h++) {
-          for (let i = 0; i < L; i++) {
-            const src = (off + i) * qd + h * hd;
-            Qh.set(A.q.subarray(src, src + hd), i * hd);
-            dOh.set(dctx.subarray(src, src + hd), i * hd);
-            let d = 0;
-            for (let e = 0; e < hd; e++) d += dctx[src + e]! * A.ctx[src + e]!;
-            Dr[i] = d;
-          }
-          for (let i0 = 0; i0 < L; i0 += CH) {
-            const c = Math.min(CH, L - i0);
-            const nk = i0 + c;
-            be.gemm(false, true, c, nk, hd, Qh.subarray(i0 * hd), Kh, Pc, false);
-            be.gemm(false, true, c, nk, hd, dOh.subarray(i0 * hd), Vh, dPc, false);
+        for (let i0 = 0; i0 < L; i0 += CH) {
+          const c = Math.min(CH, L - i0);
+          const nk = i0 + c;
+          const rows = group * c;
+          for (let hl = 0; hl < group; hl++) {
+            const h = g * group + hl;
             for (let r = 0; r < c; r++) {
-              const i = i0 + r;
-              const o = r * nk;
-              const lse = A.lse[h * N + off + i]!;
-              const D = Dr[i]!;
-              for (let j = 0; j <= i; j++) {
-                const p = Math.exp(Pc[o + j]! * scale - lse);
-                Pc[o + j] = p;
-                dPc[o + j] = p * (dPc[o + j]! - D) * scale;
-              }
-              for (let j = i + 1; j < nk; j++) {
-                Pc[o + j] = 0;
-                dPc[o + j] = 0;
-              }
+              const src = (off + i0 + r) * qd + h * hd;
+              const dst = (hl * c + r) * hd;
+              Qc.set(q.subarray(src, src + hd), dst);
+              dOc.set(dctx.subarray(src, src + hd), dst);
+              let d = 0;
+              for (let e = 0; e < hd; e++) d += dctx[src + e]! * ctx[src + e]!;
+              Dr[hl * c + r] = d;
             }
-            be.gemm(false, false, c, hd, nk, dPc, Kh, dQc, false);
-            for (let r = 0; r < c; r++) dq.set(dQc.subarray(r * hd, r * hd + hd), (off + i0 + r) * qd + h * hd);
-            be.gemm(true, false, nk, hd, c, dPc, Qh.subarray(i0 * hd), dKh, true);
-            be.gemm(true, false, nk, hd, c, Pc, dOh.subarray(i0 * hd), dVh, true);
           }
+          const P = Pc.subarray(0, rows * nk);
+          const dP = dPc.subarray(0, rows * nk);
+          const Qb = Qc.subarray(0, rows * hd);
+          const dOb = dOc.subarray(0, rows * hd);
+          be.gemm(false, true, rows, nk, hd, Qb, Kh.subarray(0, nk * hd), P, false);
+          be.gemm(false, true, rows, nk, hd, dOb, Vh.subarray(0, nk * hd), dP, false);
+          for (let hl = 0; hl < group; hl++) {
+            const lseBase = (g * group + hl) * N + off + i0;
+            for (let r = 0; r < c; r++) {
+              const o = (hl * c + r) * nk;
+              const end = o + i0 + r + 1;
+              const lse = A.lse[lseBase + r]!;
+              const D = Dr[hl * c + r]!;
+              for (let j = o; j < end; j++) {
+                const p = Math.exp(P[j]! * scale - lse);
+                P[j] = p;
+                dP[j] = p * (dP[j]! - D) * scale;
+              }
+              P.fill(0, end, o + nk);
+              dP.fill(0, end, o + nk);
+            }
+          }
+          be.gemm(false, false, rows, hd, nk, dP, Kh.subarray(0, nk * hd), dQc.subarray(0, rows * hd), false);
+          for (let hl = 0; hl < group; hl++) {
+            const h = g * group + hl;
+            for (let r = 0; r < c; r++) {
+              const src = (hl * c + r) * hd;
+              dq.set(dQc.subarray(src, src + hd), (off + i0 + r) * qd + h * hd);
+            }
+          }
+          be.gemm(true, false, nk, hd, rows, dP, Qb, dKh.subarray(0, nk * hd), true);
+          be.gemm(true, false, nk, hd, rows, P, dOb, dVh.subarray(0, nk * hd), true);
         }
         for (let i = 0; i < L; i++) {
           const dst = (off + i) * kd + g * hd;

@@ -158,14 +158,27 @@ export function renderLineChart(opts: LineChartOptions): string {
     return out.join('');
   }
 
-  let xMin = Math.min(...all.map((p) => p.x));
-  let xMax = Math.max(...all.map((p) => p.x));
+  // Loops rather than Math.min(...xs): long runs must not overflow the argument stack.
+  let xMin = Infinity;
+  let xMax = -Infinity;
+  let dataYMin = Infinity;
+  let dataYMax = -Infinity;
+  for (const p of all) {
+    if (p.x < xMin) xMin = p.x;
+    if (p.x > xMax) xMax = p.x;
+    if (p.y < dataYMin) dataYMin = p.y;
+    if (p.y > dataYMax) dataYMax = p.y;
+  }
   if (xMin === xMax) {
     xMin -= 1;
     xMax += 1;
+  } else {
+    const pad = (xMax - xMin) * 0.02; // keep the first and last markers off the axes
+    xMin -= pad;
+    xMax += pad;
   }
-  let yMin = opts.yMin ?? Math.min(...all.map((p) => p.y));
-  let yMax = opts.yMax ?? Math.max(...all.map((p) => p.y));
+  let yMin = opts.yMin ?? dataYMin;
+  let yMax = opts.yMax ?? dataYMax;
   if (yMin === yMax) {
     const pad = yMin === 0 ? 1 : Math.abs(yMin) * 0.1;
     yMin -= pad;

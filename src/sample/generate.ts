@@ -213,6 +213,7 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
   } finally {
     for (const s of active) release(s);
     for (const s of pending) release(s);
+    if (!opts.decoder) decoder.releaseBuffers();
   }
   return finish();
 

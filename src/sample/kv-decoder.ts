@@ -154,9 +154,14 @@ export class KvDecoder {
     dst.length = src.length;
   }
 
-  /** Drops the workspace (rebuilt on the next call). */
+  /** Gives the workspace and RoPE tables back to the backend (rebuilt on the next call). */
   releaseBuffers(): void {
     this.buf.clear();
+    if (this.rope.maxPos > 0) {
+      freeOn(this.backend, this.rope.sin);
+      freeOn(this.backend, this.rope.cos);
+      this.rope = { maxPos: 0, cos: new Float32Array(0), sin: new Float32Array(0) };
+    }
   }
 
   /**

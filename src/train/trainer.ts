@@ -144,8 +144,8 @@ export interface TrainHooks {
 }
 
 export interface RunTrainingOptions extends TrainHooks {
-  /** Run directory (created). */
-  outDir: string;
+  /** Run directory (created; default runs/run-<time>). */
+  outDir?: string;
   /** Continue from `outDir/state` (a fresh start when there is none). */
   resume?: boolean;
   /** Stop after this step (the schedule still spans total_steps). */
@@ -217,7 +217,7 @@ export function readMetricsFile(file: string, maxStep = Infinity): Array<StepMet
 }
 
 /** A model config for the token-level RM derived from the policy's (Qwen2ForTokenClassification, one label). */
-function rmModelConfig(actor: ModelConfig): ModelConfig {
+function rmConfigFrom(actor: ModelConfig): ModelConfig {
   const raw: Record<string, unknown> = { ...actor.raw, num_labels: 1 };
   delete raw['id2label'];
   delete raw['label2id'];
@@ -353,7 +353,7 @@ export class Trainer {
     this.cfg = cfg;
     this.hooks = opts;
     this.lossCfg = lossConfigOf(cfg);
-    this.runDir = path.resolve(opts.outDir);
+    this.runDir = path.resolve(opts.outDir ?? path.join('runs', `run-${new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '')}`));
     fs.mkdirSync(this.runDir, { recursive: true });
     for (const d of ['trajectories', 'checkpoints']) fs.mkdirSync(path.join(this.runDir, d), { recursive: true });
 
@@ -377,72 +377,6 @@ export class Trainer {
     }
     this.evalSet = cfg.eval_dataset !== null && cfg.eval_interval > 0 ? loadPrompts(cfg.eval_dataset, cfg.eval_max_prompts !== null ? { limit: cfg.eval_max_prompts } : {}) : null;
 
-    // Models.
-    this.ownsBackend = opts.backend === undefined;
-    this.backend = opts.backend ?? createBackend(cfg.backend, cfg.threads !== null ? { threads: cfg.threads } : {});
-    const stateDir = opts.resume ? findStateDir(this.runDir) : null;
-    const actorCk = loadCheckpoint(cfg.actor);
-    this.actorModelConfig = actorCk.config;
-    let state: TrainerStateFile | null = null;
-    if (stateDir !== null) {
-      state = JSON.parse(fs.readFileSync(path.join(stateDir, 'trainer.json'), 'utf8')) as TrainerStateFile;
-      if (state.version !== STATE_VERSION) throw new Error(`${stateDir}/trainer.json: state version ${state.version}, expected ${STATE_VERSION}`);
-      this.log(`resuming from ${stateDir} after step ${state.step}`);
-    }
-    this.policy = state ? Qwen2Model.fromCheckpoint(loadCheckpoint(path.join(stateDir!, 'policy')), this.backend) : Qwen2Model.fromCheckpoint(actorCk, this.backend);
-    this.ref = Qwen2Model.fromCheckpoint(cfg.reference === null ? actorCk : loadCheckpoint(cfg.reference), this.backend);
-    if (this.lossCfg.tokenLevelRm) {
-      if (state) {
-        this.rm = Qwen2Model.fromCheckpoint(loadCheckpoint(path.join(stateDir!, 'token_rm')), this.backend);
-      } else if (typeof cfg.token_level_rm === 'string') {
-        const ck = loadCheckpoint(cfg.token_level_rm);
-        this.rm = ck.config.isTokenClassification
-          ? Qwen2Model.fromCheckpoint(ck, this.backend)
-          : rmFromLm(ck, this.backend, cfg.token_level_rm_head_init, mixSeed(cfg.seed, STREAM_INIT));
-      } else {
-        this.rm = rmFromLm(actorCk, this.backend, cfg.token_level_rm_head_init, mixSeed(cfg.seed, STREAM_INIT));
-      }
-      if (this.rm.config.head !== 'score') throw new Error('token_level_rm: the reward model has no score head');
-      this.rmModelConfig = rmModelConfig(actorCk.config);
-    } else {
-      this.rm = null;
-      this.rmModelConfig = null;
-    }
-    this.actorOpt = new AdamW(this.policy.params, { lr: cfg.actor_lr, weightDecay: cfg.wd });
-    this.rmOpt = this.rm ? new AdamW(this.rm.params, { lr: cfg.token_level_rm_lr, weightDecay: cfg.wd }) : null;
-    this.step = 0;
-    this.elapsed = 0;
-    let position: StreamPosition = { epoch: 0, offset: 0 };
-    if (state) {
-      this.actorOpt.importState(optimStateFromFile(path.join(stateDir!, 'optim_actor.safetensors'), state.actor_optimizer, this.actorOpt));
-      if (this.rmOpt) {
-        if (state.token_rm_optimizer === null) throw new Error(`${stateDir}: no token-level RM optimizer state`);
-        this.rmOpt.importState(optimStateFromFile(path.join(stateDir!, 'optim_token_rm.safetensors'), state.token_rm_optimizer, this.rmOpt));
-      }
-      this.step = state.step;
-      this.elapsed = state.elapsed;
-      position = state.data;
-    }
-    this.stream = new PromptStream(items, cfg.seed, position);
-
-    // Rollouts.
-    if (opts.rollout) {
-      this.rollout = opts.rollout;
-      this.ownsRollout = false;
-    } else if (cfg.rollout.backend === 'remote') {
-      this.rollout = new OpenAIRolloutBackend({
-        baseUrl: cfg.rollout.url!,
-        model: cfg.rollout.model!,
-        apiKeyEnv: cfg.rollout.api_key_env,
-        concurrency: cfg.rollout.concurrency,
-        tokenIds: true,
-      });
-      this.ownsRollout = true;
-    } else {
-      this.rollout = new LocalRolloutBackend(this.policy, this.tokenizer);
-      this.ownsRollout = true;
-    }
-
     // Judge.
     let judge: AnswerJudge | undefined = opts.judge;
     if (judge === undefined && cfg.judger.url !== null && cfg.judger.mode !== 'off') {
@@ -456,6 +390,48 @@ export class Trainer {
         ...(cfg.judger.max_tokens !== null ? { maxTokens: cfg.judger.max_tokens } : {}),
       });
     }
+    const remoteRollout =
+      opts.rollout === undefined && cfg.rollout.backend === 'remote'
+        ? new OpenAIRolloutBackend({
+            baseUrl: cfg.rollout.url!,
+            model: cfg.rollout.model!,
+            apiKeyEnv: cfg.rollout.api_key_env,
+            concurrency: cfg.rollout.concurrency,
+            tokenIds: true,
+          })
+        : null;
+
+    // Models.
+    this.ownsBackend = opts.backend === undefined;
+    this.backend = opts.backend ?? createBackend(cfg.backend, cfg.threads !== null ? { threads: cfg.threads } : {});
+    try {
+      const loaded = this.loadModels(cfg, opts, items);
+      this.policy = loaded.policy;
+      this.ref = loaded.ref;
+      this.rm = loaded.rm;
+      this.actorModelConfig = loaded.actorModelConfig;
+      this.rmModelConfig = loaded.rmModelConfig;
+      this.actorOpt = loaded.actorOpt;
+      this.rmOpt = loaded.rmOpt;
+      this.step = loaded.step;
+      this.elapsed = loaded.elapsed;
+      this.stream = loaded.stream;
+    } catch (e) {
+      if (this.ownsBackend) this.backend.dispose();
+      throw e;
+    }
+
+    // Rollouts (the local engine samples from the live policy weights).
+    if (remoteRollout !== null) {
+      this.rollout = remoteRollout;
+      this.ownsRollout = true;
+    } else if (opts.rollout) {
+      this.rollout = opts.rollout;
+      this.ownsRollout = false;
+    } else {
+      this.rollout = new LocalRolloutBackend(this.policy, this.tokenizer);
+      this.ownsRollout = true;
+    }
     this.pool = opts.verifier ? null : new VerifierPool({ threads: cfg.judger.verifier_threads, timeoutMs: cfg.judger.verifier_timeout_ms });
     this.rewardOpts = {
       stopWord: cfg.judger.stop_word,
@@ -465,6 +441,68 @@ export class Trainer {
       onJudgeFailure: cfg.judger.on_failure,
       ...(judge ? { judge } : {}),
     };
+  }
+
+  private loadModels(
+    cfg: TrainConfig,
+    opts: RunTrainingOptions,
+    items: PromptRecord[],
+  ): {
+    policy: Qwen2Model;
+    ref: Qwen2Model;
+    rm: Qwen2Model | null;
+    actorModelConfig: ModelConfig;
+    rmModelConfig: ModelConfig | null;
+    actorOpt: AdamW;
+    rmOpt: AdamW | null;
+    step: number;
+    elapsed: number;
+    stream: PromptStream<PromptRecord>;
+  } {
+    const stateDir = opts.resume ? findStateDir(this.runDir) : null;
+    const actorCk = loadCheckpoint(cfg.actor);
+    const actorModelConfig = actorCk.config;
+    let state: TrainerStateFile | null = null;
+    if (stateDir !== null) {
+      state = JSON.parse(fs.readFileSync(path.join(stateDir, 'trainer.json'), 'utf8')) as TrainerStateFile;
+      if (state.version !== STATE_VERSION) throw new Error(`${stateDir}/trainer.json: state version ${state.version}, expected ${STATE_VERSION}`);
+      this.log(`resuming from ${stateDir} after step ${state.step}`);
+    }
+    const policy = state ? Qwen2Model.fromCheckpoint(loadCheckpoint(path.join(stateDir!, 'policy')), this.backend) : Qwen2Model.fromCheckpoint(actorCk, this.backend);
+    const ref = Qwen2Model.fromCheckpoint(cfg.reference === null ? actorCk : loadCheckpoint(cfg.reference), this.backend);
+    let rm: Qwen2Model | null = null;
+    let rmModelConfig: ModelConfig | null = null;
+    if (this.lossCfg.tokenLevelRm) {
+      if (state) {
+        rm = Qwen2Model.fromCheckpoint(loadCheckpoint(path.join(stateDir!, 'token_rm')), this.backend);
+      } else if (typeof cfg.token_level_rm === 'string') {
+        const ck = loadCheckpoint(cfg.token_level_rm);
+        rm = ck.config.isTokenClassification
+          ? Qwen2Model.fromCheckpoint(ck, this.backend)
+          : rmFromLm(ck, this.backend, cfg.token_level_rm_head_init, mixSeed(cfg.seed, STREAM_INIT));
+      } else {
+        rm = rmFromLm(actorCk, this.backend, cfg.token_level_rm_head_init, mixSeed(cfg.seed, STREAM_INIT));
+      }
+      if (rm.config.head !== 'score') throw new Error('token_level_rm: the reward model has no score head');
+      rmModelConfig = rmConfigFrom(actorCk.config);
+    }
+    const actorOpt = new AdamW(policy.params, { lr: cfg.actor_lr, weightDecay: cfg.wd });
+    const rmOpt = rm ? new AdamW(rm.params, { lr: cfg.token_level_rm_lr, weightDecay: cfg.wd }) : null;
+    let step = 0;
+    let elapsed = 0;
+    let position: StreamPosition = { epoch: 0, offset: 0 };
+    if (state) {
+      actorOpt.importState(optimStateFromFile(path.join(stateDir!, 'optim_actor.safetensors'), state.actor_optimizer, actorOpt));
+      if (rmOpt) {
+        if (state.token_rm_optimizer === null) throw new Error(`${stateDir}: no token-level RM optimizer state`);
+        rmOpt.importState(optimStateFromFile(path.join(stateDir!, 'optim_token_rm.safetensors'), state.token_rm_optimizer, rmOpt));
+      }
+      step = state.step;
+      elapsed = state.elapsed;
+      position = state.data;
+    }
+    const stream = new PromptStream(items, cfg.seed, position);
+    return { policy, ref, rm, actorModelConfig, rmModelConfig, actorOpt, rmOpt, step, elapsed, stream };
   }
 
   /** Builds a trainer (loading models, data and, with `resume`, the saved state). */
@@ -518,7 +556,7 @@ export class Trainer {
 
   /** Generates for rendered prompts; returns generations per prompt. */
   private async generate(prompts: Array<{ text: string; ids: number[] }>, n: number, seedOf: (i: number) => number, maxNew: number, greedy: boolean): Promise<Generation[][]> {
-    const remote = this.rollout.name !== 'local';
+    const remote = this.isRemote();
     const reqs: GenerationRequest[] = prompts.map((p, i) => ({
       prompt: remote ? p.text : p.ids,
       n,
@@ -540,13 +578,14 @@ export class Trainer {
     const cfg = this.cfg;
     const metricsFile = path.join(this.runDir, 'metrics.jsonl');
     // Keep only what the saved state accounts for; later lines are replayed.
-    const previous = readMetricsFile(metricsFile, this.step);
+    const previous = this.step > 0 ? readMetricsFile(metricsFile, this.step) : [];
     writeFileAtomic(metricsFile, previous.map((r) => JSON.stringify(r) + '\n').join(''));
     writeFileAtomic(path.join(this.runDir, 'config.resolved.yaml'), configToYaml(cfg));
     this.log(
       `run ${this.runDir}: algorithm ${cfg.algorithm}, ${this.policy.numParameters()} policy parameters, ` +
         `${this.rm ? 'token-level RM on' : 'no token-level RM'}, rollouts: ${this.rollout.name}, from step ${this.step + 1} to ${cfg.total_steps}`,
     );
+    if (this.isRemote() && this.step > 0) await this.syncRemote(); // the server may hold older weights
     const metrics: StepMetrics[] = previous.filter((r): r is StepMetrics => r.type === 'train');
     const evals: EvalMetrics[] = previous.filter((r): r is EvalMetrics => r.type === 'eval');
     const last = Math.min(cfg.total_steps, this.hooks.stopAfterStep ?? Infinity);
@@ -671,7 +710,7 @@ export class Trainer {
     this.rm?.releaseActivations();
     const rlTime = now() - tRl;
     this.stage('updated', step);
-    if (this.rollout.name !== 'local' && !frozen && !skipped.some((s) => s.startsWith('actor') || s.startsWith('all'))) await this.syncRemote();
+    if (this.isRemote() && !frozen && !skipped.some((s) => s.startsWith('actor') || s.startsWith('all'))) await this.syncRemote();
 
     // Log.
     const kept = res?.kept ?? [];
@@ -808,7 +847,7 @@ export class Trainer {
         let c = 0;
         for (const g of gs) {
           if (res[k++]!.reward === 1) c++;
-          allTokens.push(g.tokenIds.length);
+          allTokens.push(this.responseIds(g).length);
           if (g.finishReason === 'length') truncated++;
         }
         p1.push(passAtK(S, c, 1));
@@ -823,7 +862,7 @@ export class Trainer {
       greedyAcc = mean(res.map((x) => (x.reward === 1 ? 1 : 0)));
       for (const gs of gens)
         for (const g of gs) {
-          allTokens.push(g.tokenIds.length);
+          allTokens.push(this.responseIds(g).length);
           if (g.finishReason === 'length') truncated++;
         }
     }
@@ -889,6 +928,11 @@ export class Trainer {
     });
   }
 
+  /** Rollouts from a server (prompts go as text, weights are synced through a checkpoint directory). */
+  private isRemote(): boolean {
+    return this.rollout.name !== 'local';
+  }
+
   /** Remote rollouts: write the current policy where the server reads it and tell it to reload. */
   private async syncRemote(): Promise<void> {
     const dir = this.cfg.rollout.sync_dir ?? path.join(this.runDir, 'sync', 'policy');
@@ -907,7 +951,7 @@ export class Trainer {
  * Trains per `config` into `opts.outDir` (resuming from its state with `opts.resume`). The programmatic entry point:
  * `onStep` receives each step's metrics (after its state is saved).
  */
-export async function runTraining(config: TrainConfig, opts: RunTrainingOptions): Promise<TrainResult> {
+export async function runTraining(config: TrainConfig, opts: RunTrainingOptions = {}): Promise<TrainResult> {
   const t = Trainer.create(config, opts);
   try {
     return await t.run();

@@ -10,7 +10,10 @@ import type { Rational } from './rational.js';
 import {
   cabs,
   evalExact,
+  evalHP,
   evalNum,
+  hpClose,
+  type HPBudget,
   expandPm,
   freeVars,
   lastScale,
@@ -138,7 +141,16 @@ function infSign(n: Node): number {
 
 // ---------------------------------------------------------------- dispatcher
 
-function compareNodes(g: Node, a: Node): Comparison {
+/** `\{1,2\} \cup \{3\}` (a union of finite sets only) is the finite set `\{1,2,3\}`. */
+function flattenSetUnion(n: Node): Node {
+  if (n.k !== 'union' || !n.items.every((i) => i.k === 'set' || i.k === 'empty')) return n;
+  const items = n.items.flatMap((i) => (i.k === 'set' ? i.items : []));
+  return items.length === 0 ? { k: 'empty' } : { k: 'set', items };
+}
+
+function compareNodes(g0: Node, a0: Node): Comparison {
+  const g = flattenSetUnion(g0);
+  const a = flattenSetUnion(a0);
   // assignments / membership unwrap against a non-relation counterpart
   const aRhs = assignmentRhs(a);
   if (aRhs && !isRelLike(g)) return prefix('assignment: ', compareNodes(g, aRhs));
@@ -296,7 +308,7 @@ const INF: Node = { k: 'const', name: 'inf' };
 const NEG_INF: Node = { k: 'neg', a: INF };
 
 function isIntervalish(n: Node): boolean {
-  return n.k === 'union' || n.k === 'reals' || (n.k === 'seq' && n.items.length === 2 && n.open !== '<');
+  return n.k === 'union' || n.k === 'reals' || n.k === 'diff' || (n.k === 'seq' && n.items.length === 2 && n.open !== '<');
 }
 
 function toIntervals(n: Node): Interval[] | null {
@@ -316,7 +328,65 @@ function toIntervals(n: Node): Interval[] | null {
   }
   if (n.k === 'rel') return solvedRelation(n);
   if (n.k === 'in' && n.a.k === 'var') return toIntervals(n.set);
+  if (n.k === 'diff') {
+    const base = toIntervals(n.a);
+    if (!base) return null;
+    const pts = n.b.k === 'set' ? n.b.items : n.b.k === 'empty' ? [] : [n.b];
+    return removePoints(base, pts);
+  }
   return null;
+}
+
+/** Real value of a constant endpoint/point (±Infinity for ±∞), or null when not a finite real constant. */
+function realValue(n: Node): number | null {
+  const s = infSign(n);
+  if (s !== 0) return s * Infinity;
+  if (freeVars(n).size > 0 || !isScalarKind(n)) return null;
+  const v = evalNum(n, new Map());
+  if (!Number.isFinite(v.re) || Math.abs(v.im) > 1e-12 * Math.max(1, Math.abs(v.re))) return null;
+  return v.re;
+}
+
+/** Intervals minus finitely many points (`ℝ \setminus \{1\}`): split at interior points, open closed endpoints. */
+function removePoints(ivs: Interval[], pts: Node[]): Interval[] | null {
+  if (pts.length > MAX_ELEMENTS) return null;
+  let out = ivs;
+  for (const p of pts) {
+    const pv = realValue(p);
+    if (pv === null || !Number.isFinite(pv)) return null;
+    const next: Interval[] = [];
+    for (const iv of out) {
+      const lo = realValue(iv.lo);
+      const hi = realValue(iv.hi);
+      if (lo === null || hi === null) return null;
+      if (compareScalar(iv.lo, p).equal) next.push({ ...iv, loClosed: false });
+      else if (compareScalar(iv.hi, p).equal) next.push({ ...iv, hiClosed: false });
+      else if (lo < pv && pv < hi) {
+        next.push({ lo: iv.lo, hi: p, loClosed: iv.loClosed, hiClosed: false });
+        next.push({ lo: p, hi: iv.hi, loClosed: false, hiClosed: iv.hiClosed });
+      } else next.push(iv);
+    }
+    out = next;
+  }
+  return out;
+}
+
+/** Same list of intervals in any order. */
+function sameIntervals(gi: Interval[], ai: Interval[]): boolean {
+  if (gi.length !== ai.length) return false;
+  const used = new Array<boolean>(ai.length).fill(false);
+  for (const x of gi) {
+    let ok = false;
+    for (let j = 0; j < ai.length; j++) {
+      if (!used[j] && intervalEqual(x, ai[j] as Interval)) {
+        used[j] = true;
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /** x < 3, 3 <= x, -2 <= x < 7 (one variable alone, constant bounds) as an interval; else null. */
@@ -327,6 +397,15 @@ function solvedRelation(n: Extract<Node, { k: 'rel' }>): Interval[] | null {
   if (n.ops.length === 1) {
     const op = n.ops[0] as RelOp;
     const [l, r] = n.items as [Node, Node];
+    if (op === '!=') {
+      // x ≠ c: every real except c
+      const c = isLone(l) && isConst(r) ? r : isLone(r) && isConst(l) ? l : null;
+      if (c === null) return null;
+      return [
+        { lo: NEG_INF, hi: c, loClosed: false, hiClosed: false },
+        { lo: c, hi: INF, loClosed: false, hiClosed: false },
+      ];
+    }
     if (!ineq(op)) return null;
     let v: Node;
     let c: Node;
@@ -427,9 +506,7 @@ function compareRelations(g: Extract<Node, { k: 'rel' }>, a: Extract<Node, { k: 
     const aSolved = solvedRelation(a);
     if (!aSolved) return no('relation is not solved for the variable');
     if (!sameVariable(g, a)) return no('different variables');
-    if (gSolved.length === 1 && aSolved.length === 1 && intervalEqual(gSolved[0] as Interval, aSolved[0] as Interval)) {
-      return yes('equal solved relations');
-    }
+    if (sameIntervals(gSolved, aSolved)) return yes('equal solved relations');
     return no('solved relations differ');
   }
   const gConst = constAssignment(g);
@@ -682,6 +759,12 @@ function compareConstants(g: Node, a: Node): Comparison {
   }
   const mixed = (x === null) !== (y === null);
   const tol = mixed ? REL_TOL_MIXED : REL_TOL_CONST;
-  if (close(gv, av, tol, scale)) return yes(mixed ? 'equal (rational vs closed form)' : 'numerically equal');
-  return no('different values');
+  if (!close(gv, av, tol, scale)) return no('different values');
+  // double precision cannot tell 10^{10} from \sqrt{10^{20}+1} or π from 3.141592653589793: re-check at ~60 digits
+  // where the expressions allow it (a veto only: it never turns a "different" into an "equal")
+  const budget: HPBudget = { ops: 2000, maxMag: -Infinity };
+  const gh = evalHP(g, budget);
+  const ah = gh === null ? null : evalHP(a, budget);
+  if (gh !== null && ah !== null && !hpClose(gh, ah, budget.maxMag)) return no('different values (high precision)');
+  return yes(mixed ? 'equal (rational vs closed form)' : 'numerically equal');
 }

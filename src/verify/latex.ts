@@ -25,6 +25,7 @@ export type Node =
   | { k: 'list'; items: Node[] }
   | { k: 'set'; items: Node[] }
   | { k: 'union'; items: Node[] }
+  | { k: 'diff'; a: Node; b: Node }
   | { k: 'matrix'; rows: Node[][] }
   | { k: 'text'; s: string }
   | { k: 'empty' }
@@ -247,7 +248,13 @@ export class Parser {
       this.pos++;
       items.push(this.parseRel());
     }
-    return items.length === 1 ? (items[0] as Node) : { k: 'union', items };
+    let out: Node = items.length === 1 ? (items[0] as Node) : { k: 'union', items };
+    // A \setminus B (left-associative, binds like \cup here: "ℝ \setminus \{1\}")
+    while (this.isCmd('setminus') || this.isCmd('backslash')) {
+      this.pos++;
+      out = { k: 'diff', a: out, b: this.parseRel() };
+    }
+    return out;
   }
 
   private relOp(): RelOp | null {

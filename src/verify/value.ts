@@ -34,6 +34,8 @@ export function children(n: Node): Node[] {
       return n.items;
     case 'in':
       return [n.a, n.set];
+    case 'diff':
+      return [n.a, n.b];
     case 'matrix':
       return n.rows.flat();
     default:
@@ -132,6 +134,8 @@ export function printNode(n: Node): string {
       return `{${n.items.map(printNode).join(',')}}`;
     case 'union':
       return n.items.map(printNode).join('∪');
+    case 'diff':
+      return `(${printNode(n.a)})∖(${printNode(n.b)})`;
     case 'matrix':
       return `[${n.rows.map((r) => r.map(printNode).join('&')).join(';')}]`;
     case 'text':
@@ -549,4 +553,224 @@ export function samplePoints(vars: string[], count: number, seed = 0x5eed): Arra
     pts.push(m);
   }
   return pts;
+}
+
+// ---------------------------------------------------------------- high-precision real evaluation
+
+/** A decimal float m·10^e with |m| < 10^HP_DIGITS (truncated), for re-checking near-equal constants. */
+export interface BigF {
+  m: bigint;
+  e: number;
+}
+
+const HP_DIGITS = 60;
+const HP_MAX_BITS = 20_000;
+const HP_MAX_POW = 100_000;
+const HP_MAX_EXP = 1e12;
+const PI_DIGITS = '314159265358979323846264338327950288419716939937510582097494459230781640628620899862803482534211706798';
+const E_DIGITS = '271828182845904523536028747135266249775724709369995957496696762772407663035354759457138217852516642742746';
+
+function ndigits(m: bigint): number {
+  return (m < 0n ? -m : m).toString().length;
+}
+
+function hpNorm(m: bigint, e: number): BigF | null {
+  if (m === 0n) return { m: 0n, e: 0 };
+  const d = ndigits(m);
+  if (d > HP_DIGITS) {
+    const k = d - HP_DIGITS;
+    m /= 10n ** BigInt(k);
+    e += k;
+  }
+  if (!Number.isFinite(e) || Math.abs(e) > HP_MAX_EXP) return null;
+  return { m, e };
+}
+
+/** Order of magnitude: the value lies in [10^(mag-1), 10^mag). */
+export function hpMag(x: BigF): number {
+  return x.m === 0n ? -Infinity : ndigits(x.m) + x.e;
+}
+
+function hpFromInt(x: bigint): BigF | null {
+  if (Q.bitLength(x) > HP_MAX_BITS) return null;
+  return hpNorm(x, 0);
+}
+
+function hpAdd(a: BigF, b: BigF): BigF | null {
+  if (a.m === 0n) return b;
+  if (b.m === 0n) return a;
+  const ma = hpMag(a);
+  const mb = hpMag(b);
+  if (ma - mb > HP_DIGITS + 5) return a;
+  if (mb - ma > HP_DIGITS + 5) return b;
+  const e = Math.min(a.e, b.e);
+  return hpNorm(a.m * 10n ** BigInt(a.e - e) + b.m * 10n ** BigInt(b.e - e), e);
+}
+
+function hpMul(a: BigF, b: BigF): BigF | null {
+  return hpNorm(a.m * b.m, a.e + b.e);
+}
+
+function hpDiv(a: BigF, b: BigF): BigF | null {
+  if (b.m === 0n) return null;
+  if (a.m === 0n) return a;
+  const shift = HP_DIGITS + 5 + ndigits(b.m) - ndigits(a.m);
+  const m = shift >= 0 ? (a.m * 10n ** BigInt(shift)) / b.m : a.m / b.m;
+  return hpNorm(m, a.e - b.e - Math.max(shift, 0));
+}
+
+/** floor(x^(1/k)) for x ≥ 0 by Newton's method. */
+function intRootFloor(x: bigint, k: number): bigint {
+  if (x < 2n) return x;
+  const K = BigInt(k);
+  const bits = Q.bitLength(x);
+  let r = 1n << BigInt(Math.ceil(bits / k) + 1);
+  for (let guard = 0; guard < 10_000; guard++) {
+    const next = ((K - 1n) * r + x / r ** (K - 1n)) / K;
+    if (next >= r) break;
+    r = next;
+  }
+  while (r ** K > x) r -= 1n;
+  return r;
+}
+
+function hpRoot(a: BigF, k: number): BigF | null {
+  if (k < 1 || k > 64) return null;
+  if (a.m === 0n) return a;
+  const neg = a.m < 0n;
+  if (neg && k % 2 === 0) return null;
+  let m = neg ? -a.m : a.m;
+  let e = a.e;
+  // enough digits for HP_DIGITS in the root, and an exponent divisible by k
+  let shift = Math.max(0, k * (HP_DIGITS + 2) - ndigits(m));
+  shift += (((e - shift) % k) + k) % k;
+  m *= 10n ** BigInt(shift);
+  e -= shift;
+  const r = intRootFloor(m, k);
+  return hpNorm(neg ? -r : r, e / k);
+}
+
+function hpPowInt(a: BigF, k: number): BigF | null {
+  if (Math.abs(k) > HP_MAX_POW) return null;
+  let n = Math.abs(k);
+  let base: BigF | null = a;
+  let r: BigF | null = { m: 1n, e: 0 };
+  while (n > 0) {
+    if (n & 1) r = hpMul(r, base);
+    n >>= 1;
+    if (n > 0) base = hpMul(base, base);
+    if (r === null || base === null) return null;
+  }
+  return k < 0 ? hpDiv({ m: 1n, e: 0 }, r) : r;
+}
+
+function hpConst(digits: string): BigF {
+  return { m: BigInt(digits.slice(0, HP_DIGITS)), e: 1 - HP_DIGITS };
+}
+
+/**
+ * Real value of a constant expression at ~60 significant digits, or null when some part is outside the supported
+ * fragment (arithmetic, integer and rational powers, roots, π, e, small factorials). Used to re-check a double
+ * precision "equal" verdict, so that values that differ beyond 1e-15 are told apart.
+ */
+export interface HPBudget {
+  ops: number;
+  /** Largest magnitude (hpMag) of any intermediate value: the scale against which cancellation is judged. */
+  maxMag: number;
+}
+
+export function evalHP(n: Node, budget: HPBudget = { ops: 2000, maxMag: -Infinity }): BigF | null {
+  if (--budget.ops < 0) return null;
+  const v = evalHP0(n, budget);
+  if (v !== null && v.m !== 0n) budget.maxMag = Math.max(budget.maxMag, hpMag(v));
+  return v;
+}
+
+function evalHP0(n: Node, budget: HPBudget): BigF | null {
+  switch (n.k) {
+    case 'num': {
+      const a = hpFromInt(n.v.n);
+      const b = hpFromInt(n.v.d);
+      return a && b ? hpDiv(a, b) : null;
+    }
+    case 'const':
+      return n.name === 'pi' ? hpConst(PI_DIGITS) : n.name === 'e' ? hpConst(E_DIGITS) : null;
+    case 'add': {
+      let acc: BigF | null = { m: 0n, e: 0 };
+      for (const t of n.terms) {
+        const v = evalHP(t, budget);
+        if (v === null || acc === null) return null;
+        acc = hpAdd(acc, v);
+      }
+      return acc;
+    }
+    case 'neg': {
+      const v = evalHP(n.a, budget);
+      return v === null ? null : { m: -v.m, e: v.e };
+    }
+    case 'mul': {
+      let acc: BigF | null = { m: 1n, e: 0 };
+      for (const t of n.fs) {
+        const v = evalHP(t, budget);
+        if (v === null || acc === null) return null;
+        acc = hpMul(acc, v);
+      }
+      return acc;
+    }
+    case 'div': {
+      const a = evalHP(n.a, budget);
+      const b = a === null ? null : evalHP(n.b, budget);
+      return a === null || b === null ? null : hpDiv(a, b);
+    }
+    case 'pct': {
+      const a = evalHP(n.a, budget);
+      return a === null ? null : hpDiv(a, { m: 100n, e: 0 });
+    }
+    case 'pow': {
+      let ex: Rational | null;
+      try {
+        ex = evalExact(n.b, new Map());
+      } catch {
+        return null;
+      }
+      if (ex === null || ex.d > 64n || Q.bitLength(ex.n) > 40) return null;
+      const base = evalHP(n.a, budget);
+      if (base === null) return null;
+      const r = ex.d === 1n ? base : hpRoot(base, Number(ex.d));
+      return r === null ? null : hpPowInt(r, Number(ex.n));
+    }
+    case 'fact': {
+      let v: Rational | null;
+      try {
+        v = evalExact(n, new Map());
+      } catch {
+        return null;
+      }
+      return v !== null && v.d === 1n ? hpFromInt(v.n) : null;
+    }
+    case 'func': {
+      if (n.name === 'abs' && n.args.length === 1) {
+        const v = evalHP(n.args[0] as Node, budget);
+        return v === null ? null : { m: v.m < 0n ? -v.m : v.m, e: v.e };
+      }
+      if (n.name !== 'sqrt') return null;
+      const x = evalHP(n.args[0] as Node, budget);
+      if (x === null) return null;
+      if (n.args.length === 1) return hpRoot(x, 2);
+      const k = evalExact(n.args[1] as Node, new Map());
+      if (k === null || k.d !== 1n || k.n < 1n || k.n > 64n) return null;
+      return hpRoot(x, Number(k.n));
+    }
+    default:
+      return null;
+  }
+}
+
+/** |x − y| within 10^-(tolDigits) of the larger of |x|, |y| and `scale` (the cancellation scale, an hpMag). */
+export function hpClose(x: BigF, y: BigF, scale = -Infinity, tolDigits = HP_DIGITS - 15): boolean {
+  const d = hpAdd(x, { m: -y.m, e: y.e });
+  if (d === null) return false;
+  if (d.m === 0n) return true;
+  scale = Math.max(scale, hpMag(x), hpMag(y));
+  return hpMag(d) <= scale - tolDigits;
 }
