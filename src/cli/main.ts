@@ -5,6 +5,7 @@ import { registerBench } from './bench.js';
 import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
 import { registerReport } from './report.js';
+import { registerTrain } from './train.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerEval(program);
   registerReport(program);
+  registerTrain(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')

@@ -288,7 +288,7 @@ function isEmptyContent(s: string): boolean {
 }
 
 const SEPARATOR_TOKEN =
-  /\s+|\$+|\\[()[\]]|[,;&]|\\\\|\\q?quad\b|\\[,;:! ]|\\hspace\s*\{[^{}]*\}|(?:and|or)\b|\\(?:text|mbox|mathrm|textrm|textnormal)\s*\{\s*,?\s*(?:and|or)?\s*,?\s*\}/iy;
+  /\s+|\$+|\\[()[\]]|[,;&]|\\\\|\\q?quad\b|\\[,;:! ]|\\hspace\s*\{[^{}]*\}|(?:and|or)\b|[A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?\s*=(?!=)|\\(?:text|mbox|mathrm|textrm|textnormal)\s*\{\s*,?\s*(?:and|or)?\s*,?\s*\}/iy;
 
 /** True when the text between two boxes only separates them (",", ";", "and", "or", \quad, \text{ and }, $, space). */
 function isSeparatorGap(gap: string): boolean {
@@ -587,6 +587,9 @@ function extractBare(text: string): Extraction | null {
 
 const CONCLUSION_CUE =
   /^[\s*]*(?:so|thus|therefore|hence|finally|in total|in conclusion|altogether|overall|consequently|this means|that means|which means)\b/i;
+/** "The total is 72." / "Adding them, the total number of clips is 72.": a definite subject linked by "is" to the value. */
+const CONCLUSION_SUBJECT =
+  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** The verb that links the subject to the value ("… is", "… equals", "… =", "… of", "… is:"). */
 const CONCLUSION_LINK =
   /(?:\b(?:is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
@@ -634,7 +637,7 @@ function extractConclusion(text: string): Extraction | null {
       end = open;
     } else {
       const tail = t.slice(Math.max(0, end - 40), end);
-      const m = /(?:^|[\s(])(\\?\$?-?\d[\d,]*(?:\.\d+)?(?:\\?%)?)$/.exec(tail);
+      const m = /(?:^|[\s(])(\\?\$?-?\d[\d,]*(?:\.\d+)?(?:\\?%|°|\^\\circ|\^\{\\circ\})?)$/.exec(tail);
       if (m === null) return null;
       valueEnd = end;
       valueStart = end - m[1]!.length;
@@ -647,7 +650,7 @@ function extractConclusion(text: string): Extraction | null {
   let sEnd = end;
   while (sEnd > 0 && isSpace(t.charCodeAt(sEnd - 1))) sEnd--;
   const sentence = sentenceBefore(t, sEnd, 300);
-  if (!CONCLUSION_CUE.test(sentence) || !CONCLUSION_LINK.test(sentence)) return null;
+  if (!(CONCLUSION_CUE.test(sentence) || CONCLUSION_SUBJECT.test(sentence)) || !CONCLUSION_LINK.test(sentence)) return null;
   if (CONCLUSION_BLOCK.test(sentence) || CONCLUSION_QUALIFIER.test(sentence) || HEDGE_WORDS.test(sentence)) return null;
   if (HEDGE_WORDS.test(value)) return null;
   return result(value, 'phrase', display ? 'concluding sentence ending in a display value' : 'concluding sentence ending in a value');
