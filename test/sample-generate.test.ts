@@ -690,3 +690,23 @@ test('oreal generate with a tokenizer: --prompt --chat, messages lines, stop str
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// Regression: a prompt's first sample that stops on its very first token must not free the prompt cache that its
+// sibling samples are still copied from.
+test('n samples where the first one stops at once: siblings still get the prompt cache', () => {
+  const cfg = cfgOf({});
+  const model = randomModel(cfg, 21);
+  const everyId = Array.from({ length: cfg.vocabSize }, (_, i) => i);
+  const [p] = prompts(cfg.vocabSize, [5], 3);
+  const mixed = generate(model, [
+    { prompt: p!, n: 4, params: params({ seed: 1, stopTokenIds: everyId }) },
+    { prompt: p!, n: 3, params: params({ seed: 2, maxNewTokens: 4 }) },
+  ]);
+  assert.equal(mixed[0]!.length, 4);
+  for (const g of mixed[0]!) {
+    assert.equal(g.tokenIds.length, 1);
+    assert.equal(g.finishReason, 'stop');
+  }
+  assert.equal(mixed[1]!.length, 3);
+  for (const g of mixed[1]!) assert.equal(g.tokenIds.length, 4);
+});

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { registerBenchStep } from './bench-step.js';
+import { registerBenchDecode } from './bench-decode.js';
 
 export interface GemmBenchResult {
   backend: BackendName;
@@ -120,5 +121,6 @@ export function registerBench(program: Command): Command {
       },
     );
   registerBenchStep(bench);
+  registerBenchDecode(bench);
   return bench;
 }

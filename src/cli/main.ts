@@ -6,6 +6,7 @@ import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
 import { registerReport } from './report.js';
 import { registerTrain } from './train.js';
+import { registerGenerate } from './generate.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerReport(program);
   registerTrain(program);
+  registerGenerate(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')

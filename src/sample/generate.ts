@@ -181,8 +181,9 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
         for (const g of groups.values()) {
           const row = logits.subarray(gi * V, (gi + 1) * V);
           gi++;
+          // Copy the prompt's cache to every sample before any of them can finish (and free the head's cache).
+          for (const s of g) if (s !== g[0]) decoder.copyCache(g[0]!.cache!, s.cache!);
           for (const s of g) {
-            if (s !== g[0]) decoder.copyCache(g[0]!.cache!, s.cache!);
             if (stats) stats.generatedTokens++;
             if (accept(s, row)) release(s);
             else active.push(s);

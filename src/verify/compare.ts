@@ -397,6 +397,18 @@ function solvedRelation(n: Extract<Node, { k: 'rel' }>): Interval[] | null {
   if (n.ops.length === 1) {
     const op = n.ops[0] as RelOp;
     const [l, r] = n.items as [Node, Node];
+    // |x| < c, |x| >= c (c a constant): solved absolute-value inequalities
+    const absVar = (m: Node): boolean => m.k === 'func' && m.name === 'abs' && m.args.length === 1 && isLone(m.args[0] as Node);
+    if (ineq(op) && ((absVar(l) && isConst(r)) || (absVar(r) && isConst(l)))) {
+      const c = absVar(l) ? r : l;
+      const o = absVar(l) ? op : flip(op);
+      const neg: Node = { k: 'neg', a: c };
+      if (o === '<' || o === '<=') return [{ lo: neg, hi: c, loClosed: o === '<=', hiClosed: o === '<=' }];
+      return [
+        { lo: NEG_INF, hi: neg, loClosed: false, hiClosed: o === '>=' },
+        { lo: c, hi: INF, loClosed: o === '>=', hiClosed: false },
+      ];
+    }
     if (op === '!=') {
       // x ≠ c: every real except c
       const c = isLone(l) && isConst(r) ? r : isLone(r) && isConst(l) ? l : null;

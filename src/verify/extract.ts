@@ -439,6 +439,11 @@ function cleanAnswer(raw: string): string {
   if (hope >= 0) s = s.slice(0, hope).trim();
   const tail = /,\s+(?:which|where|since|because|so|as|that|and this|but|i\.e\.|meaning|hence|thus|therefore)\b/i.exec(s);
   if (tail !== null) s = s.slice(0, tail.index).trim();
+  // a trailing prose remark in parentheses: "3 (three solutions)"; not "(C)", not "5 (or 6)", not "(approx.)"
+  const remark = /\s+\(([A-Za-z][A-Za-z ,'-]{2,60})\)\.?$/.exec(s);
+  if (remark !== null && /[a-z]{3}/i.test(remark[1]!) && !/\b(?:or|approx\w*|about|roughly|maybe|perhaps|not|nearly|almost)\b/i.test(remark[1]!)) {
+    s = s.slice(0, remark.index).trim();
+  }
   for (let round = 0; round < 4; round++) {
     const before = s;
     s = s.replace(/[.,;:]+$/, '').trim();
@@ -656,6 +661,24 @@ function extractConclusion(text: string): Extraction | null {
   return result(value, 'phrase', display ? 'concluding sentence ending in a display value' : 'concluding sentence ending in a value');
 }
 
+/** Words that cannot end a finished sentence ("… we get", "… modulo 8 it is", "… and therefore the"). */
+const DANGLING_WORD =
+  /(?:^|[\s($])(?:the|a|an|of|to|by|and|or|is|are|was|were|it|its|gives?|equals?|that|which|with|for|from|in|on|as|then|we|be|gets?|than|into|at|this|these|has|have|had|will|can|so|since|because|if|when|where|while|but|not|also|our|let|obtain|yields?|becomes?|using|via|plus|minus|times|over)$/i;
+
+/**
+ * Visibly cut off: the text ends in a word or operator that cannot end a sentence ("… it is", "… = $", "… +").
+ * A box or answer phrase before such an ending does not count (policy: a truncated response is no answer).
+ */
+function looksCutOff(text: string): boolean {
+  let t = text.trimEnd();
+  if (t === '' || /[.!?)\]}"'`>|*%]$/.test(t)) return false;
+  // "… gives $2(5) + 3 = $": look inside a closing inline-math delimiter
+  if (t.endsWith('$')) t = t.replace(/\$+$/, '').trimEnd();
+  else if (t.endsWith('\\)') || t.endsWith('\\]')) t = t.slice(0, -2).trimEnd();
+  if (/(?:[=+\-*/^(,{]|\\(?:times|cdot|div|frac|sqrt|le|ge|leq|geq|approx|pm))$/.test(t)) return true;
+  return DANGLING_WORD.test(t.slice(-24));
+}
+
 /** Ends mid-sentence: no closing punctuation, delimiter or markup at the end. */
 function looksTruncated(text: string): boolean {
   const t = text.trimEnd();
@@ -679,6 +702,11 @@ export function extractAnswer(response: string): Extraction {
   const withNotes = (e: Extraction): Extraction =>
     notes.length > 0 ? { ...e, reason: `${e.reason} [${notes.join('; ')}]` } : e;
   if (text.trim() === '') return withNotes(none('empty response'));
+  // a response that ends mid-sentence was truncated; what it said before the cut is not final (unless a
+  // chat-template stop token shows that the turn ended there)
+  if (!notes.some((n) => n.startsWith('cut at ')) && looksCutOff(text)) {
+    return withNotes(none('response cut off mid-sentence'));
+  }
 
   const boxed = extractFromBoxes(text, notes);
   if (boxed !== null) return withNotes(boxed);

@@ -199,6 +199,13 @@ export function normalizeAnswer(raw: string): string {
   // "1/3 \approx 0.333": keep the exact value before an approximation
   const approx = s.search(/\\approx(?![a-zA-Z])/);
   if (approx > 0) s = s.slice(0, approx).trim();
+  // "\text{The answer is } 5": a leading answer-phrase wrapper
+  s = s.replace(/^\\(?:text|textbf|mbox|mathrm)\s*\{\s*(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*\}\s*/i, '');
+  // "2.5 million", "3\text{ billion}": scale words after a number
+  s = s.replace(
+    /(\d)\s*(?:\\(?:text|mbox|mathrm|textrm)\s*\{\s*)?(million|billion|trillion)(?:\s*\})?(?![A-Za-z])/gi,
+    (_m, d: string, w: string) => `${d}\\times 10^{${{ million: 6, billion: 9, trillion: 12 }[w.toLowerCase() as 'million']}}`,
+  );
   s = unwrapNumericText(s);
   s = stripUnits(s);
   // list words: "5 and 6", "x=1 \text{ or } x=2"
@@ -220,7 +227,8 @@ export function textKey(s: string): string {
     if (close < 0) break;
     out = out.slice(0, m.index) + out.slice(open + 1, close) + out.slice(close + 1);
   }
-  return out.replace(/\s+/g, '').replace(/\.$/, '').toLowerCase();
+  // digits separated only by a space stay separated ("4 2" is not "42")
+  return out.replace(/(\d)\s+(?=\d)/g, '$1_').replace(/\s+/g, '').replace(/\.$/, '').toLowerCase();
 }
 
 /**
