@@ -377,6 +377,36 @@ const CASES: Record<string, Case[]> = {
     ['-\\infty', '\\infty', false],
     ['\\infty', '+\\infty', true],
   ],
+  'red-team fixes': [
+    // set difference and finite-set unions
+    ['(-\\infty,1) \\cup (1,\\infty)', '\\mathbb{R} \\setminus \\{1\\}', true],
+    ['(-\\infty,1) \\cup (1,\\infty)', '\\mathbb{R} \\setminus \\{2\\}', false],
+    ['\\mathbb{R} \\setminus \\{1\\}', 'x \\in (-\\infty, 1) \\cup (1, \\infty)', true],
+    ['[0,2] \\setminus \\{0\\}', '(0,2]', true],
+    ['\\{1,2,3\\}', '\\{1,2\\} \\cup \\{3\\}', true],
+    ['\\{1,2,3\\}', '\\{1,2\\} \\cup \\{2\\}', false],
+    // x ≠ c and |x| inequalities as solution sets
+    ['(-\\infty,1) \\cup (1,\\infty)', 'x \\neq 1', true],
+    ['x \\ne 1', 'x \\neq 1', true],
+    ['(-\\infty,-1]\\cup[1,\\infty)', '|x| \\ge 1', true],
+    ['(-\\infty,-1)\\cup(1,\\infty)', '|x| \\ge 1', false],
+    ['(-2,2)', '|x| < 2', true],
+    // differences below double precision are still differences
+    ['10^{10}', '\\sqrt{10^{20}+1}', false],
+    ['\\pi', '3.141592653589793', false],
+    ['\\sqrt{2}', '1.4142135623730951', false],
+    ['10^{20}+\\sqrt{3}', '10^{20}+\\sqrt{2}', false],
+    ['2', '(\\sqrt{3}+1)(\\sqrt{3}-1)', true],
+    ['0', '\\sqrt{2}\\cdot\\sqrt{2}-2', true],
+    ['\\sqrt{5+2\\sqrt{6}}', '\\sqrt{2}+\\sqrt{3}', true],
+    ['\\sqrt[3]{16}', '2\\sqrt[3]{2}', true],
+    // scale words, text wrappers, digits split by a space
+    ['2500000', '2.5 \\text{ million}', true],
+    ['3000000000', '3 billion', true],
+    ['2500000', '25 million', false],
+    ['5', '\\text{The answer is } 5', true],
+    ['42', '4 2', false],
+  ],
 };
 
 for (const [category, cases] of Object.entries(CASES)) {

@@ -66,8 +66,16 @@ describe('pre-checks', () => {
     expectAnswer('First, 12 * 3 = 36. Then we add 36 + 4 = 40 and the total number of', null, 'none', /truncated/);
     expectAnswer('The price rises 20/100*41 = 8.2. So the price will be 41+8.2 = <<41+8.', null);
   });
-  test('a truncated response still yields an earlier box', () => {
-    expectAnswer('So the result is \\boxed{40}. To double-check, we compute the sum of', '40', 'boxed');
+  test('a box followed by text cut off mid-sentence is no answer (policy §4: a truncated response has no answer)', () => {
+    expectAnswer('So the result is \\boxed{40}. To double-check, we compute the sum of', null, 'none', /truncated/);
+    expectAnswer('Solving gives $\\boxed{5}$.\n\nLet me verify: $2(5) + 3 = $', null, 'none', /truncated/);
+    expectAnswer('Hence $x = \\boxed{7}$. Checking, $7^2 = 49$ and therefore the', null, 'none', /truncated/);
+  });
+  test('endings that are not cut off keep their answer', () => {
+    expectAnswer('Thus $m+n = \\boxed{107}$', '107', 'boxed');
+    expectAnswer('The final answer is $\\boxed{107}$\n\nI hope it is correct', '107', 'boxed');
+    expectAnswer('So the answer is \\boxed{12} (ordered pairs)', '12', 'boxed');
+    expectAnswer('The sum is $\\boxed{9}$ and<|im_end|>', '9', 'boxed');
   });
   test('empty response', () => {
     expectAnswer('', null, 'none', /empty/);
@@ -144,7 +152,7 @@ describe('boxes', () => {
   test('escaped braces do not count for matching', () => {
     expectAnswer('\\boxed{\\{1, 2\\}}', '\\{1, 2\\}');
     expectAnswer('\\boxed{\\left\\{ 1, 2 \\right\\}}.', '\\left\\{ 1, 2 \\right\\}');
-    expectAnswer('\\boxed{\\}} then', '\\}');
+    expectAnswer('\\boxed{\\}} then.', '\\}');
   });
   test('the word "boxed" in prose or \\boxedx is not a box', () => {
     expectAnswer('The boxed region has area 12. The answer is 7.', '7', 'phrase');
@@ -290,6 +298,11 @@ describe('concluding sentence', () => {
     expectAnswer('Computing...\nThus, the total is approximately 3.14.', null);
     expectAnswer('Computing...\nSo the value is not 42.', null);
     expectAnswer('Computing...\nSo the total is at least 10.', null);
+    expectAnswer('Computing everything carefully.\nThe number of red balls is 5.', null);
+  });
+  test('a summarising subject ("the total … is") or a one-sentence response concludes', () => {
+    expectAnswer('Natalia sold 48 clips in April and 24 in May. Adding them, the total number of clips she sold is 72.', '72', 'phrase');
+    expectAnswer('The angle is 120°.', '120°', 'phrase');
     expectAnswer('Computing everything carefully.\nThe number of red balls is 5.', null);
   });
   test('a concluding sentence not at the very end does not count', () => {

@@ -295,7 +295,7 @@ class WasmBackendImpl implements WasmBackend {
     const pa = this.heapStart;
     const pb = pa + M * K * 4;
     const pc = pb + K * N * 4;
-    const base = pa >> 2;
+    const base = pa >>> 2;
     const total = M * K + K * N + M * N;
     try {
       for (let i = 0; i < M * K + K * N; i++) f[base + i] = ((i * 37) % 19) / 7 - 1.2;
@@ -307,10 +307,10 @@ class WasmBackendImpl implements WasmBackend {
               let want = 0;
               for (let k = 0; k < K; k++) {
                 const a = f[base + (ta ? k * M + i : i * K + k)]!;
-                const b = f[(pb >> 2) + (tb ? j * K + k : k * N + j)]!;
+                const b = f[(pb >>> 2) + (tb ? j * K + k : k * N + j)]!;
                 want += a * b;
               }
-              if (!(Math.abs(f[(pc >> 2) + i * N + j]! - want) <= 1e-5 * (1 + Math.abs(want)))) return false;
+              if (!(Math.abs(f[(pc >>> 2) + i * N + j]! - want) <= 1e-5 * (1 + Math.abs(want)))) return false;
             }
           }
         }
@@ -450,7 +450,7 @@ class WasmBackendImpl implements WasmBackend {
       this.scratchMap.set(arr, e);
     }
     if (copyIn && !e.copied) {
-      this.f32.set(arr.length === n ? arr : arr.subarray(0, n), e.p >> 2);
+      this.f32.set(arr.length === n ? arr : arr.subarray(0, n), e.p >>> 2);
       e.copied = true;
     }
     if (out && !e.out) {
@@ -465,7 +465,7 @@ class WasmBackendImpl implements WasmBackend {
     const top = this.top;
     try {
       body();
-      for (const [arr, p, n] of this.writeBack) arr.set(this.f32.subarray(p >> 2, (p >> 2) + n));
+      for (const [arr, p, n] of this.writeBack) arr.set(this.f32.subarray(p >>> 2, (p >>> 2) + n));
     } finally {
       this.top = top;
       this.scratchMap.clear();
@@ -701,7 +701,7 @@ class WasmBackendImpl implements WasmBackend {
     const tab = (maxPos + 1) * (D / 2);
     this.withScratch(() => {
       const pp = this.scratch(Math.max(4, T * 4));
-      this.i32.set(positions.subarray(0, T), pp >> 2);
+      this.i32.set(positions.subarray(0, T), pp >>> 2);
       const args = [this.in(x, n), this.out(out, n), T, H, D, pp, this.in(cos, tab), this.in(sin, tab), inverse ? 1 : 0];
       const [tiles, chunk] = this.chunking(T, Math.max(1, Math.ceil(ROW_CHUNK / Math.max(1, H * D))));
       if (tiles <= 1) this.ex.rope(...args);

@@ -44,6 +44,7 @@ import { groupAdvantages } from '../rl/advantages.js';
 import { seededRng } from '../rl/filter.js';
 import type { LossConfig } from '../rl/loss.js';
 import { stepLosses, type PromptGroup, type StepLossResult } from '../rl/step-losses.js';
+import { cumulativeMean, sigmoid } from '../rl/token-rm.js';
 import { LocalRolloutBackend } from '../sample/local-backend.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { VerifierPool } from '../verify/pool.js';
@@ -125,6 +126,9 @@ export interface EvalMetrics {
   pass_at_k: number | null;
   /** Greedy accuracy; null when greedy decoding is off. */
   greedy_acc: number | null;
+  /** The same two numbers under the names the run report reads (`pass_at_1` = pass1_sampled, `greedy` = greedy_acc). */
+  pass_at_1: number | null;
+  greedy: number | null;
   avg_new_tokens: number;
   truncated_frac: number;
   eval_time: number;
@@ -674,6 +678,8 @@ export class Trainer {
         microBatchTokens: cfg.rl_micro_batch * cfg.gen_max_length,
         actorBackward: !frozen,
         rmBackward: this.rm !== null,
+        // The RM's per-token numbers of the kept sequences, for the report's heat-map (trajectory dumps).
+        collectTokens: cfg.save_trajectories && this.rm !== null,
       });
     }
     let actorGradNorm = 0;
@@ -721,6 +727,20 @@ export class Trainer {
       adv.forEach((a, j) => advOf.set(`${trainGroupIndex[i]}:${j}`, a));
     });
     if (cfg.save_trajectories) {
+      // Token-level RM weights of the kept sequences: q_t = σ(cumulative mean RM score), the RM's running estimate
+      // that the response is correct (src/rl/token-rm.ts), as read before this step's RM update.
+      const heat = new Map<string, { tokens: string[]; token_weights: number[] }>();
+      if (res?.tokens !== undefined)
+        kept.forEach((k, i) => {
+          const scores = res!.tokens![i]?.rmScores;
+          if (!scores) return;
+          const ids = trainGroups[k.group]!.responses[k.index]!.ids;
+          const q = cumulativeMean(scores);
+          heat.set(`${trainGroupIndex[k.group]}:${k.index}`, {
+            tokens: Array.from(ids, (id) => this.tokenizer.decode([id], { skipSpecialTokens: false })),
+            token_weights: Array.from(q, (c) => sigmoid(c)),
+          });
+        });
       const lines: string[] = [];
       for (const g of rollouts)
         for (const x of g) {
@@ -738,6 +758,7 @@ export class Trainer {
               advantage: advOf.get(key) ?? null,
               kept: keptSet.has(key),
               judge: x.reward.reason,
+              ...(heat.get(key) ?? {}),
             }),
           );
         }
@@ -874,6 +895,8 @@ export class Trainer {
       pass1_sampled: pass1,
       pass_at_k: passK,
       greedy_acc: greedyAcc,
+      pass_at_1: pass1,
+      greedy: greedyAcc,
       avg_new_tokens: mean(allTokens),
       truncated_frac: allTokens.length > 0 ? truncated / allTokens.length : 0,
       eval_time: now() - t0,

@@ -592,9 +592,14 @@ function extractBare(text: string): Extraction | null {
 
 const CONCLUSION_CUE =
   /^[\s*]*(?:so|thus|therefore|hence|finally|in total|in conclusion|altogether|overall|consequently|this means|that means|which means)\b/i;
-/** "The total is 72." / "Adding them, the total number of clips is 72.": a definite subject linked by "is" to the value. */
+/**
+ * "Adding them, the total number of clips is 72.": a definite summarising subject (total, sum, result, …) linked by
+ * "is" to the value. Any definite subject counts when the sentence is the whole response ("The angle is 120°.").
+ */
 const CONCLUSION_SUBJECT =
-  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
+  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:total|sum|result|final|overall|altogether|combined|in all)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
+const WHOLE_SENTENCE_SUBJECT =
+  /^[\s*]*(?:the|this|our)\b[^.;!?]*\b(?:is|are|was|were|equals)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** The verb that links the subject to the value ("… is", "… equals", "… =", "… of", "… is:"). */
 const CONCLUSION_LINK =
   /(?:\b(?:is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
@@ -655,7 +660,9 @@ function extractConclusion(text: string): Extraction | null {
   let sEnd = end;
   while (sEnd > 0 && isSpace(t.charCodeAt(sEnd - 1))) sEnd--;
   const sentence = sentenceBefore(t, sEnd, 300);
-  if (!(CONCLUSION_CUE.test(sentence) || CONCLUSION_SUBJECT.test(sentence)) || !CONCLUSION_LINK.test(sentence)) return null;
+  const whole = t.slice(0, sEnd).trim() === sentence.trim();
+  const cued = CONCLUSION_CUE.test(sentence) || CONCLUSION_SUBJECT.test(sentence) || (whole && WHOLE_SENTENCE_SUBJECT.test(sentence));
+  if (!cued || !CONCLUSION_LINK.test(sentence)) return null;
   if (CONCLUSION_BLOCK.test(sentence) || CONCLUSION_QUALIFIER.test(sentence) || HEDGE_WORDS.test(sentence)) return null;
   if (HEDGE_WORDS.test(value)) return null;
   return result(value, 'phrase', display ? 'concluding sentence ending in a display value' : 'concluding sentence ending in a value');
@@ -705,7 +712,7 @@ export function extractAnswer(response: string): Extraction {
   // a response that ends mid-sentence was truncated; what it said before the cut is not final (unless a
   // chat-template stop token shows that the turn ended there)
   if (!notes.some((n) => n.startsWith('cut at ')) && looksCutOff(text)) {
-    return withNotes(none('response cut off mid-sentence'));
+    return withNotes(none('response truncated (cut off mid-sentence)'));
   }
 
   const boxed = extractFromBoxes(text, notes);
