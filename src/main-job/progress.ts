@@ -119,6 +119,13 @@ class TtyProgress implements ProgressView {
   }
 }
 
+/** Phases announced on a line of their own by the plain view (the others happen every step). */
+const PHASE_LINES: Partial<Record<JobPhase, string>> = {
+  'before-eval': 'evaluating the starting policy on the held-out split…',
+  'after-eval': 'last step trained; evaluating the final policy on the held-out split…',
+  report: 'writing summary.json and report.html…',
+};
+
 /** One line per step or evaluation, and per phase change outside the step loop. */
 class PlainProgress implements ProgressView {
   private readonly t0 = Date.now();
@@ -146,10 +153,10 @@ class PlainProgress implements ProgressView {
           `, ${d.evals}, ETA ${d.eta}\n`,
       );
     }
-    const loud: readonly JobPhase[] = ['loading', 'before-eval', 'after-eval', 'report'];
     if (s.phase !== this.lastPhase) {
       this.lastPhase = s.phase;
-      if (loud.includes(s.phase)) this.stream.write(`${this.stamp()} ${s.phase}…\n`);
+      const what = PHASE_LINES[s.phase];
+      if (what !== undefined) this.stream.write(`${this.stamp()} ${what}\n`);
     }
   }
 
