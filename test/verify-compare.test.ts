@@ -513,3 +513,34 @@ test('MATH-500 gold answers compare equal to themselves', () => {
   assert.deepEqual(notEqual, []);
   assert.ok(structured >= 480);
 });
+
+test('function notation, forgotten degree caret, set-builder, reals in words, lower-case option', () => {
+  const eq = (g: string, a: string): boolean => compareAnswers(g, a).equal;
+  // f(3) = 19 / f^{-1}(x) = … unwrap against a non-relation gold, but never across variables or relations
+  assert.ok(eq('19', 'f(3)=19'));
+  assert.ok(eq('\\frac{x-1}{2}', 'f^{-1}(x) = \\frac{x-1}{2}'));
+  assert.ok(eq("5", "f'(2) = 5"));
+  assert.ok(!eq('19', 'f(3)=18'));
+  assert.ok(!eq('x^2+1', 'p(x) = x^2 - 1'));
+  assert.ok(!eq('3', 'f(x) = f(1) + 2'), 'right side mentions the function');
+  assert.ok(eq('f(x)=3x+1', 'f(x) = 1+3x'));
+  // 45\circ (no caret) is a degree sign; composition f \circ g is untouched
+  assert.equal(normalizeAnswer('45\\circ'), '45^\\circ');
+  assert.ok(eq('45', '45\\circ'));
+  assert.ok(!eq('44', '45\\circ'));
+  assert.equal(normalizeAnswer('f \\circ g'), 'f \\circ g');
+  // set-builder over one variable = its condition
+  assert.ok(eq('(0,\\infty)', '\\{x \\mid x > 0\\}'));
+  assert.ok(eq('(-\\infty,2]', '\\{x : x \\le 2\\}'));
+  assert.ok(!eq('[0,\\infty)', '\\{x \\mid x > 0\\}'));
+  assert.ok(!eq('(0,\\infty)', '\\{x \\mid x < 0\\}'));
+  assert.ok(eq('\\{1,2\\}', '\\{2, 1\\}'), 'plain finite sets are unaffected');
+  // "all real numbers"
+  assert.ok(eq('(-\\infty,\\infty)', '\\text{all real numbers}'));
+  assert.ok(eq('\\mathbb{R}', 'all reals'));
+  assert.ok(!eq('(0,\\infty)', '\\text{all real numbers}'));
+  // a bare lower-case letter names an option only against a choice-letter gold
+  assert.ok(eq('B', 'b'));
+  assert.ok(!eq('B', 'c'));
+  assert.ok(!eq('2', 'b'));
+});

@@ -457,3 +457,10 @@ describe('real data spot checks', () => {
     assert.equal(falseAnswers, 0);
   });
 });
+
+test('"the correct option is (E)" is an answer phrase only when its value is an option letter', () => {
+  assert.equal(extractAnswer('The correct option is (E).').answer, '(E)');
+  assert.equal(extractAnswer('After checking each one, the right choice is B.').answer, 'B');
+  assert.equal(extractAnswer('The correct option is the one with the largest area, which we now compute').answer, null);
+  assert.equal(extractAnswer('The correct option is (E). So the answer is $\\boxed{C}$.').answer, 'C');
+});

@@ -171,14 +171,14 @@ export function partitionGemm(M: number, N: number, K: number, threads: number, 
 }
 
 /**
- * Tile size [tileM, tileN] for a threaded GEMM: about 2–4 tiles per thread (more, smaller tiles balance better when a
+ * Tile size [tileM, tileN] for a threaded GEMM: about 2–8 tiles per thread (more, smaller tiles balance better when a
  * thread is slow or descheduled), the grid that minimises multiply-adds plus packing work (A and B are packed per
  * tile).
  */
 export function gemmTiles(M: number, N: number, K: number, threads: number, nc = 2048): [number, number] {
   const mT = Math.ceil(M / 4);
   const nT = Math.ceil(N / 8);
-  const target = Math.max(threads, Math.min(4 * threads, Math.floor((M * N * K) / (1 << 20))));
+  const target = Math.max(threads, Math.min(8 * threads, Math.floor((M * N * K) / (1 << 19))));
   let best: [number, number] = [M, N];
   let bestCost = Infinity;
   for (let tm = 1; tm <= Math.min(mT, target); tm++) {

@@ -187,6 +187,8 @@ export class Scheduler {
   private pending: Seq[] = [];
   private active: Seq[] = [];
   private swaps: Swap[] = [];
+  /** Sequences being admitted (failed with the batch should the engine throw). */
+  private wave: Seq[] = [];
   private kvBytes = 0;
   private wake: (() => void) | null = null;
   private stopped = false;
@@ -373,8 +375,10 @@ export class Scheduler {
       } catch (e) {
         // An engine failure fails the sequences involved (all running ones); the server keeps serving.
         const err = e instanceof Error ? e : new Error(String(e));
-        for (const s of this.active) this.fail(s, err);
+        for (const s of [...this.wave, ...this.active]) this.fail(s, err);
         this.active = [];
+      } finally {
+        this.wave = [];
       }
       await yieldToEventLoop();
     }
@@ -429,6 +433,7 @@ export class Scheduler {
       wave.push(s);
     }
     if (wave.length === 0) return;
+    this.wave = wave;
     const groups = new Map<JobState, Seq[]>();
     for (const s of wave) {
       const g = groups.get(s.job);
@@ -436,25 +441,14 @@ export class Scheduler {
       else groups.set(s.job, [s]);
     }
     const heads: Seq[] = [];
-    try {
-      for (const g of groups.values()) {
-        for (const s of g) s.cache = this.decoder.newCache(s.job.prompt.length + s.job.params.maxNewTokens - 1);
-        heads.push(g[0]!);
-      }
-    } catch (e) {
-      for (const s of wave) this.fail(s, e instanceof Error ? e : new Error(String(e)));
-      return;
+    for (const g of groups.values()) {
+      for (const s of g) s.cache = this.decoder.newCache(s.job.prompt.length + s.job.params.maxNewTokens - 1);
+      heads.push(g[0]!);
     }
-    let logits: Float32Array;
-    try {
-      logits = this.decoder.prefill(
-        heads.map((s) => s.job.prompt),
-        heads.map((s) => s.cache!),
-      );
-    } catch (e) {
-      for (const s of wave) this.fail(s, e instanceof Error ? e : new Error(String(e)));
-      return;
-    }
+    const logits = this.decoder.prefill(
+      heads.map((s) => s.job.prompt),
+      heads.map((s) => s.cache!),
+    );
     const V = this.model.config.vocabSize;
     let gi = 0;
     for (const g of groups.values()) {

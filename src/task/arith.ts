@@ -247,7 +247,8 @@ function genLineq(rng: Rng, level: number): ArithProblem {
       question = `Solve for x: ${lin(a, b)}=${lin(c, d)}.`;
       const k = a - c;
       const rhs = d - b;
-      steps.push(b > 0 ? `${k}x=${d}-${b}=${rhs}` : `${k}x=${d}+${-b}=${rhs}`);
+      const kx = k === 1 ? 'x' : `${k}x`;
+      steps.push(b > 0 ? `${kx}=${d}-${b}=${rhs}` : `${kx}=${d}+${-b}=${rhs}`);
       if (k !== 1) steps.push(`x=${rhs}/${k}=${x}`);
       break;
     }

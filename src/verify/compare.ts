@@ -65,11 +65,18 @@ function compareRaw(gold: string, answer: string): Comparison {
 
   const gc = choiceLetter(g);
   if (gc !== null) {
-    const ac = choiceLetter(a);
+    // against a choice-letter gold, a bare lower-case letter ("\boxed{b}") names the same option
+    const ac = choiceLetter(a) ?? (/^[a-j]$/.test(a) ? a.toUpperCase() : null);
     if (ac === null) return no('gold is a choice letter, answer is not');
     return ac === gc ? yes(`same choice ${gc}`) : no(`choice ${ac} vs ${gc}`);
   }
   if (g === a) return yes('identical after normalisation');
+  // function-value / function-definition notation unwraps against a gold that is not a relation:
+  // "f(3) = 19" vs 19, "f^{-1}(x) = \frac{x-1}{2}" vs \frac{x-1}{2}
+  const aFn = functionRhs(a);
+  if (aFn !== null && !hasRelationSymbol(g)) return prefix('function value: ', compareRaw(gold, aFn));
+  const gFn = functionRhs(g);
+  if (gFn !== null && !hasRelationSymbol(a)) return prefix('function value: ', compareRaw(gFn, answer));
 
   const G = tryParse(g);
   const A = tryParse(a);
@@ -81,6 +88,25 @@ function compareRaw(gold: string, answer: string): Comparison {
     return no('text vs value');
   }
   return compareNodes(G, A);
+}
+
+/** `<, >, =, \le, \ge, \ne` anywhere in a normalised answer. */
+function hasRelationSymbol(s: string): boolean {
+  return /[=<>]|\\(?:le|ge|ne|lt|gt)(?![a-zA-Z])/.test(s);
+}
+
+/**
+ * Right-hand side of `f(3) = 19`, `g(x) = x^2`, `f^{-1}(x) = …`, `f'(2) = 5`: a one-letter function name applied
+ * to plain arguments, one `=`, and a right side that neither mentions the function nor holds another relation.
+ */
+function functionRhs(s: string): string | null {
+  const m = /^([A-Za-z])\s*(?:\^\s*\{\s*-\s*1\s*\}|\^\s*-1|'{1,3})?\s*\(\s*([A-Za-z0-9.,\s-]{1,40})\s*\)\s*=\s*(.+)$/.exec(s);
+  if (m === null) return null;
+  const name = m[1] as string;
+  const rhs = (m[3] as string).trim();
+  if (rhs === '' || hasRelationSymbol(rhs)) return null;
+  if (new RegExp(`(?<![A-Za-z\\\\])${name}(?![A-Za-z])`).test(rhs)) return null;
+  return rhs;
 }
 
 // ---------------------------------------------------------------- structure helpers

@@ -487,7 +487,7 @@ function looksLikeAnswer(s: string, maxWords: number, maxChars: number): boolean
 
 interface Anchor {
   pos: number;
-  kind: 'answer' | 'hash' | 'line';
+  kind: 'answer' | 'choice' | 'hash' | 'line';
 }
 
 /** Positions of answer anchors, rightmost first (bounded count). */
@@ -502,6 +502,15 @@ function findAnchors(text: string, lower: string): Anchor[] {
     }
     i = i > 0 ? lower.lastIndexOf('answer', i - 1) : -1;
   }
+  // "the correct option is (E)", "the right choice is B": same link and value rules as "answer" (both words have
+  // six letters, like "answer"); the value must then be a choice letter (see tryAnchor)
+  const choiceRe = /\b(?:correct|right|best)[ \t]+(option|choice)(?![a-z])/g;
+  let cm: RegExpExecArray | null;
+  const choiceAnchors: Anchor[] = [];
+  while ((cm = choiceRe.exec(lower)) !== null && choiceAnchors.length < MAX_ANCHORS_TRIED) {
+    choiceAnchors.push({ pos: cm.index + cm[0].length - 6, kind: 'choice' });
+  }
+  anchors.push(...choiceAnchors);
   let h = text.lastIndexOf('####');
   for (let tries = 0; h >= 0 && tries < MAX_ANCHORS_TRIED; tries++) {
     let k = h - 1;
@@ -562,6 +571,10 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
   if (value === '') return null;
   if (HEDGE_WORDS.test(value)) return { kind: 'hedge', reason: `hedged ${label} ("${value.slice(0, 40)}")` };
   if (!looksLikeAnswer(value, header ? 3 : 6, header ? 120 : 300)) return null;
+  if (a.kind === 'choice') {
+    if (!/^\(?[A-Ja-j]\)?$/.test(value.trim())) return null;
+    return { kind: 'answer', value, reason: '"correct option is" phrase' };
+  }
   return { kind: 'answer', value, reason: label };
 }
 

@@ -184,6 +184,8 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/\\(?:degree)(?![a-zA-Z])/g, '^\\circ');
   s = s.replace(/\^\s*\{\s*\\circ\s*\}/g, '^\\circ');
   s = s.replace(/\^\s*\\circ/g, '^\\circ');
+  // "45\circ" (the ^ forgotten) after a number or a braced group is still a degree sign
+  s = s.replace(/([\d}])\s*\\circ(?![a-zA-Z])/g, '$1^\\circ');
   s = removeThousands(s);
   // spacing
   s = s.replace(/(?<!\\)\\!/g, '');
@@ -213,7 +215,25 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/(?<=\S)\s+(?:and|or)\s+(?=\S)/gi, ', ');
   s = s.replace(/\s+/g, ' ').trim();
   s = s.replace(/^,|,$/g, '').trim();
+  s = setBuilderToCondition(s);
+  // "all real numbers" / "\text{all reals}" written out in words is the set of reals
+  if (/^(?:\\text\s*\{\s*)?(?:the\s+set\s+of\s+)?(?:all|any|every)\s+reals?(?:\s+numbers?)?\s*\}?$/i.test(s)) s = '\\mathbb{R}';
   return s;
+}
+
+/**
+ * Set-builder notation over one variable, `\{x \mid x > 0\}`, `\{x : x \ne 1\}`, `\{x \in \mathbb{R} | x < 2\}`:
+ * the set is described by its condition, which is compared like a solved relation (a condition that does not
+ * mention the variable is left alone).
+ */
+function setBuilderToCondition(s: string): string {
+  const m = /^\\\{\s*([A-Za-z])\s*(?:\\in\s*\\mathbb\s*\{?\s*R\s*\}?\s*)?(?:\\mid|\||:|\\colon)\s*(.+?)\s*\\\}$/.exec(s);
+  if (m === null) return s;
+  const v = m[1] as string;
+  const cond = m[2] as string;
+  if (cond.includes('\\{') || cond.includes('\\}')) return s;
+  if (!new RegExp(`(?<![A-Za-z\\\\])${v}(?![A-Za-z])`).test(cond)) return s;
+  return cond;
 }
 
 /** Reduce a string for textual comparison: \text-like wrappers unwrapped, no spaces, lower case. */

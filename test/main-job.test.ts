@@ -1,0 +1,220 @@
+// `oreal start` end to end with tiny settings: a random 1-layer Qwen2 model on the arithmetic task's tokenizer, a
+// handful of prompts, two steps. Runs the command as a child process (through registerStart, so it does not depend on
+// how main.ts wires it) and checks the run directory: summary.json, metrics lines, checkpoints, trajectories with
+// token-level RM weights, and report.html with its charts. Also the "starting policy missing" message.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createJsBackend } from '../src/engine/js-backend.js';
+import { saveCheckpoint } from '../src/model/checkpoint.js';
+import { Qwen2Model, qwen2ConfigFromModelConfig } from '../src/model/qwen2.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
+import { freshModelConfig } from '../src/train/sft.js';
+import { formatDuration } from '../src/main-job/progress.js';
+import { meanStd, markdownTable } from '../src/main-job/stats.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
+const TOKENIZER = path.join(ROOT, 'data', 'arith-tokenizer');
+const CONFIG = path.join(ROOT, 'configs', 'main-job.yaml');
+const START = pathToFileURL(path.join(ROOT, 'dist', 'src', 'cli', 'start.js')).href;
+
+function tmpDir(name: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `oreal-main-job-${name}-`));
+}
+
+/** A random tiny policy with the task tokenizer (it answers nothing right; the plumbing is what is tested). */
+function writeTinyPolicy(dir: string): void {
+  const tok = Tokenizer.load(TOKENIZER);
+  const mc = freshModelConfig(
+    {
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      tie_word_embeddings: true,
+      max_position_embeddings: 128,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+    },
+    tok,
+  );
+  const m = Qwen2Model.random(qwen2ConfigFromModelConfig(mc), createJsBackend(), 5);
+  saveCheckpoint(dir, mc, m.toTensors(), { dtype: 'f32', tokenizerDir: TOKENIZER });
+  m.dispose();
+}
+
+function writeJsonl(file: string, rows: readonly unknown[]): void {
+  fs.writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+}
+
+/** Runs `oreal start ARGS` in a child process (cwd = `cwd`, which must see node_modules/commander). */
+function runStart(args: readonly string[], cwd: string): { status: number | null; stdout: string; stderr: string } {
+  const code =
+    `import { Command } from 'commander'; import { registerStart } from ${JSON.stringify(START)};` +
+    `const p = new Command(); p.name('oreal'); registerStart(p);` +
+    `await p.parseAsync(process.argv.slice(1), { from: 'user' });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code, 'start', ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('oreal start (main job)', () => {
+  test('tiny end to end: run directory, summary, metrics, checkpoints, report', () => {
+    const root = tmpDir('e2e');
+    const actor = path.join(root, 'policy');
+    writeTinyPolicy(actor);
+    const prompts = path.join(root, 'prompts.jsonl');
+    writeJsonl(prompts, [
+      { question: 'Compute 2+3.', gold_answer: '5', pass_rate: 0.25 },
+      { question: 'Compute 7-4.', gold_answer: '3', pass_rate: 0.5 },
+      { question: 'Solve for x: x+1=3.', gold_answer: '2', pass_rate: 0.0 },
+      { question: 'What is 10% of 50?', gold_answer: '5', pass_rate: 0.75 },
+    ]);
+    const heldout = path.join(root, 'heldout.jsonl');
+    writeJsonl(heldout, [
+      { question: 'Compute 4+4.', gold_answer: '8' },
+      { question: 'Compute 9-1.', gold_answer: '8' },
+      { question: 'Compute 3*3.', gold_answer: '9' },
+    ]);
+    const out = path.join(root, 'run');
+    const t0 = Date.now();
+    // The child runs from the repository root (cwd): the main job's config file is used as shipped, with overrides.
+    const r = runStart(
+      [
+        '--config', CONFIG,
+        '--set', `actor=${actor}`,
+        '--set', `datasets=${prompts}`,
+        '--set', `eval_dataset=${heldout}`,
+        '--set', 'total_steps=2',
+        '--set', 'gen_global_batch=8',
+        '--set', 'prompt_repeat_k=4',
+        '--set', 'gen_max_new=8',
+        '--set', 'eval_max_new=6',
+        '--set', 'eval_samples=2',
+        '--set', 'eval_interval=1',
+        '--set', 'actor_freeze_steps=1',
+        '--set', 'warmup_steps=0',
+        '--set', 'checkpoint_interval=1',
+        '--set', 'filter_trajectory=none', // the random policy is never right: keep its groups so the RM sees tokens
+        '--set', 'backend=js',
+        '--set', 'threads=1',
+        '--seed', '3',
+        '--out', out,
+      ],
+      ROOT,
+    );
+    const seconds = (Date.now() - t0) / 1000;
+    assert.equal(r.status, 0, `exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.ok(seconds < 60, `took ${seconds} s`);
+
+    // What it prints: before → after and where things are.
+    assert.match(r.stdout, /OREAL main job done: oreal with the token-level reward model, 2 steps, seed 3/);
+    assert.match(r.stdout, /pass@1 \(2 samples\)/);
+    for (const f of ['summary.json', 'metrics.jsonl', 'report.html']) assert.ok(r.stdout.includes(path.join(out, f)), `stdout names ${f}`);
+    // Progress lines (stderr is not a terminal here): steps with reward, pass@1 and ETA.
+    assert.match(r.stderr, /step 1\/2: reward -?\d\.\d{3}, kept \d+, pass@1 \d+\.\d% greedy \d+\.\d% \(before\), ETA \S+/);
+    assert.match(r.stderr, /eval at step 2: pass@1/);
+
+    // summary.json: the documented fields first.
+    const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as Record<string, unknown>;
+    const before = summary['before'] as { pass_at_1: number; greedy: number };
+    const after = summary['after'] as { pass_at_1: number; greedy: number };
+    for (const s of [before, after]) {
+      assert.ok(s.pass_at_1 >= 0 && s.pass_at_1 <= 1);
+      assert.ok(s.greedy >= 0 && s.greedy <= 1);
+    }
+    assert.equal(summary['steps'], 2);
+    assert.ok(typeof summary['wall_s'] === 'number' && summary['wall_s'] > 0 && summary['wall_s'] < 60);
+    assert.equal(summary['algorithm'], 'oreal');
+    assert.equal(summary['token_level_rm'], true);
+    assert.equal(summary['seed'], 3);
+    assert.equal(summary['eval_problems'], 3);
+    assert.equal(summary['interrupted'], false);
+
+    // metrics.jsonl: one train line per step; eval lines before (step 0), after each step (eval_interval=1).
+    const lines = fs
+      .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const train = lines.filter((l) => l['type'] === 'train');
+    const evals = lines.filter((l) => l['type'] === 'eval');
+    assert.deepEqual(train.map((l) => l['step']), [1, 2]);
+    for (const l of train) for (const k of ['avg_judger_reward', 'token_level_rm_loss', 'rl_loss', 'eta']) assert.equal(typeof l[k], 'number', k);
+    assert.deepEqual(evals.map((l) => l['step']), [0, 1, 2]);
+    for (const e of evals) {
+      assert.equal(typeof e['pass_at_1'], 'number'); // the names the report reads
+      assert.equal(typeof e['greedy'], 'number');
+    }
+    assert.equal(evals[0]!['pass_at_1'], before.pass_at_1);
+    assert.equal(evals[2]!['greedy'], after.greedy);
+
+    // Checkpoints (HF format) of the policy and the token-level RM, every step here.
+    for (const s of [1, 2])
+      for (const m of ['policy', 'token_rm']) {
+        const d = path.join(out, 'checkpoints', `step-${s}`, m);
+        assert.ok(fs.existsSync(path.join(d, 'config.json')), `${d}/config.json`);
+        assert.ok(fs.existsSync(path.join(d, 'model.safetensors')), `${d}/model.safetensors`);
+      }
+    assert.match(r.stdout, /checkpoints\/step-2\/\{policy,token_rm\}/);
+
+    // Trajectories carry the token-level RM weights of the trained sequences (for the heat-map).
+    const traj = fs
+      .readFileSync(path.join(out, 'trajectories', 'step-2.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { kept: boolean; num_tokens: number; tokens?: string[]; token_weights?: number[] });
+    const kept = traj.filter((t) => t.kept);
+    assert.ok(kept.length > 0);
+    for (const t of kept) {
+      assert.equal(t.tokens?.length, t.num_tokens);
+      assert.equal(t.token_weights?.length, t.num_tokens);
+      for (const w of t.token_weights!) assert.ok(w > 0 && w < 1);
+    }
+
+    // report.html: self-contained, with the summary cards, charts (inline SVG) and the heat-map.
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    assert.match(html, /^<!DOCTYPE html>/i);
+    for (const id of ['reward', 'pass_at_1', 'losses']) assert.ok(html.includes(`data-chart="${id}"`), `chart ${id}`);
+    assert.ok((html.match(/<svg/g) ?? []).length >= 3, 'inline SVG charts');
+    assert.ok(html.includes('class="tk'), 'token heat-map spans');
+
+    // A second start into the same directory is refused rather than mixing two runs.
+    const again = runStart(['--config', CONFIG, '--set', `actor=${actor}`, '--set', `datasets=${prompts}`, '--set', `eval_dataset=${heldout}`, '--out', out], ROOT);
+    assert.notEqual(again.status, 0);
+    assert.match(again.stderr, /already holds a run/);
+  });
+
+  test('a missing starting policy says how to regenerate it', () => {
+    const root = tmpDir('missing');
+    const r = runStart(['--config', CONFIG, '--set', `actor=${path.join(root, 'nope')}`, '--out', path.join(root, 'run')], ROOT);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /starting policy \(actor\) not found: .*nope/);
+    assert.match(r.stderr, /make-starting-policy/);
+    assert.ok(!fs.existsSync(path.join(root, 'run')), 'no run directory is created');
+  });
+
+  test('helpers: durations, mean ± std, Markdown table', () => {
+    assert.equal(formatDuration(45), '45s');
+    assert.equal(formatDuration(185), '3m05s');
+    assert.equal(formatDuration(3720), '1h02m');
+    const ms = meanStd([0.4, 0.5, 0.6]);
+    assert.ok(Math.abs(ms.mean - 0.5) < 1e-12);
+    assert.ok(Math.abs(ms.std - 0.1) < 1e-12); // sample standard deviation (n − 1)
+    assert.equal(meanStd([0.3]).std, 0);
+    const md = markdownTable([
+      { algorithm: 'oreal', seeds: [0, 1], before: [0.4, 0.42], after: [0.55, 0.6], greedyBefore: [0.5, 0.5], greedyAfter: [0.6, 0.62], wall: [600, 610] },
+    ]);
+    assert.match(md, /^\| algorithm \|/);
+    assert.match(md, /\| oreal \| 2 \| 41\.0 ± 1\.4 \| 57\.5 ± 3\.5 \| \+16\.5 ± 2\.1 \|/);
+  });
+});

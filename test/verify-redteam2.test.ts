@@ -1,0 +1,72 @@
+// Second, independent red-team suite for the math answer verifier (fixture: test/fixtures/verifier-redteam2.jsonl).
+// Written before reading the verifier code, weighted like the held-out table of shared/research/verifiers.md §4,
+// labelled by mathematics and the §4 policy. Long Qwen2.5-Math-style responses ("real-response" in §4) are filed
+// under their mathematical category with a note, since the suite's category list has no "real-response".
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  ALWAYS_FALSE_CATEGORIES,
+  formatDisagreements,
+  loadCases,
+  loadVerifier,
+  runSuite,
+  type VerifierCase,
+} from '../bench/verify-suite.js';
+
+/** Minimum share of cases on which verifyResponse must agree with the labels. */
+export const MIN_AGREEMENT = 0.97;
+/** Maximum number of false positives (label false, verifier says correct). */
+export const MAX_FALSE_POSITIVES = 2;
+const MIN_CASES = 250;
+
+/** dist/test/ → repo root → test/fixtures/verifier-redteam2.jsonl */
+const FIXTURE = resolve(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/verifier-redteam2.jsonl');
+
+let cached: VerifierCase[] | undefined;
+function cases(): VerifierCase[] {
+  cached ??= loadCases(FIXTURE);
+  return cached;
+}
+
+test('red-team 2 cases: fixture parses and every record is well-formed', () => {
+  const all = cases();
+  assert.ok(all.length >= MIN_CASES, `expected at least ${MIN_CASES} cases in ${FIXTURE}, found ${all.length}`);
+  const seenPairs = new Set<string>();
+  for (const c of all) {
+    const where = `${FIXTURE}:${c.line} (${c.id})`;
+    assert.match(c.id, /^rt2-\d{3}$/, `${where}: id should look like "rt2-001"`);
+    assert.equal(c.gold, c.gold.trim(), `${where}: gold has surrounding whitespace`);
+    const pair = JSON.stringify([c.response, c.gold]);
+    assert.ok(!seenPairs.has(pair), `${where}: duplicate (response, gold) pair`);
+    seenPairs.add(pair);
+    if (ALWAYS_FALSE_CATEGORIES.includes(c.category)) {
+      assert.equal(c.expected, false, `${where}: category ${c.category} has no valid answer, so it must be labelled false`);
+    }
+  }
+  const t = all.filter((c) => c.expected).length;
+  assert.ok(t > 0 && t < all.length, `${FIXTURE}: needs both true and false labels (true ${t} of ${all.length})`);
+  // Every big category of the held-out table is represented.
+  const cats = new Set(all.map((c) => c.category));
+  for (const k of ['integer', 'adversarial', 'equation', 'fraction', 'malformed', 'interval', 'decimal', 'sqrt', 'expression',
+    'multiple-answers', 'tuple', 'extraction-format', 'units', 'percent', 'pi', 'text-answer', 'set', 'no-answer', 'matrix',
+    'multiple-choice', 'degrees', 'complex', 'other-notation'] as const) {
+    assert.ok(cats.has(k), `${FIXTURE}: no case in category ${k}`);
+  }
+});
+
+test(`red-team 2 agreement >= ${MIN_AGREEMENT} with <= ${MAX_FALSE_POSITIVES} false positives`, async () => {
+  const all = cases();
+  const verify = await loadVerifier();
+  const result = await runSuite(all, verify);
+  const summary =
+    `agreement ${(100 * result.agreement).toFixed(1)}% (${result.agree}/${result.total}), ` +
+    `TP ${result.tp} FN ${result.fn} FP ${result.fp} TN ${result.tn}, errors ${result.errors}\n` +
+    formatDisagreements(result);
+  assert.equal(result.errors, 0, `the verifier threw:\n${summary}`);
+  assert.ok(result.agreement >= MIN_AGREEMENT, `agreement below ${MIN_AGREEMENT}: ${summary}`);
+  assert.ok(result.fp <= MAX_FALSE_POSITIVES, `more than ${MAX_FALSE_POSITIVES} false positives: ${summary}`);
+  assert.ok(result.maxCaseMs < 2000, `a case took ${result.maxCaseMs.toFixed(0)} ms: comparisons must stay bounded`);
+});
