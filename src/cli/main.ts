@@ -7,6 +7,7 @@ import { registerEval } from './eval.js';
 import { registerReport } from './report.js';
 import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
+import { registerSft } from './sft.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerReport(program);
   registerTrain(program);
   registerGenerate(program);
+  registerSft(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')

@@ -1,8 +1,8 @@
 // Progress display of `oreal start`: one live bar on a terminal (cli-progress), one plain line per event otherwise
 // (CI logs, pipes), so a log file reads as a history rather than a heap of carriage returns.
 //
-//   TTY:   train ████████░░░░░░░░ 12/40 | rollout | reward -0.312 | pass@1 41.5% (before) | ETA 6m12s | 3m05s
-//   plain: [oreal start 3m05s] step 12/40: reward -0.312, kept 36, pass@1 41.5% (before), ETA 6m12s
+//   TTY:   rollout     ████████░░░░░░░░ 12/40 reward -0.312 pass@1 41.5% (before) ETA 6m12s (3m05s)
+//   plain: [oreal start 3m05s] step 12/40: reward -0.312, kept 36, pass@1 41.5% greedy 50.2% (before), ETA 6m12s
 
 import { MultiBar, type SingleBar } from 'cli-progress';
 
@@ -74,8 +74,11 @@ class TtyProgress implements ProgressView {
   constructor(stream: NodeJS.WriteStream, totalSteps: number) {
     this.multi = new MultiBar({
       stream,
-      format: '{phase} {bar} {value}/{total} | reward {reward} | {evals} | ETA {eta} | {elapsed}',
-      barsize: 24,
+      // (eta, duration and the like are cli-progress's own rate-based fields: ours are job_eta and job_elapsed.)
+      format: '{phase} {bar} {value}/{total} reward {reward} pass@1 {pass1} ETA {job_eta} ({job_elapsed})',
+      barsize: 16,
+      barCompleteChar: '\u2588',
+      barIncompleteChar: '\u2591',
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,
@@ -89,12 +92,13 @@ class TtyProgress implements ProgressView {
   }
 
   private payload(s: ProgressSnapshot | null): Record<string, string> {
-    const elapsed = formatDuration((Date.now() - this.t0) / 1000);
-    if (s === null) return { phase: 'loading'.padEnd(10), reward: '-', evals: 'pass@1 -', eta: '?', elapsed };
+    const job_elapsed = formatDuration((Date.now() - this.t0) / 1000);
+    if (s === null) return { phase: 'loading'.padEnd(11), reward: '-', pass1: '-', job_eta: '?', job_elapsed };
     const d = describe(s);
     // The ETA counts down between updates.
-    const eta = s.etaS === null ? '?' : formatDuration(Math.max(0, s.etaS - (Date.now() - this.lastAt) / 1000));
-    return { phase: s.phase.padEnd(10), reward: d.reward, evals: d.evals, eta, elapsed };
+    const job_eta = s.etaS === null ? '?' : formatDuration(Math.max(0, s.etaS - (Date.now() - this.lastAt) / 1000));
+    const pass1 = s.pass1 === null ? '-' : `${pct(s.pass1)} (${s.evalStep === 0 ? 'before' : `step ${s.evalStep}`})`;
+    return { phase: s.phase.padEnd(11), reward: d.reward, pass1, job_eta, job_elapsed };
   }
 
   private redraw(): void {

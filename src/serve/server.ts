@@ -24,7 +24,7 @@
 // `data: {"error": ...}` followed by `data: [DONE]`.
 //
 // Robustness: bodies over `maxBodyBytes` → 413 (read and discarded up to 16× the limit, the connection is dropped
-// beyond), malformed JSON / invalid fields → 400, unknown route → 404, wrong method → 405 (with Allow), unknown model
+// beyond; with `Expect: 100-continue` refused before the body is sent), malformed JSON / invalid fields → 400, unknown route → 404, wrong method → 405 (with Allow), unknown model
 // name → 404, queue full → 503, per-request timeout → 504 (the request's sequences are cancelled), engine failure →
 // 500; errors use the OpenAI format {"error": {"message", "type", "param", "code"}}. A client that disconnects cancels
 // its sequences. With `apiKeyEnv` set and that variable non-empty, every route but /health needs
@@ -174,6 +174,17 @@ export class OrealServer {
       ['/update_weights_from_disk', { methods: ['POST'], handler: (q, s) => this.updateWeights(q, s) }],
     ]);
     this.http = http.createServer({ requestTimeout: 120_000, headersTimeout: 30_000, keepAliveTimeout: 5_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+      void this.dispatch(req, res);
+    });
+    // `Expect: 100-continue` with a declared body over the limit: refuse before the client sends it.
+    this.http.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const declared = Number(req.headers['content-length']);
+      if (Number.isFinite(declared) && declared > this.maxBodyBytes) {
+        res.setHeader('connection', 'close');
+        this.sendJson(res, 413, new ApiError(413, `request body larger than ${this.maxBodyBytes} bytes`, 'invalid_request_error', null, 'request_too_large').body());
+        return;
+      }
+      res.writeContinue();
       void this.dispatch(req, res);
     });
   }
