@@ -8,6 +8,7 @@ import { registerReport } from './report.js';
 import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
 import { registerSft } from './sft.js';
+import { registerServe } from './serve.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerTrain(program);
   registerGenerate(program);
   registerSft(program);
+  registerServe(program);
   program
     .command('start')
     .description('run the bundled main job (prints help until the trainer lands)')
