@@ -1,1 +1,0 @@
-cmd_Release/obj.target/oreal_blas.node := g++ -o Release/obj.target/oreal_blas.node -shared -pthread -rdynamic -m64  -Wl,-soname=oreal_blas.node -Wl,--start-group Release/obj.target/oreal_blas/native/oreal_blas.o -Wl,--end-group -lopenblas

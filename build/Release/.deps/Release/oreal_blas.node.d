@@ -1,1 +1,0 @@
-cmd_Release/oreal_blas.node := ln -f "Release/obj.target/oreal_blas.node" "Release/oreal_blas.node" 2>/dev/null || (rm -rf "Release/oreal_blas.node" && cp -af "Release/obj.target/oreal_blas.node" "Release/oreal_blas.node")
