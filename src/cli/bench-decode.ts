@@ -1,7 +1,7 @@
 // `oreal bench decode`: greedy KV-cache generation speed on random prompts.
 //
 //   oreal bench decode --model DIR|random:SPEC [--batch 16] [--prompt-len 32] [--new-tokens 96] [--runs 5]
-//                      [--backend wasm|js] [--threads N] [--json]
+//                      [--backend wasm|blas|js] [--threads N] [--json | --serve]
 //
 // tokens_per_s = batch · new_tokens / wall time of one generate() call (prefill included), median over the timed runs
 // after one warm-up run; decode_tokens_per_s counts the decode steps alone. Numbers on a shared machine are noisy.
@@ -10,7 +10,7 @@
 // Until `bench decode` is reachable from the main CLI it also runs standalone:
 // `node dist/src/cli/bench-decode.js --model random:... --json` (same options).
 // scripts/torch_decode_bench.py times the same loop in PyTorch and prints both numbers and their ratio.
-import { realpathSync } from 'node:fs';
+import { readSync, realpathSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
@@ -93,9 +93,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Times greedy generation of `newTokens` tokens for `batch` random prompts of `promptLen` tokens. */
-export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBenchResult {
-  const runs = o.runs ?? 5;
+/** The `batch` random greedy requests of one benchmark. */
+function benchRequests(model: Qwen2Model, o: DecodeBenchOptions): GenerationRequest[] {
   const rng = new Rng(o.seed ?? 1234, 0);
   const V = model.config.vocabSize;
   const requests: GenerationRequest[] = [];
@@ -108,22 +107,37 @@ export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBen
       params: { maxNewTokens: o.newTokens, temperature: 0, topP: 1, topK: 0, stopTokenIds: [], stopStrings: [], greedy: true },
     });
   }
+  return requests;
+}
+
+/** One timed generate() call: tokens/s with prefill, tokens/s of the decode steps alone, prefill seconds. */
+function benchOnce(model: Qwen2Model, decoder: KvDecoder, requests: GenerationRequest[], o: DecodeBenchOptions): [number, number, number] {
+  const stats = newGenerateStats();
+  const t0 = performance.now();
+  generate(model, requests, { decoder, stats, maxBatch: o.batch });
+  const dt = (performance.now() - t0) / 1000;
+  const dec = stats.decodeSeconds > 0 ? (stats.generatedTokens - o.batch) / stats.decodeSeconds : 0;
+  return [(o.batch * o.newTokens) / dt, dec, stats.prefillSeconds];
+}
+
+const round = (x: number, d: number): number => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Times greedy generation of `newTokens` tokens for `batch` random prompts of `promptLen` tokens. */
+export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBenchResult {
+  const runs = o.runs ?? 5;
+  const requests = benchRequests(model, o);
   const decoder = new KvDecoder(model);
   const total: number[] = [];
   const dec: number[] = [];
   const pre: number[] = [];
   for (let r = 0; r < runs + 1; r++) {
-    const stats = newGenerateStats();
-    const t0 = performance.now();
-    generate(model, requests, { decoder, stats, maxBatch: o.batch });
-    const dt = (performance.now() - t0) / 1000;
+    const [t, d, p] = benchOnce(model, decoder, requests, o);
     if (r === 0) continue; // warm-up
-    total.push((o.batch * o.newTokens) / dt);
-    dec.push(stats.decodeSeconds > 0 ? (stats.generatedTokens - o.batch) / stats.decodeSeconds : 0);
-    pre.push(stats.prefillSeconds);
+    total.push(t);
+    dec.push(d);
+    pre.push(p);
   }
   decoder.releaseBuffers();
-  const round = (x: number, d: number): number => Math.round(x * 10 ** d) / 10 ** d;
   return {
     tokens_per_s: round(median(total), 1),
     decode_tokens_per_s: round(median(dec), 1),
@@ -135,6 +149,50 @@ export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBen
     backend: model.backend.name,
     threads: model.backend.threads,
   };
+}
+
+/**
+ * Line protocol for a driver that interleaves these runs with its own (scripts/torch_decode_bench.py): after one
+ * warm-up run it prints `{"ready": true, ...}`; then each input line `run` times one generate() call and prints
+ * `{"tokens_per_s", "decode_tokens_per_s", "prefill_s"}`; `quit` or end of input stops.
+ */
+export function serveDecodeBench(model: Qwen2Model, o: DecodeBenchOptions): void {
+  const requests = benchRequests(model, o);
+  const decoder = new KvDecoder(model);
+  benchOnce(model, decoder, requests, o);
+  const say = (x: unknown): void => {
+    writeSync(1, JSON.stringify(x) + '\n');
+  };
+  say({ ready: true, backend: model.backend.name, threads: model.backend.threads });
+  const buf = Buffer.alloc(4096);
+  let pending = '';
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      throw e;
+    }
+    if (n === 0) break;
+    pending += buf.toString('utf8', 0, n);
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const cmd = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (cmd === 'quit') {
+        decoder.releaseBuffers();
+        return;
+      }
+      if (cmd !== 'run') {
+        say({ error: `unknown command ${JSON.stringify(cmd)}` });
+        continue;
+      }
+      const [t, d, p] = benchOnce(model, decoder, requests, o);
+      say({ tokens_per_s: round(t, 1), decode_tokens_per_s: round(d, 1), prefill_s: round(p, 4) });
+    }
+  }
+  decoder.releaseBuffers();
 }
 
 function positiveInt(value: string): number {
@@ -153,6 +211,7 @@ interface DecodeCliOptions {
   backend: BackendName;
   threads?: number;
   json?: boolean;
+  serve?: boolean;
 }
 
 /** Adds `decode` under the `bench` command. */
@@ -169,10 +228,15 @@ export function registerBenchDecode(bench: Command): Command {
     .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKEND_NAMES]).default('wasm'))
     .option('--threads <n>', 'kernel threads (wasm; default all cores)', positiveInt)
     .option('--json', 'print one JSON line {"tokens_per_s", "decode_tokens_per_s", "prefill_s", ...}')
+    .option('--serve', 'warm up, then time one run per stdin line `run` (JSON line each) until `quit`: for drivers')
     .action((o: DecodeCliOptions) => {
       const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
         const model = loadModelSpec(o.model, backend);
+        if (o.serve) {
+          serveDecodeBench(model, { batch: o.batch, promptLen: o.promptLen, newTokens: o.newTokens, seed: o.seed });
+          return;
+        }
         const res = benchDecode(model, { batch: o.batch, promptLen: o.promptLen, newTokens: o.newTokens, runs: o.runs, seed: o.seed });
         if (o.json) process.stdout.write(JSON.stringify(res) + '\n');
         else

@@ -130,7 +130,7 @@ const PHASE_LINES: Partial<Record<JobPhase, string>> = {
   report: 'writing summary.json and report.html…',
 };
 
-/** One line per step or evaluation, and per phase change outside the step loop. */
+/** One line per step (about 40 per run at most) or evaluation, and per phase change outside the step loop. */
 class PlainProgress implements ProgressView {
   private readonly t0 = Date.now();
   private lastStep = -1;
@@ -149,7 +149,9 @@ class PlainProgress implements ProgressView {
       this.lastEvalStep = s.evalStep;
       this.stream.write(`${this.stamp()} eval${s.evalStep === 0 ? ' before training' : ` at step ${s.evalStep}`}: ${d.evals}\n`);
     }
-    if (s.step !== this.lastStep && s.step > 0) {
+    // About 40 step lines per run (every step of a short one), plus the first and the last.
+    const every = Math.max(1, Math.round(s.totalSteps / 40));
+    if (s.step !== this.lastStep && s.step > 0 && (s.step % every === 0 || s.step === 1 || s.step === s.totalSteps)) {
       this.lastStep = s.step;
       this.stream.write(
         `${this.stamp()} step ${s.step}/${s.totalSteps}: reward ${d.reward}` +

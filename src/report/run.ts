@@ -129,7 +129,7 @@ export function readConfig(file: string, warnings: string[]): Map<string, Config
 }
 
 /**
- * metrics.jsonl: step lines (`"type":"step"` or no type) and eval lines (`"type":"eval"`). Numeric keys of step
+ * metrics.jsonl: step lines (`"type":"train"`, `"type":"step"` or no type) and eval lines (`"type":"eval"`). Numeric keys of step
  * lines are kept, other keys ignored; lines of another type are ignored. A step logged twice (a resumed run) keeps
  * its last line. Malformed lines are skipped with a warning `FILE:LINE: ...`.
  */
@@ -170,7 +170,8 @@ export function readMetrics(file: string, warnings: string[]): { steps: StepMetr
         evalByStep.set(step, e);
         return;
       }
-      if (type !== undefined && type !== 'step') return; // another kind of line: not ours to chart
+      // The trainer (src/train/trainer.ts) writes its step lines as "type":"train".
+      if (type !== undefined && type !== 'step' && type !== 'train') return; // another kind of line: not ours to chart
       if (step === undefined) {
         warnings.push(`${where}: skipped step line without a numeric "step"`);
         return;

@@ -16,7 +16,13 @@
 // GEMMs read in place.
 //
 // Numerics follow src/model/qwen2.ts: RoPE tables with float32 inverse frequencies and angles, RMSNorm, SwiGLU and RoPE
-// on the backend's row kernels when it has them, softmax with float64 accumulation.
+// on the backend's row kernels when it has them. Attention folds the 1/√headDim scale into the queries (exact for
+// power-of-four head dims such as 64) and runs the softmax on the backend's row kernel (causal positions masked with
+// −∞), so a decode step makes one score GEMM, one softmax call and one value GEMM per (sequence, KV head), all in
+// place in backend memory.
+//
+// Per-step costs are kept off the hot path: workspaces, positions and the per-layer weight lookups are reused between
+// calls (the weights are looked up again only when `model.params` hands out a different array, e.g. after a reload).
 import type { Backend } from '../engine/backend.js';
 import { rowKernelsOf, type RowKernels } from '../engine/kernels.js';
 import { headDimOf, type Qwen2Config, type Qwen2Model } from '../model/qwen2.js';
@@ -103,6 +109,11 @@ export class KvDecoder {
   private readonly buf: Buffers;
   private readonly maxPrefillRows: number;
   private readonly attnChunk: number;
+  /** Per-layer weights, checked against `model.params` on every forward (cheap: one Map lookup per tensor). */
+  private layerCache: LayerWeights[] = [];
+  private layerKeys: string[][] = [];
+  private startBuf = new Int32Array(0);
+  private posBuf = new Int32Array(0);
   private rope: { maxPos: number; cos: Float32Array; sin: Float32Array } = {
     maxPos: 0,
     cos: new Float32Array(0),
@@ -245,29 +256,51 @@ export class KvDecoder {
     this.rope = { maxPos: n, cos, sin };
   }
 
+  private static readonly LAYER_FIELDS: ReadonlyArray<[keyof LayerWeights, string, boolean]> = [
+    ['ln1', 'input_layernorm.weight', true],
+    ['wq', 'self_attn.q_proj.weight', true],
+    ['bq', 'self_attn.q_proj.bias', false],
+    ['wk', 'self_attn.k_proj.weight', true],
+    ['bk', 'self_attn.k_proj.bias', false],
+    ['wv', 'self_attn.v_proj.weight', true],
+    ['bv', 'self_attn.v_proj.bias', false],
+    ['wo', 'self_attn.o_proj.weight', true],
+    ['ln2', 'post_attention_layernorm.weight', true],
+    ['wg', 'mlp.gate_proj.weight', true],
+    ['wu', 'mlp.up_proj.weight', true],
+    ['wd', 'mlp.down_proj.weight', true],
+  ];
+
   private layer(i: number): LayerWeights {
     const P = this.model.params;
-    const p = `model.layers.${i}.`;
-    const g = (k: string): Float32Array => {
-      const t = P.get(p + k);
-      if (t === undefined) throw new Error(`KvDecoder: the model has no parameter ${p + k}`);
-      return t;
-    };
-    const o = (k: string): Float32Array | null => P.get(p + k) ?? null;
-    return {
-      ln1: g('input_layernorm.weight'),
-      wq: g('self_attn.q_proj.weight'),
-      bq: o('self_attn.q_proj.bias'),
-      wk: g('self_attn.k_proj.weight'),
-      bk: o('self_attn.k_proj.bias'),
-      wv: g('self_attn.v_proj.weight'),
-      bv: o('self_attn.v_proj.bias'),
-      wo: g('self_attn.o_proj.weight'),
-      ln2: g('post_attention_layernorm.weight'),
-      wg: g('mlp.gate_proj.weight'),
-      wu: g('mlp.up_proj.weight'),
-      wd: g('mlp.down_proj.weight'),
-    };
+    const F = KvDecoder.LAYER_FIELDS;
+    let keys = this.layerKeys[i];
+    if (keys === undefined) keys = this.layerKeys[i] = F.map(([, k]) => `model.layers.${i}.${k}`);
+    const cached = this.layerCache[i];
+    if (cached !== undefined) {
+      let same = true;
+      for (let f = 0; f < F.length && same; f++) same = (P.get(keys[f]!) ?? null) === cached[F[f]![0]];
+      if (same) return cached;
+    }
+    const w: Partial<Record<keyof LayerWeights, Float32Array | null>> = {};
+    for (let f = 0; f < F.length; f++) {
+      const [field, name, required] = F[f]!;
+      const t = P.get(keys[f]!);
+      if (t === undefined && required) throw new Error(`KvDecoder: the model has no parameter model.layers.${i}.${name}`);
+      w[field] = t ?? null;
+    }
+    this.layerCache[i] = w as LayerWeights;
+    return w as LayerWeights;
+  }
+
+  /** Reusable row starts (`n` ≥ segments + 1) and positions (`n` ≥ rows) of one forward. */
+  private starts(n: number): Int32Array {
+    if (this.startBuf.length < n) this.startBuf = new Int32Array(Math.max(n, 2 * this.startBuf.length, 64));
+    return this.startBuf;
+  }
+  private positions(n: number): Int32Array {
+    if (this.posBuf.length < n) this.posBuf = new Int32Array(Math.max(n, 2 * this.posBuf.length, 64));
+    return this.posBuf.subarray(0, n);
   }
 
   /**
@@ -287,11 +320,12 @@ export class KvDecoder {
     const hd = this.hd;
     const qd = nh * hd;
     const kd = nkv * hd;
+    const scale = 1 / Math.sqrt(hd);
     const S = segs.length;
     if (want !== null && want.length !== S) throw new Error(`forward: ${S} segments but ${want.length} want flags`);
 
     // Rows, positions, token ids.
-    const start = new Int32Array(S + 1);
+    const start = this.starts(S + 1);
     let maxPos = 0;
     const seen = new Set<KvCache>();
     for (let s = 0; s < S; s++) {
@@ -309,7 +343,7 @@ export class KvDecoder {
     this.ensureRope(maxPos);
     const { cos, sin } = this.rope;
     const buf = this.buf;
-    const pos = new Int32Array(N);
+    const pos = this.positions(N);
     const x = buf.get('x', N * H);
     const E = this.model.params.get('model.embed_tokens.weight')!;
     for (let s = 0; s < S; s++) {
@@ -341,6 +375,9 @@ export class KvDecoder {
       if (P.bv) addBias(v, P.bv, N, kd);
       rk.rope(q, q, N, nh, hd, pos, cos, sin, false);
       rk.rope(k, k, N, nkv, hd, pos, cos, sin, false);
+      // Fold the softmax scale into the queries (exact when it is a power of two, e.g. head dim 64).
+      const nq = N * qd;
+      for (let i = 0; i < nq; i++) q[i] = q[i]! * scale;
       // Store the new keys and values.
       for (let s = 0; s < S; s++) {
         const c = segs[s]!.cache;
@@ -365,17 +402,25 @@ export class KvDecoder {
     for (let s = 0; s < S; s++) segs[s]!.cache.length += start[s + 1]! - start[s]!;
 
     // Final norm and LM head, only for the rows whose logits are wanted.
-    const rowsOut: number[] = [];
-    for (let s = 0; s < S; s++) if (want === null || want[s]) rowsOut.push(start[s + 1]! - 1);
-    const M = rowsOut.length;
+    let M = 0;
+    for (let s = 0; s < S; s++) if (want === null || want[s]) M++;
     const logits = buf.get('logits', M * V);
     if (M === 0) return logits;
     const hsel = buf.get('hsel', M * H);
-    for (let j = 0; j < M; j++) {
-      const r = rowsOut[j]!;
-      hsel.set(x.subarray(r * H, r * H + H), j * H);
+    const normW = this.model.params.get('model.norm.weight')!;
+    if (M === N) {
+      // Every row is wanted (a decode step): normalise straight out of x.
+      rk.rmsnormForward(x, normW, hsel, null, M, H, cfg.rmsNormEps);
+    } else {
+      let j = 0;
+      for (let s = 0; s < S; s++) {
+        if (want !== null && !want[s]) continue;
+        const r = start[s + 1]! - 1;
+        hsel.set(x.subarray(r * H, r * H + H), j * H);
+        j++;
+      }
+      rk.rmsnormForward(hsel, normW, hsel, null, M, H, cfg.rmsNormEps);
     }
-    rk.rmsnormForward(hsel, this.model.params.get('model.norm.weight')!, hsel, null, M, H, cfg.rmsNormEps);
     const W = cfg.tieWordEmbeddings ? E : this.model.params.get('lm_head.weight')!;
     be.gemm(false, true, M, V, H, hsel, W, logits, false);
     return logits;
@@ -383,25 +428,39 @@ export class KvDecoder {
 
   /**
    * Causal attention of the `len` query rows [r0, r0 + len) of one segment, at positions p0 …, over the keys of
-   * `cache` at layer l (positions 0 … p0 + len − 1, already written). Per kv head, the queries of its `group` heads
-   * are stacked as rows (i, head) so one GEMM forms their scores.
+   * `cache` at layer l (positions 0 … p0 + len − 1, already written). `q` is already scaled by 1/√headDim. Per kv
+   * head, the queries of its `group` heads are stacked as rows (i, head) so one GEMM forms their scores; a single
+   * query (a decode step) is read from `q` and written to `ctx` in place, without copies.
    */
   private attention(l: number, cache: KvCache, r0: number, len: number, p0: number, q: Float32Array, ctx: Float32Array): void {
     const be = this.backend;
+    const rk = this.rk;
     const nh = this.config.numAttentionHeads;
     const nkv = this.config.numKeyValueHeads;
     const hd = this.hd;
     const group = nh / nkv;
     const qd = nh * hd;
-    const scale = 1 / Math.sqrt(hd);
+    const gw = group * hd;
+    const blockLen = cache.maxLen * hd;
+    if (len === 1) {
+      const nk = p0 + 1;
+      const Sc = this.buf.get('att.s', group * nk);
+      for (let g = 0; g < nkv; g++) {
+        const base = (l * nkv + g) * blockLen;
+        const off = r0 * qd + g * gw;
+        be.gemm(false, true, group, nk, hd, q.subarray(off, off + gw), cache.k.subarray(base, base + nk * hd), Sc, false);
+        rk.softmaxRows(Sc, Sc, group, nk);
+        be.gemm(false, false, group, hd, nk, Sc, cache.v.subarray(base, base + nk * hd), ctx.subarray(off, off + gw), false);
+      }
+      return;
+    }
     const CH = Math.min(this.attnChunk, len); // query positions per block
     const maxKeys = p0 + len;
-    const Qg = this.buf.get('att.q', CH * group * hd);
+    const Qg = this.buf.get('att.q', CH * gw);
     const Sc = this.buf.get('att.s', CH * group * maxKeys);
-    const Og = this.buf.get('att.o', CH * group * hd);
-    const gw = group * hd;
+    const Og = this.buf.get('att.o', CH * gw);
     for (let g = 0; g < nkv; g++) {
-      const base = (l * nkv + g) * cache.maxLen * hd;
+      const base = (l * nkv + g) * blockLen;
       const Kc = cache.k.subarray(base, base + maxKeys * hd);
       const Vc = cache.v.subarray(base, base + maxKeys * hd);
       for (let i0 = 0; i0 < len; i0 += CH) {
@@ -412,24 +471,18 @@ export class KvDecoder {
           const src = (r0 + i0 + i) * qd + g * gw;
           Qg.set(q.subarray(src, src + gw), i * gw);
         }
-        be.gemm(false, true, rows, nk, hd, Qg, Kc, Sc, false);
-        for (let i = 0; i < c; i++) {
-          const last = p0 + i0 + i; // the query's position: keys 0 … last
+        const S = Sc.subarray(0, rows * nk);
+        be.gemm(false, true, rows, nk, hd, Qg.subarray(0, rows * hd), Kc.subarray(0, nk * hd), S, false);
+        // Causal mask: query i (position p0 + i0 + i) sees keys 0 … p0 + i0 + i.
+        for (let i = 0; i < c - 1; i++) {
+          const from = p0 + i0 + i + 1;
           for (let a = 0; a < group; a++) {
             const o = (i * group + a) * nk;
-            let m = -Infinity;
-            for (let j = 0; j <= last; j++) {
-              const z = Sc[o + j]! * scale;
-              if (z > m) m = z;
-            }
-            let se = 0;
-            for (let j = 0; j <= last; j++) se += Math.exp(Sc[o + j]! * scale - m);
-            const lse = m + Math.log(se);
-            for (let j = 0; j <= last; j++) Sc[o + j] = Math.exp(Sc[o + j]! * scale - lse);
-            for (let j = last + 1; j < nk; j++) Sc[o + j] = 0;
+            S.fill(-Infinity, o + from, o + nk);
           }
         }
-        be.gemm(false, false, rows, hd, nk, Sc, Vc, Og, false);
+        rk.softmaxRows(S, S, rows, nk);
+        be.gemm(false, false, rows, hd, nk, S, Vc.subarray(0, nk * hd), Og.subarray(0, rows * hd), false);
         for (let i = 0; i < c; i++) {
           const dst = (r0 + i0 + i) * qd + g * gw;
           ctx.set(Og.subarray(i * gw, (i + 1) * gw), dst);

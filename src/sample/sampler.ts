@@ -153,11 +153,25 @@ export class TokenSampler {
   sample(logits: ArrayLike<number>, s: SamplerSettings, rng: Rng | null): Sampled {
     const V = logits.length;
     if (V === 0) throw new Error('sample: empty logits');
+    if (isGreedy(s)) {
+      // O(V): one pass for the maximum and its (lowest) index, one for Σ exp (the log-probability).
+      let best = 0;
+      let m = -Infinity;
+      for (let i = 0; i < V; i++) {
+        const z = logits[i]!;
+        if (z > m) {
+          m = z;
+          best = i;
+        }
+      }
+      if (m === -Infinity) return { token: best, logprob: logits[best]! - logSumExp(logits, V) };
+      let se = 0;
+      for (let i = 0; i < V; i++) se += Math.exp(logits[i]! - m);
+      return { token: best, logprob: logits[best]! - (m + Math.log(se)) };
+    }
     const lse = logSumExp(logits, V);
     let token: number;
-    if (isGreedy(s)) {
-      token = argmax(logits, V);
-    } else {
+    {
       if (rng === null) throw new Error('sample: non-greedy sampling needs an Rng');
       const d = this.filtered(logits, s);
       let u = rng.nextDouble();
