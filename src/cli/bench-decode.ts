@@ -208,7 +208,7 @@ interface DecodeCliOptions {
   newTokens: number;
   runs: number;
   seed: number;
-  backend: BackendName;
+  backend?: BackendName;
   threads?: number;
   json?: boolean;
   serve?: boolean;
@@ -225,7 +225,7 @@ export function registerBenchDecode(bench: Command): Command {
     .option('--new-tokens <n>', 'tokens generated per sequence', positiveInt, 96)
     .option('--runs <n>', 'timed runs after one warm-up', positiveInt, 5)
     .option('--seed <n>', 'seed of the random prompts', (s) => Number(s), 1234)
-    .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKEND_NAMES]).default('wasm'))
+    .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm; default all cores)', positiveInt)
     .option('--json', 'print one JSON line {"tokens_per_s", "decode_tokens_per_s", "prefill_s", ...}')
     .option('--serve', 'warm up, then time one run per stdin line `run` (JSON line each) until `quit`: for drivers')

@@ -99,7 +99,7 @@ export function debugLoss(inputs: DebugLossInputs, backend: Backend): StepLossRe
 
 interface LossCliOptions extends DebugLossInputs {
   json?: boolean;
-  backend: BackendName;
+  backend?: BackendName;
   threads?: number;
 }
 
@@ -120,7 +120,7 @@ export function registerDebugLoss(debug: Command): void {
     .requiredOption('--batch <file>', 'JSON {"groups": [{"prompt_ids": [...], "responses": [{"ids": [...], "reward": 1}]}]}')
     .option('--config <file>', 'JSON loss config in the reference\'s key names (default: oreal)')
     .option('--json', 'print one JSON line')
-    .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKEND_NAMES]).default('wasm'))
+    .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
     .action((opts: LossCliOptions) => {
       const backend = createBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});

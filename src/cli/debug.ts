@@ -17,7 +17,7 @@ interface GradOptions {
   model: string;
   tokens: string;
   json?: boolean;
-  backend: BackendName;
+  backend?: BackendName;
   threads?: number;
 }
 
@@ -78,7 +78,7 @@ export function registerDebug(program: Command): void {
     .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors)')
     .requiredOption('--tokens <file>', 'JSON file {"input_ids": [[...], ...]} with rows of equal length')
     .option('--json', 'print one JSON line {"loss", "grad_norms"}')
-    .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKEND_NAMES]).default('wasm'))
+    .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
     .action((opts: GradOptions) => {
       const { ids, B, T } = readTokensFile(opts.tokens);

@@ -42,7 +42,7 @@ interface GenerateCliOptions {
   stop: string[];
   stopId: number[];
   ignoreEos?: boolean;
-  backend: BackendName;
+  backend?: BackendName;
   threads?: number;
   maxBatch?: number;
   json?: boolean;
@@ -167,7 +167,7 @@ export function registerGenerate(program: Command): Command {
     .option('--stop-id <id>', 'stop token id (repeatable)', collect(nonNegInt), [] as number[])
     .option('--ignore-eos', 'do not stop at the eos / <|im_end|> ids of the config and tokenizer')
     .option('--max-batch <n>', 'most sequences decoded at once', positiveInt)
-    .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKEND_NAMES]).default('wasm'))
+    .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
     .option('--json', 'one JSON line per prompt and sample: {"token_ids", "text", "finish_reason", "logprobs"}')
     .action((o: GenerateCliOptions) => {

@@ -18,7 +18,7 @@ interface ServeCliOptions {
   host: string;
   port: number;
   maxBatch: number;
-  backend: BackendName;
+  backend?: BackendName;
   threads?: number;
   servedModelName?: string;
   maxModelLen?: number;
@@ -61,7 +61,7 @@ export function registerServe(program: Command): Command {
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 = any free port)', port, 8000)
     .option('--max-batch <n>', 'most sequences decoded at once', positiveInt, 64)
-    .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKEND_NAMES]).default('wasm'))
+    .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm, blas)', positiveInt)
     .option('--served-model-name <name>', 'model name in /v1/models (default: the directory name)')
     .option('--max-model-len <n>', 'largest prompt + max_tokens (default min(max_position_embeddings, 4096))', positiveInt)
