@@ -345,3 +345,41 @@ test('a process that creates threaded backends exits by itself, disposed or not'
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /ok/);
 });
+
+test('wasm gemm: every row/column remainder of the 6x8 and 4x8 panels and of the small-M dot blocks (plain and relaxed)', () => {
+  const variants: WasmBackend[] = [
+    createWasmBackend({ threads: 1, relaxedSimd: false }),
+    createWasmBackend({ threads: 1 }),
+    // mc = 8, 20, 28: blocks whose 4-row rounding is split into 6- and 4-row panels in every way.
+    createWasmBackend({ threads: 1, smallM: 0, blocks: { mc: 8, kc: 7, nc: 16 } }),
+    createWasmBackend({ threads: 1, smallM: 0, blocks: { mc: 20, kc: 16, nc: 24 } }),
+    createWasmBackend({ threads: 1, smallM: 0, blocks: { mc: 28, kc: 300, nc: 8 } }),
+    // A tiny workspace (232 floats): small-M products whose packed A does not fit take the packed path.
+    createWasmBackend({ threads: 1, blocks: { mc: 8, kc: 7, nc: 16 } }),
+  ];
+  try {
+    for (const wasm of variants) {
+      for (let M = 1; M <= 23; M += M < 16 ? 1 : 7) {
+        for (const N of [1, 2, 3, 5, 9, 17]) {
+          for (const K of [1, 3, 4, 9, 16]) {
+            for (const transA of [false, true]) {
+              for (const transB of [false, true]) {
+                const accumulate = (M + N + K) % 2 === 0;
+                const A = fill(new Float32Array(M * K));
+                const B = fill(new Float32Array(K * N));
+                const C = fill(new Float32Array(M * N));
+                const want = C.slice();
+                js.gemm(transA, transB, M, N, K, A, B, want, accumulate);
+                wasm.gemm(transA, transB, M, N, K, A, B, C, accumulate);
+                const e = relErr(C, want);
+                assert.ok(e < 2e-6 * Math.sqrt(K + 1), `M=${M} N=${N} K=${K} tA=${transA} tB=${transB} acc=${accumulate}: err ${e}`);
+              }
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    for (const b of variants) b.dispose();
+  }
+});

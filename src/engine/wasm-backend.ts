@@ -234,7 +234,7 @@ class WasmBackendImpl implements WasmBackend {
     this.parallelThreshold = opts.parallelThreshold ?? 128 * 128 * 128;
     this.smallM = Math.max(0, Math.floor(opts.smallM ?? 16));
     this.spin = Math.max(0, Math.floor(opts.spin ?? 2000));
-    this.mc = roundUp(Math.max(4, opts.blocks?.mc ?? 96), 4);
+    this.mc = roundUp(Math.max(4, opts.blocks?.mc ?? 48), 4); // 48 = 8 panels of 6 rows: measured best at M = N = K = 1024
     this.kc = Math.max(1, opts.blocks?.kc ?? 256);
     this.nc = roundUp(Math.max(8, opts.blocks?.nc ?? 2048), 8);
     this.maxPages = Math.min(MAX_PAGES, Math.floor((opts.maxMemoryBytes ?? MAX_PAGES * PAGE) / PAGE));
@@ -511,7 +511,7 @@ class WasmBackendImpl implements WasmBackend {
       const ldb = transB ? K : N;
       const acc = accumulate ? 1 : 0;
       const work = this.workOffsets;
-      const small = M <= this.smallM && K > 0 && (!transB || !transA || M * K + 64 <= this.workFloats);
+      const small = M <= this.smallM && K > 0 && (!transB || M * K + 64 <= this.workFloats); // transB packs A into the workspace
       const threads = this.threads;
       const macs = M * N * K;
       if (small) {
