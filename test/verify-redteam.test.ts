@@ -4,17 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  ALWAYS_FALSE_CATEGORIES,
-  formatDisagreements,
-  loadCases,
-  loadVerifier,
-  parseCases,
-  runSuite,
-  type VerifierCase,
-} from '../bench/verify-suite.js';
+import { ALWAYS_FALSE_CATEGORIES, parseCases } from '../bench/verify-suite.js';
+import { cachedCases, fixturePath, runAgreement } from './helpers/verifier-suite.js';
 
 /** Minimum share of cases on which verifyResponse must agree with the labels. */
 export const MIN_AGREEMENT = 0.97;
@@ -22,14 +13,9 @@ export const MIN_AGREEMENT = 0.97;
 export const MAX_FALSE_POSITIVES = 2;
 const MIN_CASES = 200;
 
-/** dist/test/ → repo root → test/fixtures/verifier-redteam.jsonl */
-const FIXTURE = resolve(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/verifier-redteam.jsonl');
+const FIXTURE = fixturePath('verifier-redteam.jsonl');
 
-let cached: VerifierCase[] | undefined;
-function cases(): VerifierCase[] {
-  cached ??= loadCases(FIXTURE);
-  return cached;
-}
+const cases = cachedCases(FIXTURE);
 
 test('red-team cases: fixture parses and every record is well-formed', () => {
   const all = cases();
@@ -57,12 +43,7 @@ test('red-team cases: the validator names the offending line', () => {
 
 test(`red-team agreement >= ${MIN_AGREEMENT} with <= ${MAX_FALSE_POSITIVES} false positives`, async () => {
   const all = cases();
-  const verify = await loadVerifier();
-  const result = await runSuite(all, verify);
-  const summary =
-    `agreement ${(100 * result.agreement).toFixed(1)}% (${result.agree}/${result.total}), ` +
-    `TP ${result.tp} FN ${result.fn} FP ${result.fp} TN ${result.tn}, errors ${result.errors}\n` +
-    formatDisagreements(result);
+  const { result, summary } = await runAgreement(all);
   assert.equal(result.errors, 0, `the verifier threw:\n${summary}`);
   assert.ok(result.agreement >= MIN_AGREEMENT, `agreement below ${MIN_AGREEMENT}: ${summary}`);
   assert.ok(result.fp <= MAX_FALSE_POSITIVES, `more than ${MAX_FALSE_POSITIVES} false positives: ${summary}`);

@@ -11,23 +11,10 @@ const MIN_PER_CATEGORY = 5;
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  ALWAYS_FALSE_CATEGORIES,
-  CATEGORIES,
-  defaultCasesPath,
-  formatDisagreements,
-  loadCases,
-  loadVerifier,
-  parseCases,
-  runSuite,
-  type VerifierCase,
-} from '../bench/verify-suite.js';
+import { ALWAYS_FALSE_CATEGORIES, CATEGORIES, defaultCasesPath, loadCases, parseCases } from '../bench/verify-suite.js';
+import { cachedCases, runAgreement } from './helpers/verifier-suite.js';
 
-let cached: VerifierCase[] | undefined;
-function cases(): VerifierCase[] {
-  cached ??= loadCases(defaultCasesPath());
-  return cached;
-}
+const cases = cachedCases(defaultCasesPath());
 
 test('verifier cases: fixture parses and every record is well-formed', () => {
   const all = cases();
@@ -76,12 +63,7 @@ test('verifier cases: every category is covered with true and false labels', () 
 
 test(`verifier agreement >= ${MIN_AGREEMENT} with <= ${MAX_FALSE_POSITIVES} false positives`, async () => {
   const all = cases();
-  const verify = await loadVerifier();
-  const result = await runSuite(all, verify);
-  const summary =
-    `agreement ${(100 * result.agreement).toFixed(1)}% (${result.agree}/${result.total}), ` +
-    `TP ${result.tp} FN ${result.fn} FP ${result.fp} TN ${result.tn}, errors ${result.errors}\n` +
-    formatDisagreements(result);
+  const { result, summary } = await runAgreement(all);
   assert.ok(result.agreement >= MIN_AGREEMENT, `agreement below ${MIN_AGREEMENT}: ${summary}`);
   assert.ok(result.fp <= MAX_FALSE_POSITIVES, `more than ${MAX_FALSE_POSITIVES} false positives: ${summary}`);
 });

@@ -25,6 +25,7 @@ import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { generate } from '../sample/generate.js';
 import type { GenerationRequest, SamplingParams } from '../sample/types.js';
 import { loadModelSpec } from './bench-decode.js';
+import { nonNegInt, positiveInt } from './option-parsers.js';
 
 interface GenerateCliOptions {
   model: string;
@@ -50,17 +51,6 @@ interface GenerateCliOptions {
 
 /** One prompt as read from the command line or a JSONL line. */
 export type PromptInput = { ids: number[] } | { text: string } | { messages: ChatMessage[] };
-
-function nonNegInt(value: string): number {
-  if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer');
-  return Number(value);
-}
-
-function positiveInt(value: string): number {
-  const n = nonNegInt(value);
-  if (n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
 
 function finiteNumber(value: string): number {
   const n = Number(value);

@@ -12,6 +12,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
 import { loadServeModel, OrealServer } from '../serve/server.js';
 import { loadModelSpec } from './bench-decode.js';
+import { nonNegInt, positiveInt } from './option-parsers.js';
 
 interface ServeCliOptions {
   model: string;
@@ -28,17 +29,6 @@ interface ServeCliOptions {
   shutdownTimeout: number;
   apiKeyEnv?: string;
   logRequests?: boolean;
-}
-
-function nonNegInt(value: string): number {
-  if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer');
-  return Number(value);
-}
-
-function positiveInt(value: string): number {
-  const n = nonNegInt(value);
-  if (n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 function positiveNumber(value: string): number {

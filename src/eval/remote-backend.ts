@@ -17,6 +17,7 @@
 // also served by `oreal serve`).
 
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
+import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
 
 /** A chat message for `/v1/chat/completions`. */
 export interface RemoteChatMessage {
@@ -78,28 +79,6 @@ type Json = Record<string, unknown>;
 
 function isRecord(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-class Semaphore {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
-  async acquire(): Promise<void> {
-    if (this.active < this.limit) {
-      this.active++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next(); // the slot passes straight to the waiter
-    else this.active--;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function parseRetryAfter(v: string | null): number | null {
@@ -323,8 +302,7 @@ export class OpenAIRolloutBackend implements RolloutBackend {
         const suffix = failure.retryable && !this.closed ? ` (gave up after ${tries} attempt${tries === 1 ? '' : 's'})` : '';
         throw new Error(this.redact(`OpenAIRolloutBackend: ${failure.message}${suffix}`));
       }
-      const exp = this.backoffMs * 2 ** attempt;
-      const wait = Math.min(this.maxBackoffMs, Math.max(exp * (0.5 + Math.random() * 0.5), failure.retryAfterMs ?? 0));
+      const wait = backoffDelay(attempt, this.backoffMs, this.maxBackoffMs, failure.retryAfterMs);
       this.counters.retries++;
       await sleep(wait);
     }

@@ -5,6 +5,8 @@
 // retried with exponential backoff on network errors, timeouts, 429 and 5xx. The API key is read from an
 // environment variable and never appears in any error text.
 
+import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
+
 /** Options of {@link LlmJudge}. */
 export interface LlmJudgeOptions {
   /** Base URL such as `http://127.0.0.1:8000/v1`, or the full `.../chat/completions` URL. */
@@ -103,27 +105,6 @@ export function parseJudgeReply(reply: string): 'correct' | 'incorrect' | null {
   return saysCorrect ? null : 'incorrect';
 }
 
-/** Tiny counting semaphore. */
-class Semaphore {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
-
-  async acquire(): Promise<void> {
-    if (this.active < this.limit) {
-      this.active++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next(); // the slot passes directly to the next waiter
-    else this.active--;
-  }
-}
-
 /** An HTTP failure; `retryable` says whether another attempt may help. */
 class JudgeHttpError extends Error {
   constructor(
@@ -135,8 +116,6 @@ class JudgeHttpError extends Error {
     this.name = 'JudgeHttpError';
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Parse a `Retry-After` header (seconds, possibly fractional, or an HTTP date) into milliseconds. */
 function parseRetryAfter(value: string | null): number | null {
@@ -297,9 +276,7 @@ export class LlmJudge {
           false,
         );
       }
-      const exp = this.backoffMs * 2 ** attempt;
-      const jittered = exp * (0.5 + Math.random() * 0.5);
-      const wait = Math.min(this.maxBackoffMs, Math.max(jittered, failure.retryAfterMs ?? 0));
+      const wait = backoffDelay(attempt, this.backoffMs, this.maxBackoffMs, failure.retryAfterMs);
       attempt++;
       this.counters.retries++;
       await sleep(wait);
