@@ -9,6 +9,7 @@ import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
 import { registerSft } from './sft.js';
 import { registerServe } from './serve.js';
+import { registerStart } from './start.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -27,12 +28,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerSft(program);
   registerServe(program);
-  program
-    .command('start')
-    .description('run the bundled main job (prints help until the trainer lands)')
-    .action(() => {
-      program.outputHelp();
-    });
+  registerStart(program);
   return program;
 }
 
