@@ -732,3 +732,93 @@ test('oreal eval --model DIR: local engine with the chat template (tiny random Q
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('oreal eval --endpoint records a rejected request (HTTP 400) as error samples and goes on; an unreachable server aborts', async () => {
+  // the fake model, but a question containing TOO_LONG is refused as a context-length error
+  const seen: string[] = [];
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+      const question = (body.messages as Array<{ role: string; content: string }>).filter((m) => m.role === 'user').map((m) => m.content).join('\n');
+      seen.push(question);
+      if (question.includes('TOO_LONG')) {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'context_length_exceeded', message: 'prompt is too long' } }));
+        return;
+      }
+      const n = typeof body.n === 'number' ? body.n : 1;
+      const choices = Array.from({ length: n }, (_, j) => {
+        const { text, finish } = fakeText(question, j, body.temperature === 0);
+        return { index: j, finish_reason: finish, message: { role: 'assistant', content: text } };
+      });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'x', choices }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const dir = tempDir();
+  try {
+    const data = join(dir, 'bench.jsonl');
+    const recs = [
+      { problem: 'ANSWERS 4|4|5|4', answer: '4', unique_id: 'ok/1' },
+      { problem: 'TOO_LONG ANSWERS 9', answer: '9', unique_id: 'long/1' },
+      { problem: 'ANSWERS 7|1|1|1', answer: '7', unique_id: 'ok/2' },
+    ];
+    writeFileSync(data, recs.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const out = join(dir, 'out');
+    const args = ['--data', data, '--endpoint', url, '--model-name', 'fake', '--samples', '4', '--k', '1,4', '--out', out, '--json', '--threads', '1', '--retries', '1'];
+    const r = await runCli(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /long\/1.*HTTP 400.*context_length_exceeded/);
+    assert.match(r.stderr, /4 samples recorded as errors/);
+    const s = lastJson(r.stdout);
+    assert.equal(s.errors, 4);
+    assert.equal(s.n, 3);
+    // ok/1: 3 of 4 right, ok/2: 1 of 4, long/1: 0
+    const pass = s.pass_at_k as Record<string, number>;
+    assert.ok(Math.abs((pass['1'] as number) - (3 / 4 + 1 / 4 + 0) / 3) < 1e-12);
+    assert.ok(Math.abs((pass['4'] as number) - 2 / 3) < 1e-12);
+    assert.equal(seen.filter((q) => q.includes('TOO_LONG')).length, 1); // a 4xx is not retried
+    const samples = readSamples(out);
+    assert.equal(samples.length, 12);
+    const errs = samples.filter((x) => x.id === 'long/1');
+    assert.equal(errs.length, 4);
+    for (const e of errs) {
+      assert.equal(e.correct, false);
+      assert.equal(e.extracted, null);
+      assert.equal(e.gold, '9');
+      assert.match(String(e.error), /HTTP 400/);
+    }
+    assert.ok(samples.filter((x) => x.id !== 'long/1').every((x) => x.error === undefined && typeof x.extracted === 'string'));
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')), s);
+
+    // resume: error records count as written, nothing is requested again
+    const before = seen.length;
+    const again = await runCli(args);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(seen.length, before);
+    const s2 = lastJson(again.stdout);
+    assert.equal(s2.errors, 4);
+    assert.equal(s2.resumed_samples, 12);
+    assert.equal(s2.generated_samples, 0);
+    assert.deepEqual(s2.pass_at_k, s.pass_at_k);
+
+    // an unreachable server aborts the run (no error records)
+    await new Promise<void>((res) => {
+      server.closeAllConnections();
+      server.close(() => res());
+    });
+    const out2 = join(dir, 'out2');
+    const down = await runCli(['--data', data, '--endpoint', url, '--model-name', 'fake', '--samples', '2', '--k', '1', '--out', out2, '--json', '--threads', '1', '--retries', '0']);
+    assert.notEqual(down.code, 0);
+    assert.match(down.stderr, /network error/);
+    assert.ok(!existsSync(join(out2, 'samples.jsonl')) || readSamples(out2).every((x) => x.error === undefined));
+  } finally {
+    if (server.listening) {
+      server.closeAllConnections();
+      server.close();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
