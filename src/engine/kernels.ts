@@ -103,7 +103,8 @@ export function checkLength(what: string, arr: ArrayLike<number>, need: number):
 
 /**
  * cos/sin tables for `rope`: angle(p, i) = p · theta^(−2i/D) for positions p < maxPositions and i < D/2, each table
- * [maxPositions, D/2] row-major (computed in float64, stored as float32).
+ * [maxPositions, D/2] row-major. Built the way Hugging Face's Qwen2 rotary embedding does in float32 (inverse
+ * frequencies and angles rounded to float32), so positions match PyTorch bit for bit before cos/sin.
  */
 export function ropeTables(
   maxPositions: number,
@@ -114,10 +115,11 @@ export function ropeTables(
   const h = headDim / 2;
   const cos = new Float32Array(maxPositions * h);
   const sin = new Float32Array(maxPositions * h);
-  for (let i = 0; i < h; i++) {
-    const invFreq = 1 / Math.pow(theta, (2 * i) / headDim);
-    for (let p = 0; p < maxPositions; p++) {
-      const a = p * invFreq;
+  const inv = new Float32Array(h);
+  for (let i = 0; i < h; i++) inv[i] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)));
+  for (let p = 0; p < maxPositions; p++) {
+    for (let i = 0; i < h; i++) {
+      const a = Math.fround(p * inv[i]!);
       cos[p * h + i] = Math.cos(a);
       sin[p * h + i] = Math.sin(a);
     }

@@ -15,7 +15,7 @@
 import type { Backend } from '../engine/backend.js';
 import type { ModelConfig } from './config.js';
 import type { Tensor } from './safetensors.js';
-import type { RowKernels } from '../engine/kernels.js';
+import { ropeTables, type RowKernels } from '../engine/kernels.js';
 
 /** The architecture numbers the decoder needs (camelCase twins of HF's config.json fields). */
 export interface Qwen2Config {
@@ -176,22 +176,6 @@ function rmsnormBackward(
 }
 
 /** RoPE tables [maxPos, hd/2], HF style: inv_freq and angles in float32, cos/sin of those. */
-function ropeTables(maxPos: number, hd: number, theta: number): { cos: Float32Array; sin: Float32Array } {
-  const half = hd / 2;
-  const cos = new Float32Array(maxPos * half);
-  const sin = new Float32Array(maxPos * half);
-  const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / hd)));
-  for (let p = 0; p < maxPos; p++) {
-    for (let i = 0; i < half; i++) {
-      const a = Math.fround(p * inv[i]!);
-      cos[p * half + i] = Math.cos(a);
-      sin[p * half + i] = Math.sin(a);
-    }
-  }
-  return { cos, sin };
-}
-
 /**
  * In-place rotary embedding over rows of nHeads·hd (q·cos + rotate_half(q)·sin, rotate_half(x) = [−x₂, x₁]).
  * `inverse` applies the transpose rotation, which is the backward of the forward.
@@ -243,7 +227,8 @@ function swigluBackward(gate: Float32Array, up: Float32Array, dact: Float32Array
   }
 }
 
-function addBias(y: Float32Array, b: Float32Array, N: number, D: number): void {
+/** y[r, :] += b for each of N rows of width D. */
+export function addBias(y: Float32Array, b: Float32Array, N: number, D: number): void {
   for (let r = 0; r < N; r++) {
     const o = r * D;
     for (let i = 0; i < D; i++) y[o + i]! += b[i]!;
@@ -286,7 +271,8 @@ class Workspace {
   }
 }
 
-interface LayerParams {
+/** One decoder layer's weights, by role (views of the HF tensors `model.layers.{i}.*`). */
+export interface LayerParams {
   ln1: Float32Array;
   wq: Float32Array;
   bq: Float32Array | null;
@@ -299,6 +285,31 @@ interface LayerParams {
   wg: Float32Array;
   wu: Float32Array;
   wd: Float32Array;
+}
+
+/** The weights of layer `i` in a map of HF tensor names; a missing required tensor is an error naming it. */
+export function layerParamsOf(src: ReadonlyMap<string, Float32Array>, i: number): LayerParams {
+  const p = `model.layers.${i}.`;
+  const g = (k: string): Float32Array => {
+    const t = src.get(p + k);
+    if (t === undefined) throw new Error(`the model has no parameter ${p}${k}`);
+    return t;
+  };
+  const o = (k: string): Float32Array | null => src.get(p + k) ?? null;
+  return {
+    ln1: g('input_layernorm.weight'),
+    wq: g('self_attn.q_proj.weight'),
+    bq: o('self_attn.q_proj.bias'),
+    wk: g('self_attn.k_proj.weight'),
+    bk: o('self_attn.k_proj.bias'),
+    wv: g('self_attn.v_proj.weight'),
+    bv: o('self_attn.v_proj.bias'),
+    wo: g('self_attn.o_proj.weight'),
+    ln2: g('post_attention_layernorm.weight'),
+    wg: g('mlp.gate_proj.weight'),
+    wu: g('mlp.up_proj.weight'),
+    wd: g('mlp.down_proj.weight'),
+  };
 }
 
 interface LayerActs {
@@ -530,23 +541,7 @@ export class Qwen2Model {
   }
 
   private layerView(src: Map<string, Float32Array>, i: number): LayerParams {
-    const p = `model.layers.${i}.`;
-    const g = (k: string): Float32Array => src.get(p + k)!;
-    const o = (k: string): Float32Array | null => src.get(p + k) ?? null;
-    return {
-      ln1: g('input_layernorm.weight'),
-      wq: g('self_attn.q_proj.weight'),
-      bq: o('self_attn.q_proj.bias'),
-      wk: g('self_attn.k_proj.weight'),
-      bk: o('self_attn.k_proj.bias'),
-      wv: g('self_attn.v_proj.weight'),
-      bv: o('self_attn.v_proj.bias'),
-      wo: g('self_attn.o_proj.weight'),
-      ln2: g('post_attention_layernorm.weight'),
-      wg: g('mlp.gate_proj.weight'),
-      wu: g('mlp.up_proj.weight'),
-      wd: g('mlp.down_proj.weight'),
-    };
+    return layerParamsOf(src, i);
   }
 
   /** The [V, H] matrix of the LM head (the embedding when tied). */

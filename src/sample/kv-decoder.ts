@@ -24,8 +24,8 @@
 // Per-step costs are kept off the hot path: workspaces, positions and the per-layer weight lookups are reused between
 // calls (the weights are looked up again only when `model.params` hands out a different array, e.g. after a reload).
 import type { Backend } from '../engine/backend.js';
-import { rowKernelsOf, type RowKernels } from '../engine/kernels.js';
-import { headDimOf, type Qwen2Config, type Qwen2Model } from '../model/qwen2.js';
+import { ropeTables, rowKernelsOf, type RowKernels } from '../engine/kernels.js';
+import { addBias, headDimOf, layerParamsOf, type LayerParams, type Qwen2Config, type Qwen2Model } from '../model/qwen2.js';
 
 /** The cache of one sequence: post-RoPE keys and values for positions [0, length). */
 export interface KvCache {
@@ -78,28 +78,6 @@ function freeOn(backend: Backend, a: Float32Array): void {
   if (typeof f === 'function') (f as (a: Float32Array) => void).call(backend, a);
 }
 
-interface LayerWeights {
-  ln1: Float32Array;
-  wq: Float32Array;
-  bq: Float32Array | null;
-  wk: Float32Array;
-  bk: Float32Array | null;
-  wv: Float32Array;
-  bv: Float32Array | null;
-  wo: Float32Array;
-  ln2: Float32Array;
-  wg: Float32Array;
-  wu: Float32Array;
-  wd: Float32Array;
-}
-
-function addBias(y: Float32Array, b: Float32Array, N: number, D: number): void {
-  for (let r = 0; r < N; r++) {
-    const o = r * D;
-    for (let i = 0; i < D; i++) y[o + i]! += b[i]!;
-  }
-}
-
 export class KvDecoder {
   readonly model: Qwen2Model;
   readonly config: Qwen2Config;
@@ -110,8 +88,7 @@ export class KvDecoder {
   private readonly maxPrefillRows: number;
   private readonly attnChunk: number;
   /** Per-layer weights, checked against `model.params` on every forward (cheap: one Map lookup per tensor). */
-  private layerCache: LayerWeights[] = [];
-  private layerKeys: string[][] = [];
+  private layerCache: LayerParams[] = [];
   private startBuf = new Int32Array(0);
   private posBuf = new Int32Array(0);
   private rope: { maxPos: number; cos: Float32Array; sin: Float32Array } = {
@@ -237,18 +214,12 @@ export class KvDecoder {
     const n = Math.max(maxPos, this.rope.maxPos * 2, 64);
     const hd = this.hd;
     const half = hd / 2;
+    // The model's own tables (HF's float32 construction), copied into backend memory.
+    const t = ropeTables(n, hd, this.config.ropeTheta);
     const cos = this.backend.alloc(n * half);
     const sin = this.backend.alloc(n * half);
-    // Same construction as src/model/qwen2.ts: float32 inverse frequencies and angles.
-    const inv = new Float32Array(half);
-    for (let i = 0; i < half; i++) inv[i] = 1 / Math.fround(Math.pow(this.config.ropeTheta, Math.fround((2 * i) / hd)));
-    for (let p = 0; p < n; p++) {
-      for (let i = 0; i < half; i++) {
-        const a = Math.fround(p * inv[i]!);
-        cos[p * half + i] = Math.cos(a);
-        sin[p * half + i] = Math.sin(a);
-      }
-    }
+    cos.set(t.cos);
+    sin.set(t.sin);
     if (this.rope.maxPos > 0) {
       freeOn(this.backend, this.rope.sin);
       freeOn(this.backend, this.rope.cos);
@@ -256,41 +227,17 @@ export class KvDecoder {
     this.rope = { maxPos: n, cos, sin };
   }
 
-  private static readonly LAYER_FIELDS: ReadonlyArray<[keyof LayerWeights, string, boolean]> = [
-    ['ln1', 'input_layernorm.weight', true],
-    ['wq', 'self_attn.q_proj.weight', true],
-    ['bq', 'self_attn.q_proj.bias', false],
-    ['wk', 'self_attn.k_proj.weight', true],
-    ['bk', 'self_attn.k_proj.bias', false],
-    ['wv', 'self_attn.v_proj.weight', true],
-    ['bv', 'self_attn.v_proj.bias', false],
-    ['wo', 'self_attn.o_proj.weight', true],
-    ['ln2', 'post_attention_layernorm.weight', true],
-    ['wg', 'mlp.gate_proj.weight', true],
-    ['wu', 'mlp.up_proj.weight', true],
-    ['wd', 'mlp.down_proj.weight', true],
-  ];
-
-  private layer(i: number): LayerWeights {
-    const P = this.model.params;
-    const F = KvDecoder.LAYER_FIELDS;
-    let keys = this.layerKeys[i];
-    if (keys === undefined) keys = this.layerKeys[i] = F.map(([, k]) => `model.layers.${i}.${k}`);
+  /** Layer i's weights; re-read when the model hands out different arrays (e.g. after a weight reload). */
+  private layer(i: number): LayerParams {
     const cached = this.layerCache[i];
+    const fresh = layerParamsOf(this.model.params, i);
     if (cached !== undefined) {
       let same = true;
-      for (let f = 0; f < F.length && same; f++) same = (P.get(keys[f]!) ?? null) === cached[F[f]![0]];
+      for (const k of Object.keys(fresh) as (keyof LayerParams)[]) if (fresh[k] !== cached[k]) same = false;
       if (same) return cached;
     }
-    const w: Partial<Record<keyof LayerWeights, Float32Array | null>> = {};
-    for (let f = 0; f < F.length; f++) {
-      const [field, name, required] = F[f]!;
-      const t = P.get(keys[f]!);
-      if (t === undefined && required) throw new Error(`KvDecoder: the model has no parameter model.layers.${i}.${name}`);
-      w[field] = t ?? null;
-    }
-    this.layerCache[i] = w as LayerWeights;
-    return w as LayerWeights;
+    this.layerCache[i] = fresh;
+    return fresh;
   }
 
   /** Reusable row starts (`n` ≥ segments + 1) and positions (`n` ≥ rows) of one forward. */
