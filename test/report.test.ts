@@ -12,7 +12,7 @@ import { inflateSync } from 'node:zlib';
 import { Command } from 'commander';
 import { escapeHtml } from '../src/report/escape.js';
 import { pickTrajectories, renderReport, weightColor, writeReport } from '../src/report/html.js';
-import { loadRun, type Trajectory } from '../src/report/run.js';
+import { earlyTrajectoryStep, loadRun, type Trajectory } from '../src/report/run.js';
 import { formatTick, niceTicks } from '../src/report/svg.js';
 import { registerReport } from '../src/cli/report.js';
 
@@ -189,6 +189,8 @@ test('loadRun reads steps, evals, summary and the last trajectories; warns on ma
     assert.deepEqual(run.trajectorySteps, [10, 20]);
     assert.equal(run.lastTrajectories?.step, 20);
     assert.equal(run.lastTrajectories?.trajectories.length, 6);
+    assert.equal(run.earlyTrajectories?.step, 10);
+    assert.equal(run.earlyTrajectories?.trajectories.length, 1);
     assert.equal(run.config?.get('judger.mode'), 'rescue');
     assert.equal(run.warnings.length, 1);
     // Line numbers: line 1 eval@0, then per step one line (+ eval every 5 steps): the bad line follows step 7 on line 10.
@@ -196,6 +198,14 @@ test('loadRun reads steps, evals, summary and the last trajectories; warns on ma
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('earlyTrajectoryStep: the dumped step nearest a tenth of the last, never the last itself', () => {
+  assert.equal(earlyTrajectoryStep([]), null);
+  assert.equal(earlyTrajectoryStep([200]), null);
+  assert.equal(earlyTrajectoryStep([1, 10, 20, 30, 100, 200]), 20);
+  assert.equal(earlyTrajectoryStep([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), 1);
+  assert.equal(earlyTrajectoryStep([150, 200]), 150);
 });
 
 test('renderReport: one SVG path per charted series, axes, hover titles, summary and config', () => {
@@ -251,8 +261,11 @@ test('renderReport: heat-map spans = tokens of the shown trajectories, each titl
     assert.equal(count(html, /class="tk( hi)?"/g), expectedSpans);
     assert.ok(html.includes(`style="background:${weightColor(0)}"`) && html.includes(`style="background:${weightColor(1)}"`));
     assert.ok(html.includes('class="legend-bar"'), 'heat-map legend');
-    assert.equal(count(html, '<article class="traj correct">'), 2);
+    // Two correct and two incorrect from the last step, and step 10's single (correct, unweighted) one.
+    assert.equal(count(html, '<article class="traj correct">'), 3);
     assert.equal(count(html, '<article class="traj incorrect">'), 2);
+    assert.ok(html.indexOf('Step 10 (early in the run)') < html.indexOf('Step 20 (the last of 2 dumped)'));
+    assert.ok(html.includes('old step text'));
     // The <script> inside model output (split across tokens) and the prompt's <img> are inert text.
     assert.ok(html.includes('&lt;script&gt;alert'));
     assert.ok(!/<script/i.test(html));
@@ -268,7 +281,7 @@ test('renderReport: heat-map spans = tokens of the shown trajectories, each titl
     const more = renderReport(dir, { onWarning: () => undefined, samplesPerClass: 3 });
     assert.ok(more.includes('&lt;/div&gt;&lt;script&gt;document.title='));
     assert.ok(!/<script/i.test(more));
-    assert.equal(count(more, 'no token-level RM weights for this trajectory'), 2);
+    assert.equal(count(more, 'no token-level RM weights for this trajectory'), 3);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -425,6 +438,10 @@ function decodePng(buf: Buffer): DecodedPng {
 
 const CHROMIUM = process.env['OREAL_CHROMIUM'] ?? '/usr/bin/chromium';
 
+/** The screenshot's size: tall enough for the charts and both blocks of trajectories. */
+const SHOT_WIDTH = 1280;
+const SHOT_HEIGHT = 2600;
+
 /** Run Chromium headless to screenshot `url`; kill its whole process group on timeout and afterwards. */
 async function screenshot(url: string, png: string, timeoutMs = 60_000): Promise<{ code: number | null; stderr: string }> {
   const profile = mkdtempSync(join(tmpdir(), 'oreal-chromium-profile-'));
@@ -440,7 +457,7 @@ async function screenshot(url: string, png: string, timeoutMs = 60_000): Promise
     '--hide-scrollbars',
     `--user-data-dir=${profile}`,
     `--screenshot=${png}`,
-    '--window-size=1280,2000',
+    `--window-size=${SHOT_WIDTH},${SHOT_HEIGHT}`,
     url,
   ];
   const child = spawn(CHROMIUM, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -494,8 +511,8 @@ test('headless Chromium renders the report: charts and heat-map colours on a non
       copyFileSync(report, `${keep}.html`);
     }
     const img = decodePng(readFileSync(png));
-    assert.equal(img.width, 1280);
-    assert.equal(img.height, 2000);
+    assert.equal(img.width, SHOT_WIDTH);
+    assert.equal(img.height, SHOT_HEIGHT);
 
     const n = img.width * img.height;
     const histogram = new Map<number, number>();

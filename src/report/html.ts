@@ -4,7 +4,7 @@
 //   header      summary cards (pass@1 and greedy before → after, steps, wall time), config highlights
 //   charts      reward, pass@1 (eval lines + before/after points), response length, losses, KL, entropy,
 //               gradient norms, step time
-//   samples     a few trajectories of the last dumped step (best correct, worst incorrect), each response drawn as
+//   samples     a few trajectories of an early and of the last dumped step (best correct, worst incorrect), each drawn as
 //               a heat-map of its token-level RM weights (one span per token, colour by weight, value in the title)
 //
 // All run-directory text is escaped (src/report/escape.ts) and the page carries a Content-Security-Policy that
@@ -158,6 +158,7 @@ svg .no-data{font-size:13px;fill:#8a8d99}
 .traj{background:#fff;border:1px solid #dfe1e8;border-radius:8px;padding:10px 14px;margin-bottom:12px}
 .traj.correct{border-left:5px solid #1a9850}.traj.incorrect{border-left:5px solid #d73027}
 .traj h3{font-size:14px;margin:0 0 4px}
+.traj-step{font-size:15px;margin:20px 0 4px}
 .meta{font-size:12px;color:#5b5e6b}
 .meta span{margin-right:14px}
 .resp{font-family:ui-monospace,"DejaVu Sans Mono","Liberation Mono",monospace;font-size:12.5px;line-height:1.6;white-space:pre-wrap;word-break:break-word;margin-top:8px;max-height:520px;overflow:auto;border:1px solid #eef0f4;border-radius:6px;padding:8px;background:#fdfdfd}
@@ -438,25 +439,32 @@ function renderTrajectories(run: RunData, k: number, maxTokens: number): string 
   const head = '<section id="trajectories"><h2>Sample trajectories</h2>';
   const lt = run.lastTrajectories;
   if (lt === null) return `${head}<p class="empty">No trajectories dumped yet (trajectories/step-N.jsonl).</p></section>`;
-  const trajs = lt.trajectories;
-  const nCorrect = trajs.filter((t) => (t.reward ?? 0) > 0).length;
-  const meanReward = trajs.length === 0 ? undefined : trajs.reduce((a, t) => a + (t.reward ?? 0), 0) / trajs.length;
   const parts: string[] = [head];
-  parts.push(
-    `<p class="sub">Step ${lt.step} (the last of ${run.trajectorySteps.length} dumped): ${trajs.length} trajectories, ${nCorrect} correct${meanReward === undefined ? '' : `, mean reward ${escapeHtml(formatValue(meanReward))}`}. Shown: the correct ones with the highest advantage and the incorrect ones with the lowest.</p>`,
-  );
-  if (trajs.length === 0) {
-    parts.push('<p class="empty">The file holds no valid trajectories.</p></section>');
-    return parts.join('');
-  }
-  const { correct, incorrect } = pickTrajectories(trajs, k);
-  if ([...correct, ...incorrect].some(hasHeat)) {
+  const blocks = run.earlyTrajectories === null ? [lt] : [run.earlyTrajectories, lt];
+  let legend = false;
+  for (const ts of blocks) {
+    const trajs = ts.trajectories;
+    const nCorrect = trajs.filter((t) => (t.reward ?? 0) > 0).length;
+    const meanReward = trajs.length === 0 ? undefined : trajs.reduce((a, t) => a + (t.reward ?? 0), 0) / trajs.length;
+    const which = ts === lt ? `the last of ${run.trajectorySteps.length} dumped` : 'early in the run';
+    parts.push(`<h3 class="traj-step" id="trajectories-step-${ts.step}">Step ${ts.step} (${which})</h3>`);
     parts.push(
-      `<div class="legend-bar"><span>token-level RM weight:</span><span>0 · blamed</span><span class="grad" title="0 → 1"></span><span>1 · credited</span><span>(0.5 neutral; hover a token for its value)</span></div>`,
+      `<p class="sub">${trajs.length} trajectories, ${nCorrect} correct${meanReward === undefined ? '' : `, mean reward ${escapeHtml(formatValue(meanReward))}`}. Shown: the correct ones with the highest advantage and the incorrect ones with the lowest.</p>`,
     );
+    if (trajs.length === 0) {
+      parts.push('<p class="empty">The file holds no valid trajectories.</p>');
+      continue;
+    }
+    const { correct, incorrect } = pickTrajectories(trajs, k);
+    if (!legend && [...correct, ...incorrect].some(hasHeat)) {
+      legend = true;
+      parts.push(
+        `<div class="legend-bar"><span>token-level RM weight:</span><span>0 · blamed</span><span class="grad" title="0 → 1"></span><span>1 · credited</span><span>(0.5 neutral; hover a token for its value)</span></div>`,
+      );
+    }
+    const all = [...correct.map((t) => ({ t, ok: true })), ...incorrect.map((t) => ({ t, ok: false }))];
+    all.forEach(({ t, ok }, i) => parts.push(renderTrajectory(t, ok, i + 1, maxTokens)));
   }
-  const all = [...correct.map((t) => ({ t, ok: true })), ...incorrect.map((t) => ({ t, ok: false }))];
-  all.forEach(({ t, ok }, i) => parts.push(renderTrajectory(t, ok, i + 1, maxTokens)));
   parts.push('</section>');
   return parts.join('\n');
 }

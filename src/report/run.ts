@@ -64,6 +64,8 @@ export interface RunData {
   trajectorySteps: number[];
   /** Trajectories of the last such step (null when none). */
   lastTrajectories: TrajectoryStep | null;
+  /** Trajectories of an early step (see `earlyTrajectoryStep`), null when there is none apart from the last. */
+  earlyTrajectories: TrajectoryStep | null;
   warnings: string[];
 }
 
@@ -79,13 +81,27 @@ export function loadRun(runDir: string): RunData {
   const summary = readSummary(join(runDir, 'summary.json'), warnings);
   const trajDir = join(runDir, 'trajectories');
   const trajectorySteps = listTrajectorySteps(trajDir);
-  let lastTrajectories: TrajectoryStep | null = null;
-  const last = trajectorySteps[trajectorySteps.length - 1];
-  if (last !== undefined) {
-    const file = join(trajDir, `step-${last}.jsonl`);
-    lastTrajectories = { step: last, file, trajectories: readTrajectories(file, warnings) };
-  }
-  return { runDir, config, steps, evals, summary, trajectorySteps, lastTrajectories, warnings };
+  const load = (step: number | null | undefined): TrajectoryStep | null => {
+    if (step === undefined || step === null) return null;
+    const file = join(trajDir, `step-${step}.jsonl`);
+    return { step, file, trajectories: readTrajectories(file, warnings) };
+  };
+  const lastTrajectories = load(trajectorySteps[trajectorySteps.length - 1]);
+  const earlyTrajectories = load(earlyTrajectoryStep(trajectorySteps));
+  return { runDir, config, steps, evals, summary, trajectorySteps, lastTrajectories, earlyTrajectories, warnings };
+}
+
+/**
+ * The early step the report shows next to the last one: the dumped step nearest to a tenth of the last (the token-level
+ * RM has had some updates by then, and the policy has not yet changed much). Null when only one step is dumped.
+ */
+export function earlyTrajectoryStep(steps: readonly number[]): number | null {
+  if (steps.length < 2) return null;
+  const last = steps[steps.length - 1]!;
+  const target = last / 10;
+  let best = steps[0]!;
+  for (const s of steps.slice(0, -1)) if (Math.abs(s - target) < Math.abs(best - target)) best = s;
+  return best;
 }
 
 function readText(file: string, warnings: string[]): string | null {
