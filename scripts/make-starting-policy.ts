@@ -15,7 +15,7 @@ import { createBackend } from '../src/engine/index.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
-import { makeSplit, type ArithProblem, type SplitOptions } from '../src/task/arith.js';
+import { fnv1a, makeSplit, type ArithProblem, type SplitOptions } from '../src/task/arith.js';
 import { passAtOne } from '../src/task/quick-eval.js';
 import { formatSftLog } from '../src/cli/sft.js';
 import { parseSftConfig, runSft, type SftConfigInput } from '../src/train/sft.js';
@@ -34,11 +34,24 @@ function writeJsonl(file: string, rows: readonly unknown[]): void {
   fs.renameSync(tmp, file);
 }
 
-function sftRow(p: ArithProblem): unknown {
+/**
+ * Whether a problem's SFT response is answer-only (`\boxed{gold}` with no working) rather than the worked solution:
+ * a fixed hash bucket of the question, so the choice is reproducible and independent of the order of the data.
+ */
+export function isAnswerOnly(question: string, fraction: number): boolean {
+  return fraction > 0 && (fnv1a('oreal-arith-answer-only/' + question) % 10000) / 10000 < fraction;
+}
+
+/**
+ * One SFT row. Real SFT corpora mix worked solutions with bare answers; `answerOnly` of the rows here are bare, so the
+ * policy learns both styles. The 1M-parameter policy cannot compute multi-step answers without writing the steps, so
+ * its answer-only attempts mostly fail: the starting policy has a behaviour that outcome rewards can learn to drop.
+ */
+function sftRow(p: ArithProblem, answerOnly: number): unknown {
   return {
     messages: [
       { role: 'user', content: p.question },
-      { role: 'assistant', content: p.solution },
+      { role: 'assistant', content: isAnswerOnly(p.question, answerOnly) ? `\\boxed{${p.answer}}` : p.solution },
     ],
   };
 }
@@ -57,6 +70,8 @@ interface Args {
   /** Continue from this HF checkpoint instead of a fresh model. */
   from: string | undefined;
   lr: number;
+  /** Fraction of SFT responses that are answer-only (see sftRow). */
+  answerOnly: number;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -73,6 +88,7 @@ function parseArgs(argv: readonly string[]): Args {
     threads: undefined,
     from: undefined,
     lr: 2e-3,
+    answerOnly: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -93,6 +109,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--threads') a.threads = Number(v());
     else if (k === '--from') a.from = v();
     else if (k === '--lr') a.lr = Number(v());
+    else if (k === '--answer-only') a.answerOnly = Number(v());
     else if (k === '--quick') {
       a.steps = 20;
       a.trainN = 200;
@@ -122,8 +139,8 @@ async function main(): Promise<void> {
   const heldout = makeSplit('heldout', args.heldoutN + 200, 2, TASK_MIX);
   const evalSet = heldout.slice(0, args.heldoutN);
   const sftHeldout = heldout.slice(args.heldoutN);
-  writeJsonl(path.join(D, 'arith-sft-train.jsonl'), sftTrain.map(sftRow));
-  writeJsonl(path.join(D, 'arith-sft-heldout.jsonl'), sftHeldout.map(sftRow));
+  writeJsonl(path.join(D, 'arith-sft-train.jsonl'), sftTrain.map((p) => sftRow(p, args.answerOnly)));
+  writeJsonl(path.join(D, 'arith-sft-heldout.jsonl'), sftHeldout.map((p) => sftRow(p, args.answerOnly)));
   writeJsonl(
     path.join(D, 'arith-heldout.jsonl'),
     evalSet.map((p) => ({ question: p.question, gold_answer: p.answer, family: p.family, level: p.level, id: p.id })),

@@ -17,6 +17,7 @@ import {
 import { compareAnswers, extractAnswer, verifyResponse } from '../src/verify/index.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { writeArithTokenizer } from '../scripts/make-tokenizer.js';
+import { isAnswerOnly } from '../scripts/make-starting-policy.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // An independent oracle: evaluate the question text with exact rational arithmetic.
@@ -228,3 +229,31 @@ test('tokenizer: small vocabulary, loads, single-digit tokens, exact round trip 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('answer-only SFT rows: a reproducible hash bucket of the question, of the requested size', () => {
+  const qs = makeSplit('train', 4000, 1).map((p) => p.question);
+  assert.equal(qs.filter((q) => isAnswerOnly(q, 0)).length, 0);
+  assert.equal(qs.filter((q) => isAnswerOnly(q, 1)).length, qs.length);
+  const half = qs.filter((q) => isAnswerOnly(q, 0.5));
+  // Binomial(4000, 0.5): std ~32, so ±160 is 5 sigma.
+  assert.ok(Math.abs(half.length - 2000) < 160, `${half.length} of 4000 answer-only at 0.5`);
+  // Nested: a question answer-only at 0.3 is answer-only at 0.5 (one bucket per question, not a fresh draw).
+  for (const q of qs) if (isAnswerOnly(q, 0.3)) assert.ok(isAnswerOnly(q, 0.5), q);
+  // The bundled SFT data is built this way: its answer-only rows are exactly `\boxed{gold}`.
+  const rows = readSftRows(path.join('data', 'arith-sft-heldout.jsonl'));
+  const bare = rows.filter((r) => /^\\boxed\{[^\n]*\}$/.test(r.answer));
+  assert.ok(bare.length > rows.length * 0.3 && bare.length < rows.length * 0.7, `${bare.length}/${rows.length} bare`);
+  for (const r of rows) assert.equal(/^\\boxed\{[^\n]*\}$/.test(r.answer), isAnswerOnly(r.question, 0.5), r.question);
+});
+
+function readSftRows(file: string): Array<{ question: string; answer: string }> {
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run node dist/scripts/make-starting-policy.js`);
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const m = (JSON.parse(l) as { messages: Array<{ content: string }> }).messages;
+      return { question: m[0]!.content, answer: m[1]!.content };
+    });
+}
