@@ -222,6 +222,10 @@ async function main(): Promise<void> {
     );
     log(`RL prompts: ${rlProblems.length}, mean pass rate ${(100 * rl.passAt1).toFixed(1)}% (k=${args.rlK}, T=1)`);
     const report = {
+      from: args.from ?? null,
+      lr: args.lr,
+      train_n: args.trainN,
+      answer_only: args.answerOnly,
       steps: res.steps,
       train_seconds: Math.round(trainSeconds),
       parameters: res.numParameters,
