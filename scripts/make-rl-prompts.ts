@@ -16,9 +16,10 @@ import { createBackend } from '../src/engine/index.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
-import { makeSplit } from '../src/task/arith.js';
+import { writeFileAtomic } from '../src/model/config.js';
+import { makeSplit, type ArithProblem } from '../src/task/arith.js';
 import { passAtOne } from '../src/task/quick-eval.js';
-import { TASK_MIX } from './make-starting-policy.js';
+import { TASK_MIX } from './task-mix.js';
 
 interface Args {
   model: string;
@@ -71,11 +72,28 @@ function parseArgs(argv: readonly string[]): Args {
   return a;
 }
 
-function writeJsonl(file: string, rows: readonly unknown[]): void {
+/** Writes rows as JSONL atomically (a temporary file renamed into place), creating the folder. */
+export function writeJsonl(file: string, rows: readonly unknown[]): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+}
+
+/**
+ * Measures each problem's pass rate over `k` samples of the policy at temperature 1 and writes the RL prompt file
+ * ({question, gold_answer, pass_rate}). Returns the mean pass rate.
+ */
+export function writeRlPromptFile(
+  model: Qwen2Model,
+  tok: Tokenizer,
+  problems: readonly ArithProblem[],
+  opts: { k: number; seed: number; file: string },
+): number {
+  const r = passAtOne(model, tok, problems, { temperature: 1, samples: opts.k, maxNewTokens: 64, seed: opts.seed });
+  writeJsonl(
+    opts.file,
+    problems.map((p, i) => ({ question: p.question, gold_answer: p.answer, pass_rate: r.perProblem[i]! })),
+  );
+  return r.passAt1;
 }
 
 /** Interleaves shard files back into prompt order (shard I holds prompts I, I+N, I+2N, …). */
@@ -110,13 +128,9 @@ async function main(): Promise<void> {
   const backend = createBackend('wasm', args.threads !== undefined ? { threads: args.threads } : {});
   try {
     const model = Qwen2Model.fromCheckpoint(loadCheckpoint(args.model), backend);
-    const r = passAtOne(model, tok, problems, { temperature: 1, samples: args.k, maxNewTokens: 64, seed: 11 + si });
-    writeJsonl(
-      args.out,
-      problems.map((p, i) => ({ question: p.question, gold_answer: p.answer, pass_rate: r.perProblem[i]! })),
-    );
+    const mean = writeRlPromptFile(model, tok, problems, { k: args.k, seed: 11 + si, file: args.out });
     console.log(
-      `${problems.length} RL prompts, mean pass rate ${(100 * r.passAt1).toFixed(1)}% (k=${args.k}, T=1), ` +
+      `${problems.length} RL prompts, mean pass rate ${(100 * mean).toFixed(1)}% (k=${args.k}, T=1), ` +
         `${((Date.now() - t0) / 1000).toFixed(0)} s -> ${args.out}`,
     );
     model.dispose();

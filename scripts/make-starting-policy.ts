@@ -15,24 +15,14 @@ import { createBackend } from '../src/engine/index.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
-import { fnv1a, makeSplit, type ArithProblem, type SplitOptions } from '../src/task/arith.js';
+import { fnv1a, makeSplit, type ArithProblem } from '../src/task/arith.js';
 import { passAtOne } from '../src/task/quick-eval.js';
 import { formatSftLog } from '../src/cli/sft.js';
 import { parseSftConfig, runSft, type SftConfigInput } from '../src/train/sft.js';
 import { writeArithTokenizer } from './make-tokenizer.js';
+import { writeJsonl, writeRlPromptFile } from './make-rl-prompts.js';
+import { TASK_MIX } from './task-mix.js';
 
-/** The task mix of the SFT data, the RL prompts and the held-out set. */
-export const TASK_MIX: SplitOptions = {
-  families: { arith: 2, lineq: 1, frac: 1, percent: 1, decimal: 1 },
-  levels: { 1: 1, 2: 1, 3: 1, 4: 1, 5: 1 },
-};
-
-function writeJsonl(file: string, rows: readonly unknown[]): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  fs.renameSync(tmp, file);
-}
 
 /**
  * Whether a problem's SFT response is answer-only (`\boxed{gold}` with no working) rather than the worked solution:
@@ -215,12 +205,8 @@ async function main(): Promise<void> {
       });
       return Object.fromEntries(Object.entries(acc).map(([k, [s, n]]) => [k, Math.round((1000 * s) / n) / 1000]));
     };
-    const rl = passAtOne(model, tok, rlProblems, { temperature: 1, samples: args.rlK, maxNewTokens: 64, seed: 11 });
-    writeJsonl(
-      path.join(D, 'arith-rl-prompts.jsonl'),
-      rlProblems.map((p, i) => ({ question: p.question, gold_answer: p.answer, pass_rate: rl.perProblem[i]! })),
-    );
-    log(`RL prompts: ${rlProblems.length}, mean pass rate ${(100 * rl.passAt1).toFixed(1)}% (k=${args.rlK}, T=1)`);
+    const rlPassRate = writeRlPromptFile(model, tok, rlProblems, { k: args.rlK, seed: 11, file: path.join(D, 'arith-rl-prompts.jsonl') });
+    log(`RL prompts: ${rlProblems.length}, mean pass rate ${(100 * rlPassRate).toFixed(1)}% (k=${args.rlK}, T=1)`);
     const report = {
       from: args.from ?? null,
       lr: args.lr,
@@ -236,7 +222,7 @@ async function main(): Promise<void> {
       heldout_sampled_pass_at_1: sampled.passAt1,
       heldout_greedy_by_family: byKey((p) => p.family),
       heldout_greedy_by_level: byKey((p) => String(p.level)),
-      rl_prompts_mean_pass_rate: rl.passAt1,
+      rl_prompts_mean_pass_rate: rlPassRate,
     };
     fs.writeFileSync(path.join(args.out, 'eval.json'), JSON.stringify(report, null, 2) + '\n');
     log(`wrote ${path.join(args.out, 'eval.json')}; total ${((Date.now() - t0) / 1000).toFixed(0)}s`);

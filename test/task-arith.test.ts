@@ -247,7 +247,7 @@ test('answer-only SFT rows: a reproducible hash bucket of the question, of the r
 });
 
 function readSftRows(file: string): Array<{ question: string; answer: string }> {
-  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run node dist/scripts/make-starting-policy.js`);
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run bash scripts/make-starting-policy.sh`);
   return fs
     .readFileSync(file, 'utf8')
     .split('\n')

@@ -24,8 +24,8 @@ export const DEFAULT_MAIN_JOB_CONFIG = path.join('configs', 'main-job.yaml');
 
 /** How to rebuild the starting policy and the task data when they are missing. */
 export const REGENERATE_HINT =
-  'Regenerate them with `npm run build && node dist/scripts/make-starting-policy.js` ' +
-  '(writes models/arith-sft/ and data/arith-*.jsonl; about 15-20 minutes on 2 cores).';
+  'Regenerate them with `npm run build && bash scripts/make-starting-policy.sh` ' +
+  '(writes models/arith-sft/ and data/arith-*; about 30 minutes on 2 cores).';
 
 /** The starting policy or the task data named by the config is not on disk. */
 export class MissingInputError extends Error {
