@@ -11,6 +11,7 @@ import { blasAvailable, createBlasBackend, type BlasBackend } from '../src/engin
 import { createBackend } from '../src/engine/index.js';
 import { jsRowKernels, ropeTables } from '../src/engine/kernels.js';
 import { Qwen2Model, crossEntropyLoss, type Qwen2Config } from '../src/model/qwen2.js';
+import { relErr, seededFloats } from './helpers/numeric.js';
 
 const required = process.env.OREAL_REQUIRE_BLAS === '1';
 const NOT_BUILT =
@@ -27,25 +28,7 @@ function blasOrSkip(t: { skip: (msg: string) => void }, threads = 2): BlasBacken
 }
 
 const js = createJsBackend();
-let seed = 4242;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32 - 0.5;
-}
-function fill(a: Float32Array): Float32Array {
-  for (let i = 0; i < a.length; i++) a[i] = rand();
-  return a;
-}
-function relErr(x: Float32Array, y: Float32Array): number {
-  assert.equal(x.length, y.length);
-  let e = 0;
-  let m = 0;
-  for (let i = 0; i < x.length; i++) {
-    e = Math.max(e, Math.abs(x[i]! - y[i]!));
-    m = Math.max(m, Math.abs(y[i]!));
-  }
-  return e / (1 + m);
-}
+const { fill } = seededFloats(4242);
 
 test('blas: availability is reported clearly', (t) => {
   if (blasAvailable()) {

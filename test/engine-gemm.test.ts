@@ -8,6 +8,7 @@ import { createJsBackend } from '../src/engine/js-backend.js';
 import { createWasmBackend, partitionGemm, type WasmBackend } from '../src/engine/wasm-backend.js';
 import { createBackend, defaultBackendName, blasAvailable } from '../src/engine/index.js';
 import { jsRowKernels, ropeTables, rowKernelsOf, type RowKernels } from '../src/engine/kernels.js';
+import { relErr, seededFloats } from './helpers/numeric.js';
 
 const js = createJsBackend();
 // parallelThreshold 0 forces the threaded paths even for tiny products.
@@ -20,27 +21,7 @@ after(() => {
   for (const b of backends) b.dispose();
 });
 
-let seed = 12345;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32 - 0.5;
-}
-function fill(a: Float32Array): Float32Array {
-  for (let i = 0; i < a.length; i++) a[i] = rand();
-  return a;
-}
-
-/** max |x - y| / (1 + max |y|). */
-function relErr(x: Float32Array, y: Float32Array): number {
-  assert.equal(x.length, y.length);
-  let e = 0;
-  let m = 0;
-  for (let i = 0; i < x.length; i++) {
-    e = Math.max(e, Math.abs(x[i]! - y[i]!));
-    m = Math.max(m, Math.abs(y[i]!));
-  }
-  return e / (1 + m);
-}
+const { rand, fill } = seededFloats(12345);
 
 const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1],

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import { createWasmBackend, gemmTiles, type WasmBackend } from '../src/engine/wasm-backend.js';
 import { jsRowKernels, ropeTables } from '../src/engine/kernels.js';
+import { relErr, seededFloats } from './helpers/numeric.js';
 
 const js = createJsBackend();
 const wasm2 = createWasmBackend({ threads: 2 });
@@ -17,25 +18,7 @@ after(() => {
   plain.dispose();
 });
 
-let seed = 99;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32 - 0.5;
-}
-function fill(a: Float32Array): Float32Array {
-  for (let i = 0; i < a.length; i++) a[i] = rand();
-  return a;
-}
-function relErr(x: Float32Array, y: Float32Array): number {
-  assert.equal(x.length, y.length);
-  let e = 0;
-  let m = 0;
-  for (let i = 0; i < x.length; i++) {
-    e = Math.max(e, Math.abs(x[i]! - y[i]!));
-    m = Math.max(m, Math.abs(y[i]!));
-  }
-  return e / (1 + m);
-}
+const { fill } = seededFloats(99);
 
 test('gemmTiles: tiles are aligned and cover the product', () => {
   for (const [M, N, K, t] of [
