@@ -20,8 +20,14 @@ export interface ModelConfig {
   readonly numKeyValueHeads: number;
   /** Per-head size: `head_dim` when the file gives it, otherwise hidden_size / num_attention_heads. */
   readonly headDim: number;
+  /** Top-level `rope_theta` (transformers 4) or `rope_parameters.rope_theta` (transformers 5). */
   readonly ropeTheta: number;
-  /** `rope_scaling` exactly as in the file (null when absent); the forward pass decides what it supports. */
+  /**
+   * The RoPE variant, from `rope_parameters.rope_type` or `rope_scaling.rope_type`/`type`; 'default' when neither
+   * names one. parseConfig refuses every other value (yarn, linear, dynamic, ...): oreal implements only plain RoPE.
+   */
+  readonly ropeType: 'default';
+  /** `rope_scaling` exactly as in the file (null when absent). */
   readonly ropeScaling: Readonly<Record<string, unknown>> | null;
   readonly rmsNormEps: number;
   readonly tieWordEmbeddings: boolean;
@@ -71,6 +77,10 @@ const baseSchema = z
     head_dim: posInt.nullable().optional(),
     rope_theta: z.number().positive().optional(),
     rope_scaling: z.record(z.string(), z.unknown()).nullable().optional(),
+    rope_parameters: z.record(z.string(), z.unknown()).nullable().optional(),
+    layer_types: z.array(z.string()).nullable().optional(),
+    attention_dropout: z.number().nonnegative().optional(),
+    partial_rotary_factor: z.number().positive().nullable().optional(),
     rms_norm_eps: z.number().positive().optional(),
     tie_word_embeddings: z.boolean().optional(),
     max_position_embeddings: posInt.optional(),
@@ -139,9 +149,70 @@ function valueAt(obj: unknown, p: readonly PropertyKey[]): unknown {
   return cur;
 }
 
+/**
+ * RoPE settings in either spelling: transformers 4 writes a top-level `rope_theta` and `rope_scaling`, transformers 5
+ * writes `rope_parameters: {rope_theta, rope_type}`. Both are read; when both give a theta they must agree. Anything
+ * but plain RoPE is refused, since computing it as plain RoPE would be a different model without a word.
+ */
+function resolveRope(c: RawConfig, source: string, defaultTheta: number): { ropeTheta: number; ropeType: 'default' } {
+  const rp = c.rope_parameters ?? null;
+  let theta = c.rope_theta;
+  if (rp !== null) {
+    for (const [k, v] of Object.entries(rp)) {
+      if (isRecord(v))
+        throw new ConfigError(source, `rope_parameters.${k}`, 'per-layer-type RoPE parameters are not implemented by oreal');
+    }
+    const rpTheta = rp['rope_theta'];
+    if (rpTheta !== undefined) {
+      if (typeof rpTheta !== 'number' || !(rpTheta > 0) || !Number.isFinite(rpTheta))
+        throw new ConfigError(source, 'rope_parameters.rope_theta', `expected a positive number (got ${JSON.stringify(rpTheta)})`);
+      if (theta !== undefined && theta !== rpTheta)
+        throw new ConfigError(source, 'rope_parameters.rope_theta', `${rpTheta} disagrees with the top-level rope_theta ${theta}`);
+      theta = rpTheta;
+    }
+    const prf = rp['partial_rotary_factor'];
+    if (prf !== undefined && prf !== null && prf !== 1)
+      throw new ConfigError(source, 'rope_parameters.partial_rotary_factor', `${JSON.stringify(prf)} is not implemented by oreal (only 1)`);
+  }
+  const refuseType = (field: string, t: unknown): void => {
+    if (t !== undefined && t !== 'default')
+      throw new ConfigError(source, field, `${JSON.stringify(t)} is not implemented by oreal (only "default" RoPE); it would compute a different model`);
+  };
+  if (rp !== null) refuseType('rope_parameters.rope_type', rp['rope_type'] ?? rp['type']);
+  const rs = c.rope_scaling ?? null;
+  if (rs !== null) {
+    const t = rs['rope_type'] ?? rs['type'];
+    refuseType('rope_scaling.rope_type', t);
+    // A scaling object that names no type still asks for scaling (a factor, say): refuse rather than ignore it.
+    if (t === undefined && Object.keys(rs).length > 0)
+      throw new ConfigError(source, 'rope_scaling', `${JSON.stringify(rs)} names no rope_type; oreal implements only "default" RoPE`);
+  }
+  return { ropeTheta: theta ?? defaultTheta, ropeType: 'default' };
+}
+
+/** Refuses config fields that change the computation in ways oreal does not implement, naming the field. */
+function refuseUnimplemented(c: RawConfig, source: string): void {
+  if (c.use_sliding_window === true)
+    throw new ConfigError(source, 'use_sliding_window', 'sliding-window attention is not implemented by oreal');
+  const lt = c.layer_types ?? null;
+  if (lt !== null) {
+    if (lt.length !== c.num_hidden_layers)
+      throw new ConfigError(source, 'layer_types', `${lt.length} entries for ${c.num_hidden_layers} layers`);
+    const i = lt.findIndex((t) => t !== 'full_attention');
+    if (i >= 0)
+      throw new ConfigError(source, `layer_types[${i}]`, `${JSON.stringify(lt[i])} is not implemented by oreal (only "full_attention")`);
+  }
+  if (c.partial_rotary_factor != null && c.partial_rotary_factor !== 1)
+    throw new ConfigError(source, 'partial_rotary_factor', `${c.partial_rotary_factor} is not implemented by oreal (only 1)`);
+  if (c.attention_dropout !== undefined && c.attention_dropout !== 0)
+    throw new ConfigError(source, 'attention_dropout', `${c.attention_dropout} is not implemented by oreal (only 0)`);
+}
+
 function fromRaw(c: RawConfig, raw: Record<string, unknown>, source: string): ModelConfig {
   const type = c.model_type;
   const d = HF_DEFAULTS[type];
+  refuseUnimplemented(c, source);
+  const rope = resolveRope(c, source, d.ropeTheta);
   const heads = c.num_attention_heads;
   const kvHeads = c.num_key_value_heads ?? heads;
   if (heads % kvHeads !== 0) {
@@ -177,7 +248,8 @@ function fromRaw(c: RawConfig, raw: Record<string, unknown>, source: string): Mo
     numAttentionHeads: heads,
     numKeyValueHeads: kvHeads,
     headDim,
-    ropeTheta: c.rope_theta ?? d.ropeTheta,
+    ropeTheta: rope.ropeTheta,
+    ropeType: rope.ropeType,
     ropeScaling: c.rope_scaling ?? null,
     rmsNormEps: c.rms_norm_eps ?? d.rmsNormEps,
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
@@ -236,7 +308,10 @@ export function configToJson(cfg: ModelConfig): Record<string, unknown> {
   set('num_attention_heads', cfg.numAttentionHeads);
   set('num_key_value_heads', cfg.numKeyValueHeads);
   if ('head_dim' in out || cfg.headDim * cfg.numAttentionHeads !== cfg.hiddenSize) set('head_dim', cfg.headDim);
+  // Both spellings, so transformers 4 (top-level rope_theta) and 5 (rope_parameters) read the same theta.
   set('rope_theta', cfg.ropeTheta);
+  const rp = isRecord(out['rope_parameters']) ? out['rope_parameters'] : {};
+  set('rope_parameters', { ...rp, rope_theta: cfg.ropeTheta, rope_type: cfg.ropeType });
   if ('rope_scaling' in out || cfg.ropeScaling !== null) set('rope_scaling', cfg.ropeScaling);
   set('rms_norm_eps', cfg.rmsNormEps);
   set('tie_word_embeddings', cfg.tieWordEmbeddings);
@@ -249,8 +324,9 @@ export function configToJson(cfg: ModelConfig): Record<string, unknown> {
   if ('use_sliding_window' in out || cfg.useSlidingWindow) set('use_sliding_window', cfg.useSlidingWindow);
   if ('sliding_window' in out || cfg.slidingWindow !== null) set('sliding_window', cfg.slidingWindow);
   if (cfg.torchDtype !== null) {
-    if ('dtype' in out && !('torch_dtype' in out)) set('dtype', cfg.torchDtype);
-    else set('torch_dtype', cfg.torchDtype);
+    // transformers ≥ 4.56 reads `dtype`, older ones only `torch_dtype`: write both.
+    set('torch_dtype', cfg.torchDtype);
+    set('dtype', cfg.torchDtype);
   }
   if ('bos_token_id' in out || cfg.bosTokenId !== null) set('bos_token_id', cfg.bosTokenId);
   if ('eos_token_id' in out || cfg.eosTokenIds.length > 0) {

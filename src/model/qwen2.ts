@@ -84,15 +84,13 @@ export function qwen2TensorShapes(cfg: Qwen2Config): TensorShape[] {
 
 /**
  * The decoder's view of a validated HF config (src/model/config.ts). Throws on what this decoder does not implement:
- * o_proj or MLP biases, rope_scaling other than the default, sliding-window attention, more than one label.
+ * o_proj or MLP biases, RoPE other than the default, sliding-window attention, more than one label.
  */
 export function qwen2ConfigFromModelConfig(mc: ModelConfig, opts: { scoreBias?: boolean } = {}): Qwen2Config {
   if (mc.hasOBias) throw new Error('unsupported: o_proj bias (llama attention_bias)');
   if (mc.mlpBias) throw new Error('unsupported: MLP biases (llama mlp_bias)');
-  if (mc.ropeScaling !== null) {
-    const t = mc.ropeScaling['rope_type'] ?? mc.ropeScaling['type'];
-    if (t !== 'default') throw new Error(`unsupported: rope_scaling ${JSON.stringify(mc.ropeScaling)}`);
-  }
+  // parseConfig already refused these with the file and field named; a hand-built ModelConfig is checked again here.
+  if (mc.ropeType !== 'default') throw new Error(`unsupported: rope type ${JSON.stringify(mc.ropeType)}`);
   if (mc.useSlidingWindow) throw new Error('unsupported: sliding-window attention (use_sliding_window true)');
   if (mc.isTokenClassification && mc.numLabels !== 1)
     throw new Error(`unsupported: token classification with ${mc.numLabels} labels (the reward head has 1)`);
