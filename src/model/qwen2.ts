@@ -501,20 +501,29 @@ export class Qwen2Model {
     return m;
   }
 
-  /** A model from a loaded HF checkpoint (`loadCheckpoint`); a `score.bias` tensor turns on the score bias. */
+  /**
+   * A model from a loaded HF checkpoint (`loadCheckpoint`). A non-zero `score.bias` turns on the (trainable) score
+   * bias; an all-zero one is what `toTensors` writes for a bias-free head, and reads back as that head.
+   */
   static fromCheckpoint(
     ck: { config: ModelConfig; tensors: ReadonlyMap<string, Tensor> },
     backend: Backend,
     opts: ModelOptions = {},
   ): Qwen2Model {
-    const cfg = qwen2ConfigFromModelConfig(ck.config, { scoreBias: ck.tensors.has('score.bias') });
+    const sb = ck.tensors.get('score.bias');
+    const cfg = qwen2ConfigFromModelConfig(ck.config, { scoreBias: sb !== undefined && sb.data.some((v) => v !== 0) });
     return Qwen2Model.fromTensors(cfg, backend, ck.tensors, opts);
   }
 
-  /** The parameters as HF tensors (views of the live arrays, not copies), e.g. for `saveCheckpoint`. */
+  /**
+   * The parameters as HF tensors (views of the live arrays, not copies), e.g. for `saveCheckpoint`. A bias-free score
+   * head also gets a zero `score.bias`: transformers' Qwen2ForTokenClassification has one and would otherwise
+   * initialise it at random on load.
+   */
   toTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     for (const { name, shape } of this.shapes) out.set(name, { shape: shape.slice(), data: this.params.get(name)! });
+    if (this.config.head === 'score' && !this.config.scoreBias) out.set('score.bias', { shape: [1], data: new Float32Array(1) });
     return out;
   }
 
