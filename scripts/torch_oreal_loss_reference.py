@@ -55,7 +55,7 @@ def resolve(cfg):
     topk = cfg.get('topk_rescale', False)
     c['threshold_rescale'] = cfg.get('threshold_rescale', not topk)
     c['topk_rescale'] = topk
-    for k, d in (('correct_threshold', 0.5), ('incorrect_threshold', 0.5), ('correct_topk_ratio', 0.5),
+    for k, d in (('correct_threshold', 0.5), ('incorrect_threshold', 0.5), ('correct_topk_ratio', 0.25),
                  ('incorrect_topk_ratio', 0.5)):
         c[k] = cfg.get(k, d)
     return c

@@ -219,7 +219,8 @@ test('config: presets, overrides and rescale choice', () => {
     ['rloo', true, true, true, 1, 0.5, 'unbias', 0.01, 'per_class'],
   );
   assert.deepEqual(d.rescale, { mode: 'threshold', correctThreshold: 0.5, incorrectThreshold: 0.5 });
-  assert.deepEqual(resolveLossConfig({ topk_rescale: true }).rescale, { mode: 'topk', correctTopkRatio: 0.5, incorrectTopkRatio: 0.5 });
+  // The reference's top-k ratios (0.25 / 0.5), the same defaults the trainer's config resolves (test/loss-config-sources).
+  assert.deepEqual(resolveLossConfig({ topk_rescale: true }).rescale, { mode: 'topk', correctTopkRatio: 0.25, incorrectTopkRatio: 0.5 });
   assert.throws(() => resolveLossConfig({ topk_rescale: true, threshold_rescale: true }), /both true/);
   assert.throws(() => resolveLossConfig({ threshold_rescale: false }), /needs threshold_rescale or topk_rescale/);
   assert.equal(resolveLossConfig({ threshold_rescale: false, token_level_rm: false }).tokenLevelRm, false);

@@ -99,6 +99,18 @@ export const lossConfigSchema = z.strictObject({
 
 export type LossConfigInput = z.infer<typeof lossConfigSchema>;
 
+/**
+ * Defaults of the loss keys that no algorithm preset sets: the one place they are declared (the trainer's config and
+ * `oreal debug loss` both resolve through `resolveLossConfig`). Top-k ratios are the reference's (0.25 / 0.5).
+ */
+export const LOSS_DEFAULTS = {
+  kl_type: 'unbias',
+  correct_threshold: 0.5,
+  incorrect_threshold: 0.5,
+  correct_topk_ratio: 0.25,
+  incorrect_topk_ratio: 0.5,
+} as const satisfies Partial<LossConfigInput>;
+
 interface Preset {
   rewardShapingType: AdvantageType;
   behaviorCloning: boolean;
@@ -143,12 +155,20 @@ export function resolveLossConfig(input: LossConfigInput = {}): LossConfig {
   const tokenLevelRm = input.token_level_rm ?? p.tokenLevelRm;
   const topk = input.topk_rescale ?? false;
   const threshold = input.threshold_rescale ?? !topk;
-  if (threshold && topk) throw new Error('config: threshold_rescale and topk_rescale are both true; choose one');
+  if (threshold && topk) throw new Error('config: exactly one of threshold_rescale and topk_rescale must be true, not both true');
   if (!threshold && !topk && tokenLevelRm)
     throw new Error('config: token_level_rm needs threshold_rescale or topk_rescale to be true');
   const rescale: RescaleOptions = threshold
-    ? { mode: 'threshold', correctThreshold: input.correct_threshold ?? 0.5, incorrectThreshold: input.incorrect_threshold ?? 0.5 }
-    : { mode: 'topk', correctTopkRatio: input.correct_topk_ratio ?? 0.5, incorrectTopkRatio: input.incorrect_topk_ratio ?? 0.5 };
+    ? {
+        mode: 'threshold',
+        correctThreshold: input.correct_threshold ?? LOSS_DEFAULTS.correct_threshold,
+        incorrectThreshold: input.incorrect_threshold ?? LOSS_DEFAULTS.incorrect_threshold,
+      }
+    : {
+        mode: 'topk',
+        correctTopkRatio: input.correct_topk_ratio ?? LOSS_DEFAULTS.correct_topk_ratio,
+        incorrectTopkRatio: input.incorrect_topk_ratio ?? LOSS_DEFAULTS.incorrect_topk_ratio,
+      };
   return {
     algorithm,
     rewardShapingType: input.reward_shaping_type ?? p.rewardShapingType,
@@ -157,7 +177,7 @@ export function resolveLossConfig(input: LossConfigInput = {}): LossConfig {
     posMultAdv: input.pos_mult_adv ?? p.posMultAdv,
     positiveLossFactor: input.positive_loss_factor ?? p.positiveLossFactor,
     negativeLossFactor: input.negative_loss_factor ?? p.negativeLossFactor,
-    klType: input.kl_type ?? 'unbias',
+    klType: input.kl_type ?? LOSS_DEFAULTS.kl_type,
     klCoef: input.kl_coef ?? p.klCoef,
     lossNormalization: input.loss_normalization ?? p.lossNormalization,
     rescale,

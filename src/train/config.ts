@@ -12,7 +12,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import type { AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
-import { resolveLossConfig, type LossConfig, type LossNormalization } from '../rl/loss.js';
+import { LOSS_DEFAULTS, resolveLossConfig, type KlType, type LossConfig, type LossNormalization } from '../rl/loss.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema.
@@ -131,17 +131,18 @@ const baseSchema = z
     behavior_cloning: z.boolean().nullable().default(null),
     /** Token-mean denominators: 'per_class' (reference: T_pos and T_neg) or 'all' (T_all). */
     loss_normalization: z.enum(['per_class', 'all']).nullable().default(null),
-    threshold_rescale: z.boolean().default(true),
-    correct_threshold: z.number().min(0).lt(1).default(0.5),
-    incorrect_threshold: z.number().min(0).lt(1).default(0.5),
-    topk_rescale: z.boolean().default(false),
-    correct_topk_ratio: z.number().gt(0).max(1).default(0.25),
-    incorrect_topk_ratio: z.number().gt(0).max(1).default(0.5),
+    // Token-weight rescaling: threshold (the reference) unless topk_rescale is set; defaults in src/rl/loss.ts.
+    threshold_rescale: z.boolean().nullable().default(null),
+    correct_threshold: z.number().min(0).lt(1).nullable().default(null),
+    incorrect_threshold: z.number().min(0).lt(1).nullable().default(null),
+    topk_rescale: z.boolean().nullable().default(null),
+    correct_topk_ratio: z.number().gt(0).max(1).nullable().default(null),
+    incorrect_topk_ratio: z.number().gt(0).max(1).nullable().default(null),
     positive_loss_factor: z.number().min(0).nullable().default(null),
     negative_loss_factor: z.number().min(0).nullable().default(null),
     pos_mult_adv: z.boolean().nullable().default(null),
     kl_coef: z.number().min(0).nullable().default(null),
-    kl_type: z.enum(['unbias', 'kl', 'mse']).default('unbias'),
+    kl_type: z.enum(['unbias', 'kl', 'mse']).nullable().default(null),
     /** Scalar head of a token-level RM built from the actor: 'zero' (the paper) or 'normal' (std 0.02). */
     token_level_rm_head_init: z.enum(['zero', 'normal']).default('zero'),
 
@@ -213,7 +214,7 @@ const baseSchema = z
 
 type RawConfig = z.output<typeof baseSchema>;
 
-/** The config with every algorithm-preset key filled in (no nulls left among the loss keys). */
+/** The config with every loss key resolved (no nulls left among them). */
 export interface ResolvedLossKeys {
   token_level_rm: boolean | string;
   filter_trajectory: FilterMode;
@@ -224,35 +225,73 @@ export interface ResolvedLossKeys {
   negative_loss_factor: number;
   pos_mult_adv: boolean;
   kl_coef: number;
+  kl_type: KlType;
+  threshold_rescale: boolean;
+  topk_rescale: boolean;
+  correct_threshold: number;
+  incorrect_threshold: number;
+  correct_topk_ratio: number;
+  incorrect_topk_ratio: number;
 }
 
-function fillPresets(c: RawConfig): Omit<RawConfig, keyof ResolvedLossKeys> & ResolvedLossKeys {
-  const preset = resolveLossConfig({ algorithm: c.algorithm, threshold_rescale: false, topk_rescale: true });
-  const rm = c.token_level_rm ?? preset.tokenLevelRm;
+const orUndef = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+
+/**
+ * Resolves the loss keys through src/rl/loss.ts (`resolveLossConfig`: the algorithm's preset, then LOSS_DEFAULTS), so
+ * the trainer and `oreal debug loss` resolve an omitted key the same way; the result is written back so that
+ * config.resolved.yaml shows every value in use.
+ */
+function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof ResolvedLossKeys> & ResolvedLossKeys {
+  let loss: LossConfig;
+  try {
+    loss = resolveLossConfig({
+      algorithm: c.algorithm,
+      reward_shaping_type: orUndef(c.reward_shaping_type),
+      behavior_cloning: orUndef(c.behavior_cloning),
+      token_level_rm: c.token_level_rm === null ? undefined : c.token_level_rm !== false,
+      pos_mult_adv: orUndef(c.pos_mult_adv),
+      positive_loss_factor: orUndef(c.positive_loss_factor),
+      negative_loss_factor: orUndef(c.negative_loss_factor),
+      kl_type: orUndef(c.kl_type),
+      kl_coef: orUndef(c.kl_coef),
+      loss_normalization: orUndef(c.loss_normalization),
+      threshold_rescale: orUndef(c.threshold_rescale),
+      topk_rescale: orUndef(c.topk_rescale),
+      correct_threshold: orUndef(c.correct_threshold),
+      incorrect_threshold: orUndef(c.incorrect_threshold),
+      correct_topk_ratio: orUndef(c.correct_topk_ratio),
+      incorrect_topk_ratio: orUndef(c.incorrect_topk_ratio),
+    });
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', path: ['threshold_rescale'], message: (e as Error).message.replace(/^config: /, '') });
+    return z.NEVER;
+  }
   const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' ? 'pair' : 'none');
+  const r = loss.rescale;
   return {
     ...c,
-    token_level_rm: rm,
+    token_level_rm: c.token_level_rm ?? loss.tokenLevelRm,
     filter_trajectory: ft === true ? 'pair' : ft === false ? 'none' : ft,
-    reward_shaping_type: c.reward_shaping_type ?? preset.rewardShapingType,
-    behavior_cloning: c.behavior_cloning ?? preset.behaviorCloning,
-    loss_normalization: c.loss_normalization ?? preset.lossNormalization,
-    positive_loss_factor: c.positive_loss_factor ?? preset.positiveLossFactor,
-    negative_loss_factor: c.negative_loss_factor ?? preset.negativeLossFactor,
-    pos_mult_adv: c.pos_mult_adv ?? preset.posMultAdv,
-    kl_coef: c.kl_coef ?? preset.klCoef,
+    reward_shaping_type: loss.rewardShapingType,
+    behavior_cloning: loss.behaviorCloning,
+    loss_normalization: loss.lossNormalization,
+    positive_loss_factor: loss.positiveLossFactor,
+    negative_loss_factor: loss.negativeLossFactor,
+    pos_mult_adv: loss.posMultAdv,
+    kl_coef: loss.klCoef,
+    kl_type: loss.klType,
+    threshold_rescale: r.mode === 'threshold',
+    topk_rescale: r.mode === 'topk',
+    correct_threshold: r.mode === 'threshold' ? r.correctThreshold : (c.correct_threshold ?? LOSS_DEFAULTS.correct_threshold),
+    incorrect_threshold: r.mode === 'threshold' ? r.incorrectThreshold : (c.incorrect_threshold ?? LOSS_DEFAULTS.incorrect_threshold),
+    correct_topk_ratio: r.mode === 'topk' ? r.correctTopkRatio : (c.correct_topk_ratio ?? LOSS_DEFAULTS.correct_topk_ratio),
+    incorrect_topk_ratio: r.mode === 'topk' ? r.incorrectTopkRatio : (c.incorrect_topk_ratio ?? LOSS_DEFAULTS.incorrect_topk_ratio),
   };
 }
 
 export const trainConfigSchema = baseSchema
   .transform(fillPresets)
   .superRefine((c, ctx) => {
-    if (c.token_level_rm !== false && c.threshold_rescale === c.topk_rescale)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['threshold_rescale'],
-        message: 'with a token-level RM exactly one of threshold_rescale and topk_rescale must be true',
-      });
     if (c.prompt_repeat_k < 2 && (c.reward_shaping_type !== 'none' || c.filter_trajectory !== 'none'))
       ctx.addIssue({ code: 'custom', path: ['prompt_repeat_k'], message: 'group baselines and filters need at least 2 rollouts per prompt' });
   });
