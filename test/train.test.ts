@@ -533,3 +533,39 @@ describe('trainer (tiny random model)', () => {
     }
   });
 });
+
+describe('trainer guards (hardening)', () => {
+  test('a learning rate that explodes the weights is refused, rolled back and stops the run by name', async () => {
+    const f = getFixture();
+    const out = tmpDir('diverge');
+    const cfg = tinyConfig(['actor_lr=1e9', 'actor_min_lr=0', 'warmup_steps=0', 'actor_freeze_steps=0', 'total_steps=8', 'checkpoint_interval=1']);
+    const logs: string[] = [];
+    const steps: StepMetrics[] = [];
+    await assert.rejects(
+      runTraining(cfg, { outDir: out, verifier: hashVerifier, onLog: (l) => logs.push(l), onStep: (m) => void steps.push(m) }),
+      /training diverged at step \d+: 3 actor updates in a row were refused .*exploding update.*learning rate \(actor_lr 1000000000/,
+    );
+    assert.ok(steps.length >= 2, 'the run got as far as refusing updates');
+    const refused = steps.filter((m) => m.skipped.some((s) => s.startsWith('actor: exploding update')));
+    assert.ok(refused.length >= 2, JSON.stringify(steps.map((m) => m.skipped)));
+    assert.ok(logs.some((l) => /exploding update .*actor update skipped/.test(l)));
+    // Nothing refused was applied or saved: the saved policy is the initial one, finite.
+    const init = tensorsOf(f.actor);
+    const saved = tensorsOf(path.join(out, 'state', 'policy'));
+    for (const [k, v] of init) assert.deepEqual(saved.get(k), v, `${k} changed`);
+    const cks = fs.readdirSync(path.join(out, 'checkpoints'));
+    assert.ok(cks.length >= 1);
+    for (const ck of cks) {
+      for (const [k, v] of tensorsOf(path.join(out, 'checkpoints', ck, 'policy'))) assert.deepEqual(v, init.get(k), `${ck} ${k} changed`);
+    }
+  });
+
+  test('gen_max_length past the model context is refused before anything runs', async () => {
+    const out = tmpDir('ctx');
+    await assert.rejects(
+      runTraining(tinyConfig(['gen_max_length=100000', 'gen_max_new=99999']), { outDir: out, verifier: hashVerifier, onLog: () => undefined }),
+      /gen_max_length 100000 exceeds the actor's context of 256 positions \(max_position_embeddings in .*config\.json\)/,
+    );
+    assert.ok(!fs.existsSync(path.join(out, 'metrics.jsonl')));
+  });
+});

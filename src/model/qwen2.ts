@@ -40,6 +40,11 @@ export interface Qwen2Config {
    * head is bias-free, the default here).
    */
   scoreBias?: boolean;
+  /**
+   * Positions the model was trained for (HF `max_position_embeddings`); generation refuses to run past it. Unset for
+   * a hand-built config: no bound.
+   */
+  maxPositionEmbeddings?: number;
 }
 
 export interface TensorShape {
@@ -107,6 +112,7 @@ export function qwen2ConfigFromModelConfig(mc: ModelConfig, opts: { scoreBias?: 
     tieWordEmbeddings: mc.tieWordEmbeddings,
     attentionBias: mc.hasQkvBias,
     head: mc.isTokenClassification ? 'score' : 'lm',
+    maxPositionEmbeddings: mc.maxPositionEmbeddings,
   };
   if (mc.isTokenClassification && opts.scoreBias) cfg.scoreBias = true;
   return cfg;

@@ -74,6 +74,21 @@ function checkRequest(r: GenerationRequest, i: number, hasDecode: boolean): void
   if (p.stopStrings.length > 0 && !hasDecode) throw new Error(`${where}: stop strings need a decode function (a tokenizer)`);
 }
 
+/**
+ * Refuses a prompt + max new tokens that would run past the model's context (`max_position_embeddings`), as vLLM
+ * refuses what exceeds max_model_len: positions beyond it are not the model that was trained.
+ */
+export function checkContext(model: Qwen2Model, promptTokens: number, maxNewTokens: number, where: string): void {
+  const ctx = model.config.maxPositionEmbeddings;
+  if (ctx === undefined || maxNewTokens === 0) return;
+  // The last generated token is never fed back, so the cache holds prompt + maxNew − 1 positions.
+  if (promptTokens + maxNewTokens - 1 > ctx)
+    throw new Error(
+      `${where}: prompt (${promptTokens} tokens) + max new tokens (${maxNewTokens}) exceeds the model's context of ` +
+        `${ctx} positions (max_position_embeddings in config.json); lower the max new tokens to at most ${Math.max(0, ctx - promptTokens + 1)}`,
+    );
+}
+
 /** Generates `n` samples for every request; one array per request, in request order. */
 export function generate(model: Qwen2Model, requests: readonly GenerationRequest[], opts: GenerateOptions = {}): Generation[][] {
   const decode = opts.decode;
@@ -93,6 +108,7 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
     if (ids.length === 0) throw new Error(`request ${i}: empty prompt`);
     for (const t of ids)
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`request ${i}: prompt token id ${t} not in [0, ${V})`);
+    checkContext(model, ids.length, r.params.maxNewTokens, `request ${i}`);
     return ids;
   });
 

@@ -118,7 +118,19 @@ export class KvDecoder {
   newCache(maxLen: number): KvCache {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw new Error(`newCache: maxLen ${maxLen} is not a positive integer`);
     const n = this.cacheFloats(maxLen);
-    return { maxLen, length: 0, k: this.backend.alloc(n), v: this.backend.alloc(n) };
+    let k: Float32Array | null = null;
+    try {
+      k = this.backend.alloc(n);
+      return { maxLen, length: 0, k, v: this.backend.alloc(n) };
+    } catch (e) {
+      if (k !== null) freeOn(this.backend, k);
+      // Out of backend memory (wasm) or past the typed-array limit: say what was asked for and what to lower.
+      const gib = (2 * n * 4) / 2 ** 30;
+      throw new Error(
+        `KV cache for ${maxLen} positions (${gib.toFixed(2)} GiB) could not be allocated on the ${this.backend.name} backend ` +
+          `(${(e as Error).message}); lower the max new tokens or the batch size`,
+      );
+    }
   }
 
   /** Gives a cache's memory back to the backend (the cache must not be used after). */

@@ -26,6 +26,16 @@ export interface AdamWState {
   expAvgSq: Map<string, Float32Array>;
 }
 
+/** The size of one AdamW update (see `AdamW.preview`). */
+export interface UpdatePreview {
+  /** ‖Δp‖₂ over all parameters with a gradient. */
+  update: number;
+  /** ‖p‖₂ before the update, over the same parameters. */
+  param: number;
+  /** Every updated value is finite. */
+  finite: boolean;
+}
+
 export class AdamW {
   readonly params: ReadonlyMap<string, Float32Array>;
   lr: number;
@@ -58,13 +68,29 @@ export class AdamW {
    * p ← p·(1 − lr·wd); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
    */
   step(grads: ReadonlyMap<string, Float32Array>, lr: number = this.lr): void {
-    this.stepCount++;
-    const t = this.stepCount;
+    this.run(grads, lr, true);
+  }
+
+  /**
+   * What `step(grads, lr)` would do, without doing it: the global L2 norms of the update Δp and of the parameters
+   * before it (so `update / param` is the step's relative size), and whether every new value is finite. Nothing is
+   * written, so a caller can refuse an exploding update and leave weights and moments exactly as they were.
+   */
+  preview(grads: ReadonlyMap<string, Float32Array>, lr: number = this.lr): UpdatePreview {
+    return this.run(grads, lr, false);
+  }
+
+  /** The AdamW update; `apply` false only measures it (the arithmetic is the same, so preview and step agree). */
+  private run(grads: ReadonlyMap<string, Float32Array>, lr: number, apply: boolean): UpdatePreview {
+    const t = this.stepCount + 1;
+    if (apply) this.stepCount = t;
     const b1 = this.beta1;
     const b2 = this.beta2;
     const bc1 = 1 - Math.pow(b1, t);
     const bc2sqrt = Math.sqrt(1 - Math.pow(b2, t));
     const stepSize = lr / bc1;
+    let du2 = 0;
+    let p2 = 0;
     for (const [k, p] of this.params) {
       const g = grads.get(k);
       if (g === undefined) continue;
@@ -76,11 +102,20 @@ export class AdamW {
         const gi = g[i]!;
         const mi = b1 * m[i]! + (1 - b1) * gi;
         const vi = b2 * v[i]! + (1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + this.eps);
+        const old = p[i]!;
+        const next = Math.fround(old * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + this.eps));
+        du2 += (next - old) * (next - old);
+        p2 += old * old;
+        if (apply) {
+          m[i] = mi;
+          v[i] = vi;
+          p[i] = next;
+        }
       }
     }
+    const update = Math.sqrt(du2);
+    const param = Math.sqrt(p2);
+    return { update, param, finite: Number.isFinite(update) && Number.isFinite(param) };
   }
 
   exportState(): AdamWState {

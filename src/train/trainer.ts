@@ -179,6 +179,10 @@ const STREAM_FILTER = 2;
 const STREAM_EVAL = 3;
 const STREAM_INIT = 4;
 const STATE_VERSION = 1;
+/** An update larger than the weights' own norm is refused as exploding (see Trainer.guardedUpdate). */
+const MAX_UPDATE_RATIO = 1;
+/** Refused updates in a row (divergence, not a bad loss) after which training stops. */
+const DIVERGENCE_PATIENCE = 3;
 
 function now(): number {
   return performance.now() / 1000;
@@ -339,6 +343,7 @@ export class Trainer {
   private readonly ownsRollout: boolean;
   private readonly backend: Backend;
   private readonly ownsBackend: boolean;
+  private readonly rejectedInARow = { actor: 0, token_rm: 0 };
   private readonly actorModelConfig: ModelConfig;
   private readonly rmModelConfig: ModelConfig | null;
   private readonly stream: PromptStream<PromptRecord>;
@@ -466,6 +471,12 @@ export class Trainer {
     const stateDir = opts.resume ? findStateDir(this.runDir) : null;
     const actorCk = loadCheckpoint(cfg.actor);
     const actorModelConfig = actorCk.config;
+    // Every trained sequence is at most gen_max_length tokens; past the model's context it would be another model.
+    if (cfg.gen_max_length > actorModelConfig.maxPositionEmbeddings)
+      throw new Error(
+        `config gen_max_length ${cfg.gen_max_length} exceeds the actor's context of ${actorModelConfig.maxPositionEmbeddings} ` +
+          `positions (max_position_embeddings in ${path.join(cfg.actor, 'config.json')}); lower gen_max_length (and gen_max_new)`,
+      );
     let state: TrainerStateFile | null = null;
     if (stateDir !== null) {
       state = JSON.parse(fs.readFileSync(path.join(stateDir, 'trainer.json'), 'utf8')) as TrainerStateFile;
@@ -523,6 +534,47 @@ export class Trainer {
     } catch {
       // The log file is a convenience; the metrics are what matter.
     }
+  }
+
+  /**
+   * Clip, then apply one AdamW update unless it is unsafe: a non-finite loss or gradient norm (the NaN guard), or an
+   * update that would make a weight non-finite or move the weights by more than their own norm (divergence, usually
+   * a learning rate far too high). A refused update leaves weights and optimizer moments exactly as they were and is
+   * recorded in `skipped`; DIVERGENCE_PATIENCE refusals in a row for a reason other than the loss stop the run.
+   * Returns the gradient norm before clipping.
+   */
+  private guardedUpdate(who: 'actor' | 'token_rm', model: Qwen2Model, opt: AdamW, loss: number, lr: number, step: number, skipped: string[]): number {
+    const gradNorm = clipGradNorm(model.grads.values(), this.cfg.max_grad_norm);
+    let why: string | null = null;
+    let diverging = true;
+    if (!Number.isFinite(loss)) {
+      why = `${who}: non-finite loss`;
+      diverging = false;
+    } else if (!Number.isFinite(gradNorm)) why = `${who}: non-finite gradient norm`;
+    else {
+      const pv = opt.preview(model.grads, lr);
+      if (!pv.finite) why = `${who}: update would make weights non-finite`;
+      else if (pv.update > MAX_UPDATE_RATIO * pv.param)
+        why = `${who}: exploding update (|Δw| ${pv.update.toExponential(2)} > |w| ${pv.param.toExponential(2)})`;
+    }
+    if (why === null) {
+      opt.step(model.grads, lr);
+      this.rejectedInARow[who] = 0;
+      return gradNorm;
+    }
+    skipped.push(why);
+    const lossName = who === 'actor' ? 'rl_loss' : 'token_level_rm_loss';
+    this.log(`step ${step}: ${why} (${lossName} ${loss}, grad norm ${gradNorm}, lr ${lr}): ${who === 'actor' ? 'actor' : 'RM'} update skipped`);
+    this.rejectedInARow[who] = diverging ? this.rejectedInARow[who] + 1 : 0;
+    if (this.rejectedInARow[who] >= DIVERGENCE_PATIENCE) {
+      const lrKey = who === 'actor' ? 'actor_lr' : 'token_level_rm_lr';
+      throw new Error(
+        `training diverged at step ${step}: ${DIVERGENCE_PATIENCE} ${who} updates in a row were refused (last: ${why}). ` +
+          `The likely cause is the learning rate (${lrKey} ${who === 'actor' ? this.cfg.actor_lr : this.cfg.token_level_rm_lr}, ` +
+          `${lr} at this step): lower it. No refused update was applied or saved; the run directory holds the last good state.`,
+      );
+    }
+    return gradNorm;
   }
 
   private stage(s: TrainStage, step: number): void {
@@ -688,28 +740,8 @@ export class Trainer {
       skipped.push('all groups filtered out');
       this.log(`step ${step}: no trainable group (every group all-correct, all-wrong or dropped): no update`);
     } else {
-      if (!frozen) {
-        const lossOk = Number.isFinite(res.rl_loss);
-        actorGradNorm = clipGradNorm(this.policy.grads.values(), cfg.max_grad_norm);
-        if (!lossOk || !Number.isFinite(actorGradNorm)) {
-          const why = `actor: non-finite ${!lossOk ? 'loss' : 'gradient norm'}`;
-          skipped.push(why);
-          this.log(`step ${step}: ${why} (rl_loss ${res.rl_loss}, grad norm ${actorGradNorm}): actor update skipped`);
-        } else {
-          this.actorOpt.step(this.policy.grads, actorLr);
-        }
-      }
-      if (this.rm && this.rmOpt) {
-        const lossOk = Number.isFinite(res.token_level_rm_loss);
-        rmGradNorm = clipGradNorm(this.rm.grads.values(), cfg.max_grad_norm);
-        if (!lossOk || !Number.isFinite(rmGradNorm)) {
-          const why = `token_rm: non-finite ${!lossOk ? 'loss' : 'gradient norm'}`;
-          skipped.push(why);
-          this.log(`step ${step}: ${why} (token_level_rm_loss ${res.token_level_rm_loss}, grad norm ${rmGradNorm}): RM update skipped`);
-        } else {
-          this.rmOpt.step(this.rm.grads, rmLr);
-        }
-      }
+      if (!frozen) actorGradNorm = this.guardedUpdate('actor', this.policy, this.actorOpt, res.rl_loss, actorLr, step, skipped);
+      if (this.rm && this.rmOpt) rmGradNorm = this.guardedUpdate('token_rm', this.rm, this.rmOpt, res.token_level_rm_loss, rmLr, step, skipped);
     }
     this.policy.releaseActivations();
     this.ref.releaseActivations();
