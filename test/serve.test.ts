@@ -377,12 +377,27 @@ test('oreal serve (child process, js backend)', async (t) => {
       await rb.close();
     });
 
-    await t.test('an engine failure is a 500 for the requests involved; the server keeps serving', async () => {
+    await t.test('a checkpoint with NaN weights is refused and the weights stay as they were', async () => {
       const nanModel = Qwen2Model.fromCheckpoint(loadCheckpoint(dirA), be);
-      nanModel.params.get('model.norm.weight')!.fill(Number.NaN);
+      nanModel.params.get('model.norm.weight')![5] = Number.NaN;
       const dirNaN = path.join(dir, 'model-nan');
       saveModel(nanModel, dirNaN, eos, tokDir);
-      assert.equal((await post(`${U}/update_weights_from_disk`, { model_path: dirNaN })).json.success, true);
+      const r = await post(`${U}/update_weights_from_disk`, { model_path: dirNaN });
+      assert.equal(r.status, 400);
+      assert.equal(r.json.success, false);
+      assert.match(r.json.message, /tensor model\.norm\.weight holds a non-finite value \(NaN at index 5\); weights not loaded/);
+      const probe = [3, 4, 5];
+      const g = await post(`${U}/v1/completions`, { prompt: probe, max_tokens: 8, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true });
+      assert.deepEqual(idsOf(g.json.choices[0]), ref(modelA, probe, { maxNewTokens: 8 })[0]!.tokenIds);
+    });
+
+    await t.test('an engine failure is a 500 for the requests involved; the server keeps serving', async () => {
+      // Finite weights whose attention scores overflow float32: valid on disk, non-finite logits at run time.
+      const hugeModel = Qwen2Model.fromCheckpoint(loadCheckpoint(dirA), be);
+      hugeModel.params.get('model.layers.0.input_layernorm.weight')!.fill(3e38);
+      const dirHuge = path.join(dir, 'model-overflow');
+      saveModel(hugeModel, dirHuge, eos, tokDir);
+      assert.equal((await post(`${U}/update_weights_from_disk`, { model_path: dirHuge })).json.success, true);
       const [r1, r2] = await Promise.all([
         post(`${U}/v1/completions`, { prompt: 'x', max_tokens: 4, temperature: 1 }),
         post(`${U}/v1/chat/completions`, { messages: [{ role: 'user', content: 'y' }], max_tokens: 4, temperature: 1, n: 3 }),

@@ -36,7 +36,8 @@ const CONFIG_KEYS: ReadonlyArray<keyof Qwen2Config> = [
 
 /**
  * Copies the weights of the HF checkpoint in `dir` into `model`'s parameters in place. The checkpoint's architecture
- * must match the model's; RoPE theta and RMSNorm eps must match too (they are not parameters).
+ * must match the model's; RoPE theta and RMSNorm eps must match too (they are not parameters); every value must be
+ * finite. Nothing is written unless all of that holds.
  */
 export function loadWeightsInto(model: Qwen2Model, dir: string): void {
   const ck = loadCheckpoint(dir);
@@ -51,6 +52,9 @@ export function loadWeightsInto(model: Qwen2Model, dir: string): void {
     if (t === undefined) throw new Error(`${dir}: missing tensor ${name} [${shape.join(', ')}]`);
     if (t.shape.join(',') !== shape.join(','))
       throw new Error(`${dir}: tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    // NaN or ±Inf weights would make every later request fail or return garbage: refuse them here.
+    const bad = t.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`${dir}: tensor ${name} holds a non-finite value (${t.data[bad]} at index ${bad}); weights not loaded`);
   }
   for (const { name } of model.shapes) model.params.get(name)!.set(ck.tensors.get(name)!.data);
 }
