@@ -38,7 +38,7 @@ function writeTinyPolicy(dir: string): void {
       num_attention_heads: 2,
       num_key_value_heads: 1,
       tie_word_embeddings: true,
-      max_position_embeddings: 128,
+      max_position_embeddings: 256, // ≥ the main job's gen_max_length (160)
       rms_norm_eps: 1e-6,
       rope_theta: 10000,
     },
