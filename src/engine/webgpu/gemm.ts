@@ -1,0 +1,174 @@
+// f32 GEMM in WGSL: C (M×N) = opA · opB, or C += opA · opB, with the transposes the model needs, on buffers at
+// element offsets. Storage and accumulation are f32 (the reference path; no TF32-like shortcuts).
+//
+// Tiling: a 256-thread workgroup owns a 128×128 tile of C and walks K in steps of 16, staging a 16×128 slice of opA
+// and of opB in workgroup memory, K-major, so that every thread reads its operands as vec4s. Each thread accumulates an
+// 8×8 block made of four 4×4 sub-blocks at rows {4ty.., 64+4ty..} and columns {4tx.., 64+4tx..}: a warp's reads of
+// opB's row are contiguous and its reads of opA's are broadcasts, so shared-memory reads do not conflict. Global loads
+// are scalar, ordered so that consecutive threads touch consecutive addresses of whichever layout A and B have.
+// Out-of-range lanes of a ragged edge tile are zeroed by a select; their (unused) reads rely on WebGPU's robust buffer
+// access, which Dawn always applies unless its disable_robustness toggle is set (oreal never sets it).
+//
+// Measured on one H200 (bench/webgpu-gemm.ts against bench/gpu_anchor.py in the same call): 25.9 TFLOP/s at 4096³,
+// 0.51× PyTorch fp32 (TF32 off, 51.0). Register prefetch of the next K slice (double buffering) was tried and was
+// slower (20.0 TFLOP/s: more registers, fewer resident workgroups). Still open: vec4 global loads on aligned shapes,
+// a deeper K slice, and subgroup-matrix (tensor core) paths.
+import type { WebGpuDevice } from './device.js';
+
+const BM = 128;
+const BN = 128;
+const BK = 16;
+
+export interface GemmArgs {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  A: GPUBuffer;
+  B: GPUBuffer;
+  C: GPUBuffer;
+  /** Element offsets into the buffers (default 0). */
+  offA?: number;
+  offB?: number;
+  offC?: number;
+  accumulate: boolean;
+}
+
+function shader(transA: boolean, transB: boolean): string {
+  // Staging: each thread stores two vec4s of opA's slice and two of opB's, each four consecutive rows (columns) of one
+  // k. With the stored layout contiguous along those four, the four loads are adjacent; otherwise consecutive threads
+  // take consecutive k so that a warp still reads 64-byte runs.
+  // Staging: each thread stores two vec4s of opA's slice and two of opB's, each four consecutive rows (columns) of one
+  // k. Where storage is contiguous along those four, consecutive threads take consecutive groups of four; otherwise
+  // they take consecutive k, so that a warp still reads 64-byte runs. Out-of-range lanes are zero.
+  const stage = (name: 'A' | 'B', trans: boolean): string => {
+    const contig = name === 'A' ? trans : !trans;
+    const lim = name === 'A' ? 'p.M' : 'p.N';
+    const base = name === 'A' ? 'row0' : 'col0';
+    const off = name === 'A' ? 'p.offA' : 'p.offB';
+    // Element (r, k) of opA, or (k, r) of opB, in storage; r is a row of opA or a column of opB.
+    const at = (r: string, k: string): string =>
+      name === 'A' ? (trans ? `${off} + ${k} * p.M + ${r}` : `${off} + ${r} * p.K + ${k}`) : trans ? `${off} + ${r} * p.K + ${k}` : `${off} + ${k} * p.N + ${r}`;
+    const pick = contig ? 'let r4 = idx % 32u; let k = idx / 32u;' : 'let k = idx % BK; let r4 = idx / BK;';
+    const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${at(`(gr + ${c}u)`, 'gk')}], gr + ${c}u < ${lim} && gk < p.K)`).join(',\n          ');
+    return `for (var h = 0u; h < 2u; h++) {
+        let idx = tid + h * 256u;
+        ${pick}
+        let gr = ${base} + r4 * 4u;
+        let gk = k0 + k;
+        ${name}s[k * 32u + r4] = vec4<f32>(
+          ${lanes});
+      }`;
+  };
+  // The 8×8 block as 16 named vec4 accumulators: acc{2r+h} is row r (0..7) of the block, column half h.
+  const accDecl = Array.from({ length: 16 }, (_, i) => `var acc${i} = vec4<f32>(0.0);`).join('\n  ');
+  const fmas: string[] = [];
+  const comp = ['x', 'y', 'z', 'w'];
+  for (let r = 0; r < 8; r++) {
+    const a = `${r < 4 ? 'a0' : 'a1'}.${comp[r % 4]}`;
+    fmas.push(`acc${2 * r} = fma(vec4<f32>(${a}), b0, acc${2 * r});`);
+    fmas.push(`acc${2 * r + 1} = fma(vec4<f32>(${a}), b1, acc${2 * r + 1});`);
+  }
+  const stores: string[] = [];
+  for (let r = 0; r < 8; r++) {
+    const row = r < 4 ? `ty * 4u + ${r}u` : `64u + ty * 4u + ${r - 4}u`;
+    stores.push(`store(row0 + ${row}, col0 + tx * 4u, acc${2 * r});`);
+    stores.push(`store(row0 + ${row}, col0 + 64u + tx * 4u, acc${2 * r + 1});`);
+  }
+  return /* wgsl */ `
+struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const BK = ${BK}u;
+var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>; // [k][m / 4]
+var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>; // [k][n / 4]
+
+fn store(gm: u32, gn: u32, v: vec4<f32>) {
+  if (gm >= p.M) { return; }
+  let o = p.offC + gm * p.N + gn;
+  for (var j = 0u; j < 4u; j++) {
+    if (gn + j < p.N) {
+      if (p.accumulate != 0u) { C[o + j] = C[o + j] + v[j]; } else { C[o + j] = v[j]; }
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let row0 = wg.y * ${BM}u;
+  let col0 = wg.x * ${BN}u;
+  let ty = tid / 16u;
+  let tx = tid % 16u;
+  ${accDecl}
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+      ${stage('A', transA)}
+      ${stage('B', transB)}
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      let a0 = As[k * 32u + ty];
+      let a1 = As[k * 32u + 16u + ty];
+      let b0 = Bs[k * 32u + tx];
+      let b1 = Bs[k * 32u + 16u + tx];
+      ${fmas.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${stores.join('\n  ')}
+}
+`;
+}
+
+/** Compiled GEMM pipelines of one device, one per (transA, transB). */
+export class WebGpuGemm {
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+
+  constructor(private readonly dev: WebGpuDevice) {}
+
+  private pipeline(transA: boolean, transB: boolean): GPUComputePipeline {
+    const key = `${+transA}${+transB}`;
+    let pl = this.pipelines.get(key);
+    if (pl === undefined) {
+      const module = this.dev.device.createShaderModule({ code: shader(transA, transB), label: `gemm${key}` });
+      pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
+      this.pipelines.set(key, pl);
+    }
+    return pl;
+  }
+
+  /** Encodes one GEMM into the device's pending command encoder (run at the next flush/read). */
+  encode(a: GemmArgs): void {
+    const { M, N, K } = a;
+    for (const [k, v] of [['M', M], ['N', N], ['K', K]] as const)
+      if (!Number.isInteger(v) || v < 0 || v >= 2 ** 31) throw new RangeError(`gemm: ${k} = ${v} is not a valid size`);
+    const offA = a.offA ?? 0;
+    const offB = a.offB ?? 0;
+    const offC = a.offC ?? 0;
+    const need = (buf: GPUBuffer, off: number, n: number, what: string): void => {
+      if ((off + n) * 4 > buf.size) throw new RangeError(`gemm: ${what} needs ${off + n} floats from its buffer, which holds ${buf.size / 4}`);
+    };
+    need(a.A, offA, M * K, 'A');
+    need(a.B, offB, K * N, 'B');
+    need(a.C, offC, M * N, 'C');
+    if (M === 0 || N === 0) return;
+    const params = new Uint32Array([M, N, K, offA, offB, offC, a.accumulate ? 1 : 0, 0]);
+    const pl = this.pipeline(a.transA, a.transB);
+    const bind = this.dev.device.createBindGroup({
+      layout: pl.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: a.A } },
+        { binding: 1, resource: { buffer: a.B } },
+        { binding: 2, resource: { buffer: a.C } },
+        { binding: 3, resource: { buffer: this.dev.uniform(params.buffer) } },
+      ],
+    });
+    const pass = this.dev.commandEncoder().beginComputePass();
+    pass.setPipeline(pl);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(Math.ceil(N / BN), Math.ceil(M / BM));
+    pass.end();
+  }
+}
