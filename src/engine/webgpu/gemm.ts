@@ -10,14 +10,28 @@
 // access, which Dawn always applies unless its disable_robustness toggle is set (oreal never sets it).
 //
 // Measured on one H200 (bench/webgpu-gemm.ts against bench/gpu_anchor.py in the same call): 25.9 TFLOP/s at 4096³,
-// 0.51× PyTorch fp32 (TF32 off, 51.0). Register prefetch of the next K slice (double buffering) was tried and was
-// slower (20.0 TFLOP/s: more registers, fewer resident workgroups). Still open: vec4 global loads on aligned shapes,
-// a deeper K slice, and subgroup-matrix (tensor core) paths.
+// 0.51× PyTorch fp32 (TF32 off, 51.1). Tried in the same kind of call and slower or no better: a K slice of 8 (24.3)
+// or 32 (22.6), vec4 global loads on aligned operands (25.2 at bk 16, 20.1 at bk 32), and register prefetch of the
+// next K slice (20.0: more registers, fewer resident workgroups). So global loads are not the limit; the inner loop
+// is. Still open: a different thread tile (e.g. 4×8 with 2 workgroups per SM) and subgroup-matrix (tensor core)
+// paths.
 import type { WebGpuDevice } from './device.js';
 
 const BM = 128;
 const BN = 128;
-const BK = 16;
+
+/** Kernel shape choices, for benchmarking (the defaults are the measured best). */
+export interface GemmVariant {
+  /** K slice staged per step: 8, 16 or 32 (workgroup memory 2·bk·128·4 bytes). */
+  bk: 8 | 16 | 32;
+  /**
+   * Read the operands as vec4 where their storage allows (offsets and the contiguous leading dimension multiples of
+   * 4): 'auto' uses it when it applies, 'off' never.
+   */
+  vec4Loads: 'auto' | 'off';
+}
+
+export const DEFAULT_GEMM_VARIANT: GemmVariant = { bk: 16, vec4Loads: 'off' };
 
 export interface GemmArgs {
   transA: boolean;
@@ -35,10 +49,7 @@ export interface GemmArgs {
   accumulate: boolean;
 }
 
-function shader(transA: boolean, transB: boolean): string {
-  // Staging: each thread stores two vec4s of opA's slice and two of opB's, each four consecutive rows (columns) of one
-  // k. With the stored layout contiguous along those four, the four loads are adjacent; otherwise consecutive threads
-  // take consecutive k so that a warp still reads 64-byte runs.
+function shader(transA: boolean, transB: boolean, bk: number, vec: boolean): string {
   // Staging: each thread stores two vec4s of opA's slice and two of opB's, each four consecutive rows (columns) of one
   // k. Where storage is contiguous along those four, consecutive threads take consecutive groups of four; otherwise
   // they take consecutive k, so that a warp still reads 64-byte runs. Out-of-range lanes are zero.
@@ -50,15 +61,18 @@ function shader(transA: boolean, transB: boolean): string {
     // Element (r, k) of opA, or (k, r) of opB, in storage; r is a row of opA or a column of opB.
     const at = (r: string, k: string): string =>
       name === 'A' ? (trans ? `${off} + ${k} * p.M + ${r}` : `${off} + ${r} * p.K + ${k}`) : trans ? `${off} + ${r} * p.K + ${k}` : `${off} + ${k} * p.N + ${r}`;
+    const get = (i: string): string => (vec ? `${name}[(${i}) / 4u][(${i}) % 4u]` : `${name}[${i}]`);
     const pick = contig ? 'let r4 = idx % 32u; let k = idx / 32u;' : 'let k = idx % BK; let r4 = idx / BK;';
-    const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${at(`(gr + ${c}u)`, 'gk')}], gr + ${c}u < ${lim} && gk < p.K)`).join(',\n          ');
-    return `for (var h = 0u; h < 2u; h++) {
+    const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${get(at(`(gr + ${c}u)`, 'gk'))}, gr + ${c}u < ${lim} && gk < p.K)`).join(',\n            ');
+    const scalar = `vec4<f32>(\n            ${lanes})`;
+    // Aligned contiguous storage: one vec4 load when the four lanes are all in range.
+    const value = vec && contig ? `select(${scalar}, ${name}[(${at('gr', 'gk')}) / 4u], gr + 3u < ${lim} && gk < p.K)` : scalar;
+    return `for (var h = 0u; h < ${(bk * BM) / 4 / 256}u; h++) {
         let idx = tid + h * 256u;
         ${pick}
         let gr = ${base} + r4 * 4u;
         let gk = k0 + k;
-        ${name}s[k * 32u + r4] = vec4<f32>(
-          ${lanes});
+        ${name}s[k * 32u + r4] = ${value};
       }`;
   };
   // The 8×8 block as 16 named vec4 accumulators: acc{2r+h} is row r (0..7) of the block, column half h.
@@ -78,14 +92,14 @@ function shader(transA: boolean, transB: boolean): string {
   }
   return /* wgsl */ `
 struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, pad: u32 }
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(0) var<storage, read> A: array<${vec ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> B: array<${vec ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const BK = ${BK}u;
-var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>; // [k][m / 4]
-var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>; // [k][n / 4]
+const BK = ${bk}u;
+var<workgroup> As: array<vec4<f32>, ${(bk * BM) / 4}>; // [k][m / 4]
+var<workgroup> Bs: array<vec4<f32>, ${(bk * BN) / 4}>; // [k][n / 4]
 
 fn store(gm: u32, gn: u32, v: vec4<f32>) {
   if (gm >= p.M) { return; }
@@ -122,17 +136,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 `;
 }
 
-/** Compiled GEMM pipelines of one device, one per (transA, transB). */
+/** Compiled GEMM pipelines of one device, one per (transA, transB, vec4 loads). */
 export class WebGpuGemm {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  readonly variant: GemmVariant;
 
-  constructor(private readonly dev: WebGpuDevice) {}
+  constructor(
+    private readonly dev: WebGpuDevice,
+    variant: Partial<GemmVariant> = {},
+  ) {
+    this.variant = { ...DEFAULT_GEMM_VARIANT, ...variant };
+    if (![8, 16, 32].includes(this.variant.bk)) throw new Error(`gemm: bk ${this.variant.bk} is not 8, 16 or 32`);
+    const wgBytes = 2 * this.variant.bk * BM * 4;
+    if (wgBytes > dev.limits.maxComputeWorkgroupStorageSize)
+      throw new Error(`gemm: bk ${this.variant.bk} needs ${wgBytes} bytes of workgroup memory; this adapter has ${dev.limits.maxComputeWorkgroupStorageSize}`);
+  }
 
-  private pipeline(transA: boolean, transB: boolean): GPUComputePipeline {
-    const key = `${+transA}${+transB}`;
+  private pipeline(transA: boolean, transB: boolean, vec: boolean): GPUComputePipeline {
+    const key = `${+transA}${+transB}${+vec}`;
     let pl = this.pipelines.get(key);
     if (pl === undefined) {
-      const module = this.dev.device.createShaderModule({ code: shader(transA, transB), label: `gemm${key}` });
+      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant.bk, vec), label: `gemm${key}` });
       pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
       this.pipelines.set(key, pl);
     }
@@ -155,7 +179,11 @@ export class WebGpuGemm {
     need(a.C, offC, M * N, 'C');
     if (M === 0 || N === 0) return;
     const params = new Uint32Array([M, N, K, offA, offB, offC, a.accumulate ? 1 : 0, 0]);
-    const pl = this.pipeline(a.transA, a.transB);
+    // vec4 loads need 16-byte alignment of every vec4 the contiguous operand reads (and of the strided one's base).
+    const ldA = a.transA ? M : K;
+    const ldB = a.transB ? K : N;
+    const vec = this.variant.vec4Loads === 'auto' && offA % 4 === 0 && offB % 4 === 0 && ldA % 4 === 0 && ldB % 4 === 0;
+    const pl = this.pipeline(a.transA, a.transB, vec);
     const bind = this.dev.device.createBindGroup({
       layout: pl.getBindGroupLayout(0),
       entries: [
