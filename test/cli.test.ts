@@ -11,9 +11,9 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string>; files: string[] };
 const BIN = path.join(repoRoot, pkg.bin['oreal'] as string);
 
-/** Run the bin itself (as `npx oreal` does: by its path, so the kernel needs its executable bit). */
+/** Run `oreal ARGS` with node (the bin's executable bit is the first test's business). */
 function oreal(args: string[]): SpawnSyncReturns<string> {
-  return spawnSync(BIN, args, { encoding: 'utf8', timeout: 30_000, cwd: repoRoot });
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000, cwd: repoRoot });
 }
 
 test('the bin named in package.json is executable after a build from scratch and runs --help', () => {
@@ -24,8 +24,73 @@ test('the bin named in package.json is executable after a build from scratch and
     pkg.files.some((f) => pkg.bin['oreal']!.startsWith(f)),
     `package.json "files" does not ship the bin ${pkg.bin['oreal']}`,
   );
-  const r = oreal(['--help']);
+  // Run it by its path, as `npx oreal` does: the kernel needs the executable bit and the #! line.
+  const r = spawnSync(BIN, ['--help'], { encoding: 'utf8', timeout: 30_000, cwd: repoRoot });
   assert.equal(r.error, undefined, String(r.error));
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^Usage: oreal /);
+});
+
+test('a usage error prints "oreal: error: ..." and one line pointing to --help, not the whole help', () => {
+  const cases: Array<{ args: string[]; message: RegExp; help: string }> = [
+    { args: ['eval', '--samples', 'x'], message: /^oreal: error: option '--samples <n>' argument 'x' is invalid\. expected a positive integer$/, help: 'oreal eval' },
+    { args: ['verify', '--bogus'], message: /^oreal: error: unknown option '--bogus'$/, help: 'oreal verify' },
+    { args: ['verify', '--output', 'x.jsonl'], message: /^oreal: error: --output needs --input$/, help: 'oreal verify' },
+    { args: ['serve'], message: /^oreal: error: required option '--model <dir>' not specified$/, help: 'oreal serve' },
+    { args: ['debug', 'loss'], message: /^oreal: error: required option '--policy <dir>' not specified$/, help: 'oreal debug loss' },
+    { args: ['nonsense'], message: /^oreal: error: unknown command 'nonsense'$/, help: 'oreal' },
+  ];
+  for (const c of cases) {
+    const r = oreal(c.args);
+    assert.equal(r.status, 1, `${c.args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 2, `${c.args.join(' ')}:\n${r.stderr}`);
+    assert.match(lines[0] ?? '', c.message);
+    assert.equal(lines[1], `(run '${c.help} --help' for usage)`);
+    assert.doesNotMatch(r.stderr, /Usage:/);
+  }
+});
+
+test('a failure inside a command has the same prefix as a usage error', () => {
+  const r = oreal(['eval', '--responses', path.join(repoRoot, 'no-such-file.jsonl'), '--k', '1']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^oreal: error: .*no-such-file\.jsonl: cannot read: ENOENT/);
+});
+
+/** `oreal ... --help` of every command and sub-command, found from the help texts themselves. */
+function allHelps(): Map<string, string> {
+  const out = new Map<string, string>();
+  const visit = (cmd: string[]): void => {
+    const r = oreal([...cmd, '--help']);
+    assert.equal(r.status, 0, `${cmd.join(' ')} --help: ${r.stderr}`);
+    out.set(['oreal', ...cmd].join(' '), r.stdout);
+    const section = r.stdout.split(/^Commands:$/m)[1];
+    if (section === undefined) return;
+    for (const m of section.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)) if (m[1] !== 'help') visit([...cmd, m[1] as string]);
+  };
+  visit([]);
+  return out;
+}
+
+test('help texts: start listed first, required options marked, no pointer to files the package does not ship', () => {
+  const helps = allHelps();
+  for (const name of ['oreal start', 'oreal train', 'oreal eval', 'oreal sft', 'oreal serve', 'oreal bench decode', 'oreal debug loss']) {
+    assert.ok(helps.has(name), `${name} missing from the help tree: ${[...helps.keys()].join(', ')}`);
+  }
+  const top = helps.get('oreal') as string;
+  const commands = [...(top.split(/^Commands:$/m)[1] ?? '').matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]);
+  assert.equal(commands[0], 'start', `commands listed: ${commands.join(', ')}`);
+
+  // serve's --model is required: its help says so.
+  const serveModel = /^ {2}--model <dir>(.*\n)(?: {4,}.*\n)*/m.exec(helps.get('oreal serve') as string)?.[0] ?? '';
+  assert.match(serveModel.replace(/\s+/g, ' '), /\(required\)/);
+  assert.match((helps.get('oreal sft') as string).replace(/\s+/g, ' '), /--config <file> .*\(required\)/);
+  // Optional options are not marked.
+  assert.doesNotMatch(/^ {2}--port.*$/m.exec(helps.get('oreal serve') as string)?.[0] ?? '', /required/);
+
+  // The package ships dist/src (compiled), not src/*.ts: a help text that sends the reader to a source file sends
+  // them nowhere. sft --help lists its config keys instead.
+  for (const [name, text] of helps) assert.doesNotMatch(text, /\bsrc\/\S+\.ts\b/, `${name} --help points to a source file`);
+  const sft = helps.get('oreal sft') as string;
+  for (const key of ['train_file', 'output_dir', 'model', 'max_seq_len', 'chat_template']) assert.match(sft, new RegExp(`^ {2}${key}\\b`, 'm'), `sft --help lacks ${key}`);
 });

@@ -37,6 +37,7 @@ import { VerifierPool } from '../verify/index.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { readBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
 import { computeMetrics, type AnswerEquivalence, type EvalMetrics, type ProblemOutcome, type SampleOutcome } from '../eval/metrics.js';
+import { configureErrors, reportFatal } from './program.js';
 import { OpenAIRolloutBackend, type RemoteChatMessage, type RemoteGenerationRequest } from '../eval/remote-backend.js';
 
 export const DEFAULT_PROMPT_SUFFIX = '\nPlease reason step by step, and put your final answer within \\boxed{}.';
@@ -218,16 +219,16 @@ export function registerEval(program: Command): void {
 
 /**
  * Run `oreal eval ARGS...` in this process (for scripts and tests, before or besides src/cli/main.ts): errors go to
- * stderr as `oreal: ...` and set a non-zero exit code, as the real entry point does.
+ * stderr as `oreal: error: ...` and set a non-zero exit code, as the real entry point does.
  */
 export async function runEvalCli(args: readonly string[]): Promise<void> {
-  const program = new Command().name('oreal').showHelpAfterError();
+  const program = new Command().name('oreal');
   registerEval(program);
+  configureErrors(program);
   try {
     await program.parseAsync(['eval', ...args], { from: 'user' });
   } catch (err) {
-    process.stderr.write(`oreal: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    reportFatal(err);
   }
 }
 
