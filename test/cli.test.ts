@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -93,4 +94,41 @@ test('help texts: start listed first, required options marked, no pointer to fil
   for (const [name, text] of helps) assert.doesNotMatch(text, /\bsrc\/\S+\.ts\b/, `${name} --help points to a source file`);
   const sft = helps.get('oreal sft') as string;
   for (const key of ['train_file', 'output_dir', 'model', 'max_seq_len', 'chat_template']) assert.match(sft, new RegExp(`^ {2}${key}\\b`, 'm'), `sft --help lacks ${key}`);
+});
+
+test('a model directory that does not exist is reported as such, before anything is loaded or written', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'oreal-cli-modeldir-'));
+  try {
+    const missing = path.join(tmp, 'no-such-model');
+    const data = path.join(tmp, 'bench.jsonl');
+    writeFileSync(data, `${JSON.stringify({ problem: '1+1?', answer: '2' })}\n`);
+    const flagCases: string[][] = [
+      ['eval', '--model', missing, '--data', data, '--samples', '1', '--out', path.join(tmp, 'eval-out')],
+      ['generate', '--model', missing, '--prompt', 'hi'],
+      ['serve', '--model', missing],
+      ['bench', 'decode', '--model', missing],
+    ];
+    for (const args of flagCases) {
+      const r = oreal(args);
+      assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^oreal: error: option '--model <[^>]+>' argument '.*no-such-model' is invalid\\. model directory not found: .*no-such-model\\n`), args.join(' '));
+    }
+    assert.ok(!existsSync(path.join(tmp, 'eval-out')), 'eval wrote its --out before finding the model missing');
+    const notDir = oreal(['generate', '--model', data, '--prompt', 'hi']);
+    assert.match(notDir.stderr, /not a directory: .*bench\.jsonl/);
+
+    // Model paths inside configs: named with the file and the key.
+    const runDir = path.join(tmp, 'run');
+    const train = oreal(['train', '--config', path.join(repoRoot, 'configs', 'tiny-test.yaml'), '--set', `actor=${missing}`, '--out', runDir]);
+    assert.equal(train.status, 1, train.stderr);
+    assert.match(train.stderr, /^oreal: error: .*tiny-test\.yaml: actor: model directory not found: .*no-such-model\n/);
+    assert.ok(!existsSync(runDir), 'train made its run directory before finding the model missing');
+    const sftConfig = path.join(tmp, 'sft.yaml');
+    writeFileSync(sftConfig, `model: ${missing}\ntrain_file: ${data}\noutput_dir: ${path.join(tmp, 'sft-out')}\n`);
+    const sft = oreal(['sft', '--config', sftConfig]);
+    assert.equal(sft.status, 1, sft.stderr);
+    assert.match(sft.stderr, /^oreal: error: .*sft\.yaml: model: model directory not found: .*no-such-model\n/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });

@@ -37,6 +37,7 @@ import { VerifierPool } from '../verify/index.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { readBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
 import { computeMetrics, type AnswerEquivalence, type EvalMetrics, type ProblemOutcome, type SampleOutcome } from '../eval/metrics.js';
+import { modelDir } from './option-parsers.js';
 import { configureErrors, reportFatal } from './program.js';
 import { OpenAIRolloutBackend, type RemoteChatMessage, type RemoteGenerationRequest } from '../eval/remote-backend.js';
 
@@ -185,11 +186,11 @@ export function registerEval(program: Command): void {
     .option('--question-field <name>', 'field holding the question (default "problem", else "question")')
     .option('--answer-field <name>', 'field holding the gold answer; text after the last "####" is taken', 'answer')
     .option('--id-field <name>', 'field holding the problem id (default "id", "unique_id", "idx", else the line number)')
-    .option('--model <dir>', 'local Hugging Face checkpoint directory (local engine, model chat template)')
+    .option('--model <dir>', 'local Hugging Face checkpoint directory (local engine, model chat template)', modelDir)
     .option('--endpoint <url>', 'OpenAI-compatible server, e.g. http://127.0.0.1:30000 (API key from env OREAL_API_KEY); a request the server rejects (4xx) or that fails after --retries is recorded as error samples (counted in "errors", not retried on resume); a server that cannot be reached aborts the run')
     .option('--model-name <name>', 'model name sent to --endpoint')
     .addOption(new Option('--api <api>', 'endpoint API: chat messages or completions prompt').choices(['chat', 'completions']).default('chat'))
-    .option('--tokenizer <dir>', 'with --api completions: render prompts with this chat template')
+    .option('--tokenizer <dir>', 'with --api completions: render prompts with this chat template (a model directory)', modelDir)
     .option('--samples <n>', 'samples per problem', positiveInt)
     .option('--k <list>', 'k values of pass@k (and maj@k unless --maj-k)', intList, [1])
     .option('--maj-k <list>', 'k values of maj@k (default: --k)', intList)

@@ -1,6 +1,7 @@
 // `oreal sft --config FILE.yaml [--set key=value ...]`: supervised fine-tuning on JSONL chat data (src/train/sft.ts).
 import type { Command } from 'commander';
 import { loadSftConfig, runSft, sftConfigSchema, type SftLogRecord } from '../train/sft.js';
+import { modelDirProblem } from './option-parsers.js';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -49,8 +50,13 @@ export function registerSft(program: Command): void {
     .requiredOption('-c, --config <file>', 'YAML config (keys below)')
     .option('-s, --set <key=value>', 'override a config key (dotted for nested, e.g. architecture.hidden_size=128)', collect, [])
     .addHelpText('after', () => sftConfigKeysHelp())
-    .action(async (opts: { config: string; set: string[] }) => {
+    .action(async (opts: { config: string; set: string[] }, cmd: Command) => {
       const cfg = loadSftConfig(opts.config, opts.set);
+      for (const key of ['model', 'tokenizer'] as const) {
+        const dir = cfg[key];
+        const problem = dir === undefined ? null : modelDirProblem(dir);
+        if (problem !== null) cmd.error(`error: ${opts.config}: ${key}: ${problem}`);
+      }
       const res = await runSft(cfg, {
         onLog: (r) => process.stdout.write(formatSftLog(r) + '\n'),
         onInfo: (m) => process.stdout.write(m + '\n'),

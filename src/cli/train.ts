@@ -8,8 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { loadTrainConfig } from '../train/config.js';
+import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { runTraining } from '../train/trainer.js';
+import { modelDirProblem } from './option-parsers.js';
 
 interface TrainCliOptions {
   config?: string;
@@ -28,6 +29,15 @@ function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
+}
+
+/** The model directories a config names (resolved paths), by key. */
+function modelDirsOf(c: TrainConfig): Array<[string, string]> {
+  const dirs: Array<[string, string]> = [['actor', c.actor]];
+  if (c.reference !== null) dirs.push(['reference', c.reference]);
+  if (typeof c.token_level_rm === 'string') dirs.push(['token_level_rm', c.token_level_rm]);
+  if (c.tokenizer !== null) dirs.push(['tokenizer', c.tokenizer]);
+  return dirs;
 }
 
 function defaultRunDir(): string {
@@ -55,6 +65,10 @@ export function registerTrain(program: Command): void {
         if (!fs.existsSync(configFile)) cmd.error(`error: ${configFile} not found: give --config`);
       }
       const config = loadTrainConfig(configFile, opts.set);
+      for (const [key, dir] of modelDirsOf(config)) {
+        const problem = modelDirProblem(dir);
+        if (problem !== null) cmd.error(`error: ${configFile}: ${key}: ${problem}`);
+      }
       const outDir = opts.resume ?? opts.out ?? defaultRunDir();
       if (opts.resume === undefined && fs.existsSync(path.join(outDir, 'state')))
         cmd.error(`error: ${outDir} already holds a run: use --resume ${outDir} to continue it, or another --out`);
