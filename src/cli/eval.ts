@@ -35,7 +35,7 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { VerifierPool } from '../verify/index.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
-import { readBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
+import { loadBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
 import { computeMetrics, type AnswerEquivalence, type EvalMetrics, type ProblemOutcome, type SampleOutcome } from '../eval/metrics.js';
 import { modelDir } from './option-parsers.js';
 import { configureErrors, reportFatal } from './program.js';
@@ -184,7 +184,7 @@ export function registerEval(program: Command): void {
     .option('--data <file>', 'benchmark JSONL file')
     .option('--responses <file>', 'score existing generations: JSONL lines {"id", "gold", "responses": [text, ...]}')
     .option('--question-field <name>', 'field holding the question (default "problem", else "question")')
-    .option('--answer-field <name>', 'field holding the gold answer; text after the last "####" is taken', 'answer')
+    .option('--answer-field <name>', 'field holding the gold answer (default "answer", else "gold_answer", as the first record has); text after the last "####" is taken')
     .option('--id-field <name>', 'field holding the problem id (default "id", "unique_id", "idx", else the line number)')
     .option('--model <dir>', 'local Hugging Face checkpoint directory (local engine, model chat template)', modelDir)
     .option('--endpoint <url>', 'OpenAI-compatible server, e.g. http://127.0.0.1:30000 (API key from env OREAL_API_KEY); a request the server rejects (4xx) or that fails after --retries is recorded as error samples (counted in "errors", not retried on resume); a server that cannot be reached aborts the run')
@@ -234,6 +234,11 @@ export async function runEvalCli(args: readonly string[]): Promise<void> {
 }
 
 // ------------------------------------------------------------------------------------------------ shared helpers
+
+/** Whether a samples file holds anything (a torn first line counts: it is repaired on resume, not discarded). */
+function hasRecords(file: string): boolean {
+  return existsSync(file) && statSync(file).size > 0;
+}
 
 /** Write a file atomically (temp file + rename). */
 function writeAtomic(file: string, text: string): void {
@@ -606,7 +611,7 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
   if (maxK > samples) fail(`k=${maxK} exceeds --samples ${samples}`);
 
   const dataFile = resolve(opts.data);
-  const problems = readBenchmark(dataFile, {
+  const { problems, answerField } = loadBenchmark(dataFile, {
     questionField: opts.questionField,
     answerField: opts.answerField,
     idField: opts.idField,
@@ -615,7 +620,7 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
   const settings: EvalSettings = {
     data: dataFile,
     question_field: opts.questionField ?? null,
-    answer_field: opts.answerField ?? 'answer',
+    answer_field: answerField,
     id_field: opts.idField ?? null,
     backend: opts.model !== undefined ? `local:${resolve(opts.model)}` : `endpoint:${opts.endpoint ?? ''}#${opts.modelName ?? ''}`,
     api: opts.model !== undefined ? null : opts.api,
@@ -643,9 +648,15 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
       return fail(`${settingsFile}: invalid JSON: ${(e as Error).message}`);
     }
     const diffs = compareSettings(prev, settings);
-    if (diffs.length > 0) fail(`refusing to resume in ${outDir}: settings differ from the earlier run: ${diffs.join('; ')} (use another --out, or remove the directory)`);
+    if (diffs.length > 0) {
+      // The settings guard the samples written under them; a run that stopped before writing one (dead endpoint,
+      // missing model, bad URL) leaves nothing to guard, and its corrected rerun starts afresh.
+      if (hasRecords(samplesFile)) fail(`refusing to resume in ${outDir}: settings differ from the earlier run: ${diffs.join('; ')} (use another --out, or remove the directory)`);
+      process.stderr.write(`eval: ${settingsFile}: the earlier run wrote no samples; starting afresh with the new settings (${diffs.join('; ')})\n`);
+      writeAtomic(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
+    }
   } else {
-    if (existsSync(samplesFile) && statSync(samplesFile).size > 0) fail(`${samplesFile} exists without settings.json: refusing to mix runs`);
+    if (hasRecords(samplesFile)) fail(`${samplesFile} exists without settings.json: refusing to mix runs`);
     writeAtomic(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
   }
 
