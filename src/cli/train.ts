@@ -3,8 +3,9 @@
 //   oreal train --config configs/tiny-test.yaml [--set key=value ...] [--out RUN_DIR]
 //   oreal train --resume RUN_DIR [--set key=value ...]           (the run's config.resolved.yaml)
 //
-// Ctrl-C stops after the step in progress (its state is saved); a second Ctrl-C exits at once (the last saved state
-// is intact and `--resume` continues from it).
+// Ctrl-C stops after the step in progress (its state is saved) and exits with status 130, naming the command that
+// resumes the run; a second Ctrl-C exits at once, also 130 (the last saved state is intact and `--resume` continues
+// from it).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -40,6 +41,9 @@ function modelDirsOf(c: TrainConfig): Array<[string, string]> {
   return dirs;
 }
 
+/** Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+export const INTERRUPTED_EXIT = 130;
+
 function defaultRunDir(): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
   return path.join('runs', `run-${stamp}`);
@@ -74,13 +78,15 @@ export function registerTrain(program: Command): void {
         cmd.error(`error: ${outDir} already holds a run: use --resume ${outDir} to continue it, or another --out`);
       const ac = new AbortController();
       let interrupts = 0;
+      const resumeHint = `oreal train --resume ${outDir}`;
       const onSigint = (): void => {
         interrupts++;
         if (interrupts === 1) {
           process.stderr.write('\noreal train: stopping after the current step (Ctrl-C again to exit now)\n');
           ac.abort();
         } else {
-          process.exit(130);
+          process.stderr.write(`oreal train: exiting now; resume from the last saved step with: ${resumeHint}\n`);
+          process.exit(INTERRUPTED_EXIT);
         }
       };
       process.on('SIGINT', onSigint);
@@ -93,6 +99,11 @@ export function registerTrain(program: Command): void {
           ...(opts.quiet ? { onLog: () => undefined } : {}),
         });
         process.stdout.write(`${JSON.stringify({ run_dir: res.runDir, step: res.step, total_steps: config.total_steps })}\n`);
+        const goal = Math.min(config.total_steps, opts.stopAfter ?? Infinity);
+        if (ac.signal.aborted && res.step < goal) {
+          process.stderr.write(`oreal train: interrupted after step ${res.step} of ${config.total_steps}; resume with: ${resumeHint}\n`);
+          process.exitCode = INTERRUPTED_EXIT;
+        }
       } finally {
         process.off('SIGINT', onSigint);
       }
