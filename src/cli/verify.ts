@@ -330,10 +330,13 @@ function sameFile(a: string, b: string): boolean {
 function openOutput(output: string, input: string, cmd: Command): { fd: number; commit(): void; discard(): void } {
   if (sameFile(output, input)) cmd.error(`error: --output ${output} is the --input file: it would be overwritten while read`);
   let target = output;
-  let special = false;
+  // /dev/stdout and the like name an open descriptor: renaming a file over what they resolve to would miss it.
+  let special = /^\/(dev|proc)\//.test(output);
   try {
-    target = realpathSync(output); // write through a symlink, as opening it would
-    special = !statSync(target).isFile();
+    if (!special) {
+      target = realpathSync(output); // write through a symlink, as opening it would
+      special = !statSync(target).isFile();
+    }
   } catch {
     // a new file
   }
