@@ -1,7 +1,10 @@
 // How every `oreal` command reports problems: one prefix (`oreal: error: ...`) for usage errors and failures alike,
-// a usage error followed by one line pointing to the command's --help (not the whole help), and required options
-// marked "(required)" in the help.
+// a usage error followed by one line pointing to the command's --help (not the whole help), required options
+// marked "(required)" in the help, and the exit status of a run stopped by Ctrl-C.
 import { Help, type Command, type Option } from 'commander';
+
+/** Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it). */
+export const INTERRUPTED_EXIT = 130;
 
 /** The prefix of every error line the CLI prints. */
 export const ERROR_PREFIX = 'oreal: error: ';

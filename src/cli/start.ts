@@ -11,7 +11,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createProgress } from '../main-job/progress.js';
 import { DEFAULT_MAIN_JOB_CONFIG, MissingInputError, formatResult, runMainJob } from '../main-job/run.js';
 import { TrainConfigError } from '../train/config.js';
-import { INTERRUPTED_EXIT } from './train.js';
+import { INTERRUPTED_EXIT } from './program.js';
 
 interface StartCliOptions {
   config: string;

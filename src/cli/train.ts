@@ -12,6 +12,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { runTraining } from '../train/trainer.js';
 import { modelDirProblem } from './option-parsers.js';
+import { INTERRUPTED_EXIT } from './program.js';
 
 interface TrainCliOptions {
   config?: string;
@@ -40,9 +41,6 @@ function modelDirsOf(c: TrainConfig): Array<[string, string]> {
   if (c.tokenizer !== null) dirs.push(['tokenizer', c.tokenizer]);
   return dirs;
 }
-
-/** Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it. */
-export const INTERRUPTED_EXIT = 130;
 
 function defaultRunDir(): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
