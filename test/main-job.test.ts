@@ -239,19 +239,30 @@ function tinyJobSets(root: string, steps: number): string[] {
   ].flatMap((kv) => ['--set', kv]);
 }
 
-/** Run `oreal ARGS`, send SIGINT once stderr matches `ready`, and return how it ended. */
-function interruptWhen(args: readonly string[], ready: RegExp): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Run `oreal ARGS`, send SIGINT once stderr matches `ready` (and again once it then matches `again`, when given: two
+ * signals sent at once can arrive as one), and return how it ended.
+ */
+function interruptWhen(
+  args: readonly string[],
+  ready: RegExp,
+  { again, cwd = ROOT }: { again?: RegExp; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let sent = false;
+    let sentAgain = false;
     const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.stderr.on('data', (c: Buffer) => {
       stderr += c.toString();
       if (!sent && ready.test(stderr)) {
         sent = true;
+        child.kill('SIGINT');
+      } else if (sent && !sentAgain && again !== undefined && again.test(stderr)) {
+        sentAgain = true;
         child.kill('SIGINT');
       }
     });
@@ -288,6 +299,19 @@ describe('Ctrl-C of a training run', () => {
     assert.match(r.stderr, new RegExp(`oreal start: interrupted after step \\d+ of 500 \\(summary and report written\\); continue the training with: oreal train --resume ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(r.stdout, /OREAL main job stopped after step \d+ of 500/);
     for (const f of ['summary.json', 'report.html']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  });
+
+  test('oreal start: a second Ctrl-C exits at once, 130, naming the run directory it chose', async () => {
+    const root = tmpDir('sigint-start-twice');
+    // No --out: the run directory is runs/<algorithm>-seed<seed>-<time> under the working directory.
+    // Longer steps than the other tests', so the second signal lands well inside the step the first one let finish.
+    const slower = ['--set', 'gen_global_batch=32', '--set', 'gen_max_new=48'];
+    const r = await interruptWhen(['start', '--config', CONFIG, ...tinyJobSets(root, 500), ...slower, '--plain'], /step 1\/500/, { again: /Ctrl-C again to exit now/, cwd: root });
+    assert.equal(r.code, 130, `stderr:\n${r.stderr}`);
+    const m = /oreal start: exiting now; continue from the last saved step with: oreal train --resume (\S+)/.exec(r.stderr);
+    assert.ok(m !== null, r.stderr);
+    assert.equal(path.dirname(m[1] as string), path.join(fs.realpathSync(root), 'runs'));
+    assert.ok(fs.existsSync(path.join(m[1] as string, 'state')), 'the named directory holds the saved state');
   });
 });
 

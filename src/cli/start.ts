@@ -44,6 +44,7 @@ export function registerStart(program: Command): void {
     .option('--verbose', "also print the trainer's log lines (always in RUN_DIR/train.log)")
     .action(async (opts: StartCliOptions, cmd: Command) => {
       const ac = new AbortController();
+      let runDir = opts.out ?? 'RUN_DIR';
       let interrupts = 0;
       const onSigint = (): void => {
         interrupts++;
@@ -51,8 +52,7 @@ export function registerStart(program: Command): void {
           process.stderr.write('\noreal start: stopping after the current step (Ctrl-C again to exit now)\n');
           ac.abort();
         } else {
-          const dir = opts.out ?? 'RUN_DIR';
-          process.stderr.write(`oreal start: exiting now; continue from the last saved step with: oreal train --resume ${dir}\n`);
+          process.stderr.write(`oreal start: exiting now; continue from the last saved step with: oreal train --resume ${runDir}\n`);
           process.exit(INTERRUPTED_EXIT);
         }
       };
@@ -68,6 +68,9 @@ export function registerStart(program: Command): void {
           progress,
           ...(opts.verbose === true ? { onLog: (l: string) => progress.log(l) } : {}),
           signal: ac.signal,
+          onRunDir: (dir) => {
+            runDir = dir;
+          },
         });
         progress.stop();
         process.stdout.write(formatResult(res));
