@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { computeMetrics, majorityVote, passAtK, type ProblemOutcome } from '../src/eval/metrics.js';
-import { DataError, goldFromAnswerField, readBenchmark, readResponses } from '../src/eval/data.js';
+import { DataError, goldFromAnswerField, loadBenchmark, readBenchmark, readResponses } from '../src/eval/data.js';
 import { OpenAIRolloutBackend, type RemoteGenerationRequest } from '../src/eval/remote-backend.js';
 import type { SamplingParams } from '../src/sample/types.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
@@ -819,6 +819,80 @@ test('oreal eval --endpoint records a rejected request (HTTP 400) as error sampl
       server.closeAllConnections();
       server.close();
     }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('benchmark reading: the gold answer field is detected ("answer", else "gold_answer"); when neither, the error names the fields', () => {
+  const dir = tempDir();
+  try {
+    const f = join(dir, 'gold-answer.jsonl');
+    writeFileSync(f, [{ question: 'q1', gold_answer: '3' }, { question: 'q2', gold_answer: 'Work. #### 4' }].map((r) => JSON.stringify(r)).join('\n'));
+    const b = loadBenchmark(f);
+    assert.equal(b.answerField, 'gold_answer');
+    assert.deepEqual(b.problems.map((p) => p.gold), ['3', '4']);
+    assert.deepEqual(readBenchmark(f).map((p) => p.gold), ['3', '4']);
+    assert.equal(loadBenchmark(sharedFile('math500_test.jsonl'), { limit: 1 }).answerField, 'answer');
+    // The bundled held-out split, as the README runs it, now without --answer-field.
+    const bundled = loadBenchmark(join(repoRoot, 'data', 'arith-heldout.jsonl'), { limit: 3 });
+    assert.equal(bundled.answerField, 'gold_answer');
+    assert.equal(bundled.problems.length, 3);
+    // An explicit field is used as given, and a record missing it is an error naming that field.
+    assert.throws(() => readBenchmark(f, { answerField: 'answer' }), /gold-answer\.jsonl:1:answer: missing \(gold answer\)/);
+    const neither = join(dir, 'neither.jsonl');
+    writeFileSync(neither, JSON.stringify({ problem: 'p', solution: 's', final: '5' }));
+    assert.throws(
+      () => readBenchmark(neither),
+      /neither\.jsonl:1:answer: missing \(gold answer; tried "answer" and "gold_answer"; the record has problem, solution, final; name the field with --answer-field\)/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('oreal eval: a run that failed before writing any sample does not block the corrected rerun', async () => {
+  const fake = await startFake();
+  const dir = tempDir();
+  try {
+    const data = writeBenchmark(dir);
+    const out = join(dir, 'out');
+    const common = ['--data', data, '--samples', '2', '--k', '1', '--out', out, '--json', '--threads', '1'];
+    // A dead endpoint (nothing listens on port 9), a malformed URL, a missing model: each run stops early.
+    const dead = await runCli([...common, '--endpoint', 'http://127.0.0.1:9', '--model-name', 'fake', '--retries', '0']);
+    assert.notEqual(dead.code, 0);
+    assert.match(dead.stderr, /network error/);
+    const badUrl = await runCli([...common, '--endpoint', 'localhost:8000', '--model-name', 'fake']);
+    assert.notEqual(badUrl.code, 0);
+    assert.match(badUrl.stderr, /must be an http\(s\) URL/);
+    const noModel = await runCli([...common, '--model', join(dir, 'no-such-model')]);
+    assert.notEqual(noModel.code, 0);
+    // The corrected command runs.
+    const ok = await runCli([...common, '--endpoint', fake.url, '--model-name', 'fake']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(lastJson(ok.stdout).n, 3);
+    assert.equal((JSON.parse(readFileSync(join(out, 'settings.json'), 'utf8')) as { backend: string }).backend, `endpoint:${fake.url}#fake`);
+    assert.equal(readSamples(out).length, 6);
+    // Once samples exist, changed settings are still refused.
+    const changed = await runCli([...common, '--endpoint', fake.url, '--model-name', 'fake', '--temperature', '0.5']);
+    assert.notEqual(changed.code, 0);
+    assert.match(changed.stderr, /refusing to resume.*--temperature/);
+  } finally {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('oreal eval on the bundled data needs no --answer-field, and records the field it used', async () => {
+  const fake = await startFake();
+  const dir = tempDir();
+  try {
+    const out = join(dir, 'out');
+    const r = await runCli(['--data', join(repoRoot, 'data', 'arith-heldout.jsonl'), '--limit', '2', '--endpoint', fake.url, '--model-name', 'fake', '--samples', '1', '--out', out, '--json', '--threads', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(lastJson(r.stdout).n, 2);
+    assert.equal((JSON.parse(readFileSync(join(out, 'settings.json'), 'utf8')) as { answer_field: string }).answer_field, 'gold_answer');
+  } finally {
+    await fake.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -4,7 +4,8 @@
 // token-level RM weights, and report.html with its charts. Also the "starting policy missing" message.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,7 +15,7 @@ import { saveCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model, qwen2ConfigFromModelConfig } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { freshModelConfig } from '../src/train/sft.js';
-import { formatDuration } from '../src/main-job/progress.js';
+import { createProgress, formatDuration, type JobPhase, type ProgressSnapshot } from '../src/main-job/progress.js';
 import { meanStd, markdownTable } from '../src/main-job/stats.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -22,6 +23,7 @@ const ROOT = path.resolve(HERE, '..', '..');
 const TOKENIZER = path.join(ROOT, 'data', 'arith-tokenizer');
 const CONFIG = path.join(ROOT, 'configs', 'main-job.yaml');
 const START = pathToFileURL(path.join(ROOT, 'dist', 'src', 'cli', 'start.js')).href;
+const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 function tmpDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `oreal-main-job-${name}-`));
@@ -216,5 +218,126 @@ describe('oreal start (main job)', () => {
     ]);
     assert.match(md, /^\| algorithm \|/);
     assert.match(md, /\| oreal \| 2 \| 41\.0 ± 1\.4 \| 57\.5 ± 3\.5 \| \+16\.5 ± 2\.1 \|/);
+  });
+});
+
+/** The tiny job of the end-to-end test, as `--set` arguments, with `steps` steps and no in-loop evaluation. */
+function tinyJobSets(root: string, steps: number): string[] {
+  const actor = path.join(root, 'policy');
+  writeTinyPolicy(actor);
+  const prompts = path.join(root, 'prompts.jsonl');
+  writeJsonl(prompts, [
+    { question: 'Compute 2+3.', gold_answer: '5', pass_rate: 0.25 },
+    { question: 'Compute 7-4.', gold_answer: '3', pass_rate: 0.5 },
+  ]);
+  const heldout = path.join(root, 'heldout.jsonl');
+  writeJsonl(heldout, [{ question: 'Compute 4+4.', gold_answer: '8' }]);
+  return [
+    `actor=${actor}`, `datasets=${prompts}`, `eval_dataset=${heldout}`, `total_steps=${steps}`, 'gen_global_batch=8',
+    'prompt_repeat_k=4', 'gen_max_new=8', 'eval_max_new=4', 'eval_samples=1', `eval_interval=${steps}`,
+    'warmup_steps=0', `checkpoint_interval=${steps}`, 'backend=js', 'threads=1',
+  ].flatMap((kv) => ['--set', kv]);
+}
+
+/**
+ * Run `oreal ARGS`, send SIGINT once stderr matches `ready` (and again once it then matches `again`, when given: two
+ * signals sent at once can arrive as one), and return how it ended.
+ */
+function interruptWhen(
+  args: readonly string[],
+  ready: RegExp,
+  { again, cwd = ROOT }: { again?: RegExp; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    let sentAgain = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      if (!sent && ready.test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      } else if (sent && !sentAgain && again !== undefined && again.test(stderr)) {
+        sentAgain = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('Ctrl-C of a training run', () => {
+  test('oreal train: exits 130 after the step in progress and says how to resume; the resume continues', async () => {
+    const root = tmpDir('sigint-train');
+    const out = path.join(root, 'run');
+    const r = await interruptWhen(['train', '--config', CONFIG, ...tinyJobSets(root, 500), '--out', out], /step 1\b/);
+    assert.equal(r.code, 130, `stderr:\n${r.stderr}`);
+    const m = /oreal train: interrupted after step (\d+) of 500; resume with: oreal train --resume (\S+)/.exec(r.stderr);
+    assert.ok(m !== null, r.stderr);
+    assert.equal(m[2], out);
+    const step = Number(m[1]);
+    assert.ok(step >= 1 && step < 500);
+    // The resumed run picks up at the next step.
+    const res = spawnSync(process.execPath, [MAIN, 'train', '--resume', out, '--stop-after', String(step + 1), '--quiet'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    assert.equal(res.status, 0, res.stderr);
+    assert.equal((JSON.parse(res.stdout.trim().split('\n').pop() as string) as { step: number }).step, step + 1);
+  });
+
+  test('oreal start: exits 130 with summary and report written, and says how to continue', async () => {
+    const root = tmpDir('sigint-start');
+    const out = path.join(root, 'run');
+    const r = await interruptWhen(['start', '--config', CONFIG, ...tinyJobSets(root, 500), '--plain', '--out', out], /step 1\/500/);
+    assert.equal(r.code, 130, `stderr:\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`oreal start: interrupted after step \\d+ of 500 \\(summary and report written\\); continue the training with: oreal train --resume ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(r.stdout, /OREAL main job stopped after step \d+ of 500/);
+    for (const f of ['summary.json', 'report.html']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  });
+
+  test('oreal start: a second Ctrl-C exits at once, 130, naming the run directory it chose', async () => {
+    const root = tmpDir('sigint-start-twice');
+    // No --out: the run directory is runs/<algorithm>-seed<seed>-<time> under the working directory.
+    // Longer steps than the other tests', so the second signal lands well inside the step the first one let finish.
+    const slower = ['--set', 'gen_global_batch=32', '--set', 'gen_max_new=48'];
+    const r = await interruptWhen(['start', '--config', CONFIG, ...tinyJobSets(root, 500), ...slower, '--plain'], /step 1\/500/, { again: /Ctrl-C again to exit now/, cwd: root });
+    assert.equal(r.code, 130, `stderr:\n${r.stderr}`);
+    const m = /oreal start: exiting now; continue from the last saved step with: oreal train --resume (\S+)/.exec(r.stderr);
+    assert.ok(m !== null, r.stderr);
+    assert.equal(path.dirname(m[1] as string), path.join(fs.realpathSync(root), 'runs'));
+    assert.ok(fs.existsSync(path.join(m[1] as string, 'state')), 'the named directory holds the saved state');
+  });
+});
+
+describe('progress bar (terminal)', () => {
+  test('shows rollout, judge and update as each starts, though the work that follows holds the event loop', () => {
+    const written: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb): void {
+        written.push(chunk.toString());
+        cb();
+      },
+    }) as unknown as NodeJS.WriteStream;
+    Object.assign(stream, { isTTY: true, columns: 160, rows: 40 });
+    const view = createProgress(stream, 10);
+    const snap: ProgressSnapshot = { phase: 'rollout', step: 3, totalSteps: 10, reward: 0.25, kept: 8, pass1: 0.5, greedy: 0.5, evalStep: 0, etaS: 60 };
+    try {
+      for (const phase of ['rollout', 'judge', 'update', 'save', 'rollout'] as JobPhase[]) {
+        const from = written.length;
+        view.update({ ...snap, phase });
+        // No await here: the trainer's update (and the local engine's rollout) run synchronously after the label
+        // changes, so whatever is not drawn now is not drawn until the phase is over.
+        const drawn = written.slice(from).join('');
+        assert.match(drawn, new RegExp(`${phase} +\u2588`), `phase ${phase} not drawn at once: ${JSON.stringify(drawn)}`);
+      }
+    } finally {
+      view.stop();
+    }
   });
 });

@@ -4,10 +4,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { inflateSync } from 'node:zlib';
 import { Command } from 'commander';
 import { escapeHtml } from '../src/report/escape.js';
@@ -287,9 +288,12 @@ test('renderReport: heat-map spans = tokens of the shown trajectories, each titl
   }
 });
 
-test('renderReport handles missing pieces: empty dir, no evals, no weights, no summary', () => {
+test('renderReport handles missing pieces: a run just started, no evals, no weights, no summary', () => {
   const empty = mkdtempSync(join(tmpdir(), 'oreal-report-empty-'));
   try {
+    // What the trainer has made before its first step (an empty folder is not a run: see below).
+    mkdirSync(join(empty, 'trajectories'));
+    mkdirSync(join(empty, 'checkpoints'));
     const html = renderReport(empty, { onWarning: () => assert.fail('no warnings expected') });
     assert.equal(count(html, 'no data yet'), 8);
     assert.ok(html.includes('No training steps logged yet'));
@@ -300,7 +304,6 @@ test('renderReport handles missing pieces: empty dir, no evals, no weights, no s
 
     // Steps but no eval lines, no summary, trajectories without tokens; a half-written last line.
     writeFileSync(join(empty, 'metrics.jsonl'), `${JSON.stringify({ step: 1, avg_judger_reward: 0.1, total_time: 30, eta: 60 })}\n{"step": 2, "avg_ju`);
-    mkdirSync(join(empty, 'trajectories'));
     writeFileSync(join(empty, 'trajectories', 'step-1.jsonl'), `${JSON.stringify({ text: 'a <b>', num_tokens: 2, reward: -1, advantage: -0.5 })}\nnot json\n`);
     const warnings: string[] = [];
     const html2 = renderReport(empty, { onWarning: (w) => warnings.push(w) });
@@ -552,6 +555,47 @@ test('headless Chromium renders the report: charts and heat-map colours on a non
     assert.ok(stats.heatHigh >= 200, `heat-map green (weight 1) visible: ${stats.heatHigh} px`);
     assert.ok(stats.heatQuarter >= 100, `heat-map mid shade (weight 0.25) visible: ${stats.heatQuarter} px`);
     assert.ok(stats.chartBlue >= 300, `chart lines visible: ${stats.chartBlue} px`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a folder that is not a run is refused (no report written); a run that has only just started is not', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'oreal-report-notrun-'));
+  try {
+    writeFileSync(join(dir, 'notes.txt'), 'not a run\n');
+    assert.throws(() => writeReport(dir), /is not a run directory: it has none of config\.resolved\.yaml, metrics\.jsonl, summary\.json, trajectories\//);
+    assert.ok(!existsSync(join(dir, 'report.html')));
+    const cli = spawnSync(process.execPath, [fileURLToPath(new URL('../src/cli/main.js', import.meta.url)), 'report', dir], { encoding: 'utf8' });
+    assert.equal(cli.status, 1, cli.stderr);
+    assert.match(cli.stderr, /^oreal: error: .*is not a run directory/);
+    assert.ok(!existsSync(join(dir, 'report.html')));
+    // The trainer makes trajectories/ and checkpoints/ before its first step: that is already a run.
+    mkdirSync(join(dir, 'trajectories'));
+    assert.ok(writeReport(dir, undefined, { onWarning: () => undefined }).endsWith('report.html'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sample trajectories show the question they answer (the trainer dumps it as "question", the prompt as an index)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'oreal-report-question-'));
+  try {
+    mkdirSync(join(dir, 'trajectories'));
+    // Lines as src/train/trainer.ts writes them.
+    const line = (sample: number, text: string, reward: number, advantage: number): string =>
+      JSON.stringify({ prompt: 0, sample, question: 'What is 17 + 25? <b>', gold: '42', text, num_tokens: 5, finish_reason: 'stop', reward, advantage, kept: true, judge: 'rule' });
+    writeFileSync(join(dir, 'trajectories', 'step-1.jsonl'), [line(0, '\\boxed{42}', 1, 0.5), line(1, '\\boxed{41}', -1, -0.5)].join('\n') + '\n');
+    const run = loadRun(dir);
+    assert.equal(run.lastTrajectories?.trajectories[0]?.question, 'What is 17 + 25? <b>');
+    const html = renderReport(dir, { onWarning: () => undefined });
+    const articles = html.split('<article class="traj').slice(1);
+    assert.equal(articles.length, 2);
+    for (const a of articles) {
+      assert.ok(a.includes('What is 17 + 25? &lt;b&gt;'), 'question shown, escaped');
+      assert.match(a, /gold answer.*42/);
+      assert.ok(!/<details>[^]*What is 17/.test(a.split('</article>')[0] ?? ''), 'the question is in view, not folded away');
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

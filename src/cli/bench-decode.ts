@@ -18,6 +18,7 @@ import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, type Qwen2Config } from '../model/qwen2.js';
 import { generate, newGenerateStats } from '../sample/generate.js';
 import { KvDecoder } from '../sample/kv-decoder.js';
+import { modelDirOrRandom } from './option-parsers.js';
 import { Rng } from '../sample/sampler.js';
 import type { GenerationRequest } from '../sample/types.js';
 
@@ -219,7 +220,7 @@ export function registerBenchDecode(bench: Command): Command {
   return bench
     .command('decode')
     .description('greedy KV-cache generation speed (tokens/s, median of timed runs; noisy on a busy machine)')
-    .requiredOption('--model <dir|random:spec>', 'checkpoint directory, or random:layers=4,hidden=256,heads=4,kv-heads=2,intermediate=1024,vocab=512')
+    .requiredOption('--model <dir|random:spec>', 'checkpoint directory, or random:layers=4,hidden=256,heads=4,kv-heads=2,intermediate=1024,vocab=512', modelDirOrRandom)
     .option('--batch <n>', 'sequences decoded together', positiveInt, 16)
     .option('--prompt-len <n>', 'random prompt length', positiveInt, 32)
     .option('--new-tokens <n>', 'tokens generated per sequence', positiveInt, 96)

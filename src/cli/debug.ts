@@ -12,6 +12,7 @@ import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '..
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, crossEntropyLoss } from '../model/qwen2.js';
 import { registerDebugLoss } from './debug-loss.js';
+import { modelDir } from './option-parsers.js';
 
 interface GradOptions {
   model: string;
@@ -75,7 +76,7 @@ export function registerDebug(program: Command): void {
   debug
     .command('grad')
     .description('mean next-token cross-entropy and per-parameter gradient norms for a batch of token ids')
-    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors)')
+    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors)', modelDir)
     .requiredOption('--tokens <file>', 'JSON file {"input_ids": [[...], ...]} with rows of equal length')
     .option('--json', 'print one JSON line {"loss", "grad_norms"}')
     .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))

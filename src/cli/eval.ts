@@ -35,8 +35,10 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { VerifierPool } from '../verify/index.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
-import { readBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
+import { loadBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
 import { computeMetrics, type AnswerEquivalence, type EvalMetrics, type ProblemOutcome, type SampleOutcome } from '../eval/metrics.js';
+import { modelDir } from './option-parsers.js';
+import { configureErrors, reportFatal } from './program.js';
 import { OpenAIRolloutBackend, type RemoteChatMessage, type RemoteGenerationRequest } from '../eval/remote-backend.js';
 
 export const DEFAULT_PROMPT_SUFFIX = '\nPlease reason step by step, and put your final answer within \\boxed{}.';
@@ -182,13 +184,13 @@ export function registerEval(program: Command): void {
     .option('--data <file>', 'benchmark JSONL file')
     .option('--responses <file>', 'score existing generations: JSONL lines {"id", "gold", "responses": [text, ...]}')
     .option('--question-field <name>', 'field holding the question (default "problem", else "question")')
-    .option('--answer-field <name>', 'field holding the gold answer; text after the last "####" is taken', 'answer')
+    .option('--answer-field <name>', 'field holding the gold answer (default "answer", else "gold_answer", as the first record has); text after the last "####" is taken')
     .option('--id-field <name>', 'field holding the problem id (default "id", "unique_id", "idx", else the line number)')
-    .option('--model <dir>', 'local Hugging Face checkpoint directory (local engine, model chat template)')
+    .option('--model <dir>', 'local Hugging Face checkpoint directory (local engine, model chat template)', modelDir)
     .option('--endpoint <url>', 'OpenAI-compatible server, e.g. http://127.0.0.1:30000 (API key from env OREAL_API_KEY); a request the server rejects (4xx) or that fails after --retries is recorded as error samples (counted in "errors", not retried on resume); a server that cannot be reached aborts the run')
     .option('--model-name <name>', 'model name sent to --endpoint')
     .addOption(new Option('--api <api>', 'endpoint API: chat messages or completions prompt').choices(['chat', 'completions']).default('chat'))
-    .option('--tokenizer <dir>', 'with --api completions: render prompts with this chat template')
+    .option('--tokenizer <dir>', 'with --api completions: render prompts with this chat template (a model directory)', modelDir)
     .option('--samples <n>', 'samples per problem', positiveInt)
     .option('--k <list>', 'k values of pass@k (and maj@k unless --maj-k)', intList, [1])
     .option('--maj-k <list>', 'k values of maj@k (default: --k)', intList)
@@ -218,20 +220,25 @@ export function registerEval(program: Command): void {
 
 /**
  * Run `oreal eval ARGS...` in this process (for scripts and tests, before or besides src/cli/main.ts): errors go to
- * stderr as `oreal: ...` and set a non-zero exit code, as the real entry point does.
+ * stderr as `oreal: error: ...` and set a non-zero exit code, as the real entry point does.
  */
 export async function runEvalCli(args: readonly string[]): Promise<void> {
-  const program = new Command().name('oreal').showHelpAfterError();
+  const program = new Command().name('oreal');
   registerEval(program);
+  configureErrors(program);
   try {
     await program.parseAsync(['eval', ...args], { from: 'user' });
   } catch (err) {
-    process.stderr.write(`oreal: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    reportFatal(err);
   }
 }
 
 // ------------------------------------------------------------------------------------------------ shared helpers
+
+/** Whether a samples file holds anything (a torn first line counts: it is repaired on resume, not discarded). */
+function hasRecords(file: string): boolean {
+  return existsSync(file) && statSync(file).size > 0;
+}
 
 /** Write a file atomically (temp file + rename). */
 function writeAtomic(file: string, text: string): void {
@@ -604,7 +611,7 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
   if (maxK > samples) fail(`k=${maxK} exceeds --samples ${samples}`);
 
   const dataFile = resolve(opts.data);
-  const problems = readBenchmark(dataFile, {
+  const { problems, answerField } = loadBenchmark(dataFile, {
     questionField: opts.questionField,
     answerField: opts.answerField,
     idField: opts.idField,
@@ -613,7 +620,7 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
   const settings: EvalSettings = {
     data: dataFile,
     question_field: opts.questionField ?? null,
-    answer_field: opts.answerField ?? 'answer',
+    answer_field: answerField,
     id_field: opts.idField ?? null,
     backend: opts.model !== undefined ? `local:${resolve(opts.model)}` : `endpoint:${opts.endpoint ?? ''}#${opts.modelName ?? ''}`,
     api: opts.model !== undefined ? null : opts.api,
@@ -641,9 +648,15 @@ export async function runGenerationEval(opts: EvalCliOptions, fail: (msg: string
       return fail(`${settingsFile}: invalid JSON: ${(e as Error).message}`);
     }
     const diffs = compareSettings(prev, settings);
-    if (diffs.length > 0) fail(`refusing to resume in ${outDir}: settings differ from the earlier run: ${diffs.join('; ')} (use another --out, or remove the directory)`);
+    if (diffs.length > 0) {
+      // The settings guard the samples written under them; a run that stopped before writing one (dead endpoint,
+      // missing model, bad URL) leaves nothing to guard, and its corrected rerun starts afresh.
+      if (hasRecords(samplesFile)) fail(`refusing to resume in ${outDir}: settings differ from the earlier run: ${diffs.join('; ')} (use another --out, or remove the directory)`);
+      process.stderr.write(`eval: ${settingsFile}: the earlier run wrote no samples; starting afresh with the new settings (${diffs.join('; ')})\n`);
+      writeAtomic(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
+    }
   } else {
-    if (existsSync(samplesFile) && statSync(samplesFile).size > 0) fail(`${samplesFile} exists without settings.json: refusing to mix runs`);
+    if (hasRecords(samplesFile)) fail(`${samplesFile} exists without settings.json: refusing to mix runs`);
     writeAtomic(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
   }
 

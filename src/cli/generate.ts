@@ -25,7 +25,7 @@ import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { generate } from '../sample/generate.js';
 import type { GenerationRequest, SamplingParams } from '../sample/types.js';
 import { loadModelSpec } from './bench-decode.js';
-import { nonNegInt, positiveInt } from './option-parsers.js';
+import { modelDirOrRandom, nonNegInt, positiveInt } from './option-parsers.js';
 
 interface GenerateCliOptions {
   model: string;
@@ -141,7 +141,7 @@ export function registerGenerate(program: Command): Command {
   return program
     .command('generate')
     .description('sample continuations from a local model (KV-cache engine)')
-    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (or random:SPEC, see bench decode)')
+    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (or random:SPEC, see bench decode)', modelDirOrRandom)
     .option('--prompt <text>', 'prompt text (needs a tokenizer)')
     .option('--prompt-ids <ids>', 'prompt as comma-separated token ids', idList)
     .option('--input <file>', 'JSONL of {"prompt"} | {"prompt_ids"} | {"messages"} lines')

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerBench } from './bench.js';
 import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
+import { configureErrors, reportFatal } from './program.js';
 import { registerReport } from './report.js';
 import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
@@ -17,25 +18,20 @@ export function buildProgram(): Command {
   program
     .name('oreal')
     .description('OREAL: outcome-reward reinforcement learning for LLM math reasoning')
-    .version('0.1.0')
-    .showHelpAfterError();
-  registerVerify(program);
-  registerDebug(program);
-  registerBench(program);
-  registerEval(program);
-  registerReport(program);
-  registerTrain(program);
-  registerGenerate(program);
-  registerSft(program);
-  registerServe(program);
+    .version('0.1.0');
+  // Listed in this order by `oreal --help`: the main job first, then the rest from most to least used.
   registerStart(program);
+  registerTrain(program);
+  registerEval(program);
+  registerGenerate(program);
+  registerServe(program);
+  registerSft(program);
+  registerVerify(program);
+  registerReport(program);
+  registerBench(program);
+  registerDebug(program);
+  configureErrors(program);
   return program;
 }
 
-buildProgram()
-  .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    const msg = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`oreal: ${msg}\n`);
-    process.exitCode = 1;
-  });
+buildProgram().parseAsync(process.argv).catch(reportFatal);

@@ -1,4 +1,5 @@
-// Commander argument parsers shared by CLI commands (`oreal generate`, `oreal serve`).
+// Commander argument parsers shared by CLI commands.
+import { statSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 
 /** A non-negative integer (digits only, surrounding whitespace allowed). */
@@ -12,4 +13,30 @@ export function positiveInt(value: string): number {
   const n = nonNegInt(value);
   if (n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
+}
+
+/**
+ * Why `dir` cannot be a model directory (it does not exist, or is a file), or null when it is a directory. Checked
+ * before loading, so that a mistyped path is reported as such rather than as the first file found missing in it.
+ */
+export function modelDirProblem(dir: string): string | null {
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    return `model directory not found: ${dir}`;
+  }
+  return isDir ? null : `not a directory: ${dir} (expected a model directory: config.json, model.safetensors, tokenizer.json)`;
+}
+
+/** A model directory that exists. */
+export function modelDir(value: string): string {
+  const problem = modelDirProblem(value);
+  if (problem !== null) throw new InvalidArgumentError(problem);
+  return value;
+}
+
+/** A model directory that exists, or a `random[:SPEC]` model (see `oreal bench decode`). */
+export function modelDirOrRandom(value: string): string {
+  return value === 'random' || value.startsWith('random:') ? value : modelDir(value);
 }

@@ -12,7 +12,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
 import { loadServeModel, OrealServer } from '../serve/server.js';
 import { loadModelSpec } from './bench-decode.js';
-import { nonNegInt, positiveInt } from './option-parsers.js';
+import { modelDirOrRandom, nonNegInt, positiveInt } from './option-parsers.js';
 
 interface ServeCliOptions {
   model: string;
@@ -47,7 +47,7 @@ export function registerServe(program: Command): Command {
   return program
     .command('serve')
     .description('OpenAI-compatible HTTP server over the local engine (continuous batching, weight updates from disk)')
-    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (or random:SPEC, see bench decode)')
+    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (or random:SPEC, see bench decode)', modelDirOrRandom)
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 = any free port)', port, 8000)
     .option('--max-batch <n>', 'most sequences decoded at once', positiveInt, 64)

@@ -5,11 +5,13 @@
 //
 //   oreal start [--config FILE] [--set key=value ...] [--seed N] [--out RUN_DIR] [--plain] [--verbose]
 //
-// Ctrl-C stops after the step in progress (summary and report are still written); a second Ctrl-C exits at once.
+// Ctrl-C stops after the step in progress (summary and report are still written) and exits with status 130, naming
+// the command that continues the training; a second Ctrl-C exits at once, also 130.
 import { InvalidArgumentError, type Command } from 'commander';
 import { createProgress } from '../main-job/progress.js';
 import { DEFAULT_MAIN_JOB_CONFIG, MissingInputError, formatResult, runMainJob } from '../main-job/run.js';
 import { TrainConfigError } from '../train/config.js';
+import { INTERRUPTED_EXIT } from './program.js';
 
 interface StartCliOptions {
   config: string;
@@ -42,6 +44,7 @@ export function registerStart(program: Command): void {
     .option('--verbose', "also print the trainer's log lines (always in RUN_DIR/train.log)")
     .action(async (opts: StartCliOptions, cmd: Command) => {
       const ac = new AbortController();
+      let runDir = opts.out ?? 'RUN_DIR';
       let interrupts = 0;
       const onSigint = (): void => {
         interrupts++;
@@ -49,7 +52,8 @@ export function registerStart(program: Command): void {
           process.stderr.write('\noreal start: stopping after the current step (Ctrl-C again to exit now)\n');
           ac.abort();
         } else {
-          process.exit(130);
+          process.stderr.write(`oreal start: exiting now; continue from the last saved step with: oreal train --resume ${runDir}\n`);
+          process.exit(INTERRUPTED_EXIT);
         }
       };
       // The bar's total is only known once the config is loaded; it is set again on the first update.
@@ -64,9 +68,19 @@ export function registerStart(program: Command): void {
           progress,
           ...(opts.verbose === true ? { onLog: (l: string) => progress.log(l) } : {}),
           signal: ac.signal,
+          onRunDir: (dir) => {
+            runDir = dir;
+          },
         });
         progress.stop();
         process.stdout.write(formatResult(res));
+        if (ac.signal.aborted && res.summary.interrupted) {
+          process.stderr.write(
+            `oreal start: interrupted after step ${res.summary.steps} of ${res.summary.total_steps} (summary and report written); ` +
+              `continue the training with: oreal train --resume ${res.runDir}\n`,
+          );
+          process.exitCode = INTERRUPTED_EXIT;
+        }
       } catch (e) {
         progress.stop();
         if (e instanceof MissingInputError || e instanceof TrainConfigError) cmd.error(`error: ${e.message}`);

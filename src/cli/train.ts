@@ -3,13 +3,16 @@
 //   oreal train --config configs/tiny-test.yaml [--set key=value ...] [--out RUN_DIR]
 //   oreal train --resume RUN_DIR [--set key=value ...]           (the run's config.resolved.yaml)
 //
-// Ctrl-C stops after the step in progress (its state is saved); a second Ctrl-C exits at once (the last saved state
-// is intact and `--resume` continues from it).
+// Ctrl-C stops after the step in progress (its state is saved) and exits with status 130, naming the command that
+// resumes the run; a second Ctrl-C exits at once, also 130 (the last saved state is intact and `--resume` continues
+// from it).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { loadTrainConfig } from '../train/config.js';
+import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { runTraining } from '../train/trainer.js';
+import { modelDirProblem } from './option-parsers.js';
+import { INTERRUPTED_EXIT } from './program.js';
 
 interface TrainCliOptions {
   config?: string;
@@ -28,6 +31,15 @@ function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
+}
+
+/** The model directories a config names (resolved paths), by key. */
+function modelDirsOf(c: TrainConfig): Array<[string, string]> {
+  const dirs: Array<[string, string]> = [['actor', c.actor]];
+  if (c.reference !== null) dirs.push(['reference', c.reference]);
+  if (typeof c.token_level_rm === 'string') dirs.push(['token_level_rm', c.token_level_rm]);
+  if (c.tokenizer !== null) dirs.push(['tokenizer', c.tokenizer]);
+  return dirs;
 }
 
 function defaultRunDir(): string {
@@ -55,18 +67,24 @@ export function registerTrain(program: Command): void {
         if (!fs.existsSync(configFile)) cmd.error(`error: ${configFile} not found: give --config`);
       }
       const config = loadTrainConfig(configFile, opts.set);
+      for (const [key, dir] of modelDirsOf(config)) {
+        const problem = modelDirProblem(dir);
+        if (problem !== null) cmd.error(`error: ${configFile}: ${key}: ${problem}`);
+      }
       const outDir = opts.resume ?? opts.out ?? defaultRunDir();
       if (opts.resume === undefined && fs.existsSync(path.join(outDir, 'state')))
         cmd.error(`error: ${outDir} already holds a run: use --resume ${outDir} to continue it, or another --out`);
       const ac = new AbortController();
       let interrupts = 0;
+      const resumeHint = `oreal train --resume ${outDir}`;
       const onSigint = (): void => {
         interrupts++;
         if (interrupts === 1) {
           process.stderr.write('\noreal train: stopping after the current step (Ctrl-C again to exit now)\n');
           ac.abort();
         } else {
-          process.exit(130);
+          process.stderr.write(`oreal train: exiting now; resume from the last saved step with: ${resumeHint}\n`);
+          process.exit(INTERRUPTED_EXIT);
         }
       };
       process.on('SIGINT', onSigint);
@@ -79,6 +97,11 @@ export function registerTrain(program: Command): void {
           ...(opts.quiet ? { onLog: () => undefined } : {}),
         });
         process.stdout.write(`${JSON.stringify({ run_dir: res.runDir, step: res.step, total_steps: config.total_steps })}\n`);
+        const goal = Math.min(config.total_steps, opts.stopAfter ?? Infinity);
+        if (ac.signal.aborted && res.step < goal) {
+          process.stderr.write(`oreal train: interrupted after step ${res.step} of ${config.total_steps}; resume with: ${resumeHint}\n`);
+          process.exitCode = INTERRUPTED_EXIT;
+        }
       } finally {
         process.off('SIGINT', onSigint);
       }

@@ -1,14 +1,24 @@
 // `oreal verify`: check one response, or a JSONL file of responses, against gold answers.
 //
 //   oreal verify --gold "<gold>" --response "<text>" [--json]
-//   oreal verify --input FILE.jsonl [--output FILE.jsonl]
+//   oreal verify --input FILE.jsonl [--output FILE.jsonl] [--allow-malformed]
+//
+// Batch mode writes one verdict per input line, in input order. A line that is not a JSON object with string
+// "response" and "gold" becomes an error record (its "error" names file, line and field) and is counted as
+// `malformed`, apart from `incorrect`. --output is written to a temporary file next to it and renamed over it once
+// every line is done, so a failed run leaves an earlier output as it was; an --output that is the --input is refused.
+//
+// Exit status: 0 when every line was verified; 1 on an error that stops the run (bad flags, unreadable input);
+// 2 when the run completed but some input lines were malformed (their error records are written with the rest);
+// --allow-malformed turns that 2 into 0.
 //
 // Rule verdicts come from VerifierPool (worker threads, hard time bound per step). With --judge-url an LLM judge
 // over an OpenAI-compatible API is asked too: in `rescue` mode (the reference's behaviour) only when the rules say
 // incorrect, in `review` mode also when they say correct. The judge's API key is read by the judge client from the
 // environment variable OREAL_JUDGE_API_KEY and is never printed.
 
-import { closeSync, openSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { closeSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { VerifierPool, unwrapGold } from '../verify/index.js';
@@ -24,6 +34,7 @@ interface VerifyCliOptions {
   json?: boolean;
   input?: string;
   output?: string;
+  allowMalformed?: boolean;
   threads?: number;
   timeout: number;
   judgeUrl?: string;
@@ -64,10 +75,11 @@ export function registerVerify(program: Command): void {
     .option('--question <text>', 'problem text (only given to the LLM judge)')
     .option('--json', 'print the single verdict as JSON')
     .option('--input <file>', 'JSONL file of {"id"?, "response", "gold", "question"?} records')
-    .option('--output <file>', 'write JSONL verdicts here instead of stdout (batch mode)')
+    .option('--output <file>', 'write JSONL verdicts here instead of stdout (batch mode; replaced once the run is complete)')
+    .option('--allow-malformed', 'exit 0 even when some input lines were malformed (default: exit 2)')
     .option('--threads <n>', 'verifier worker threads (default min(2, cores))', positiveInt)
     .option('--timeout <ms>', 'hard time bound of each extraction and comparison', positiveInt, 2000)
-    .option('--judge-url <url>', 'OpenAI-compatible base URL of an LLM judge (API key from env OREAL_JUDGE_API_KEY)')
+    .option('--judge-url <url>', 'OpenAI-compatible server of an LLM judge, e.g. http://127.0.0.1:8000 (a /v1 suffix is optional; API key from env OREAL_JUDGE_API_KEY)')
     .option('--judge-model <name>', 'judge model name (default: first one listed by the server)')
     .option('--judge-concurrency <n>', 'judge requests in flight', positiveInt, 8)
     .addOption(
@@ -77,6 +89,11 @@ export function registerVerify(program: Command): void {
     )
     .option('--judge-timeout <ms>', 'per-request judge timeout', positiveInt, 60000)
     .option('--judge-retries <n>', 'judge retries after the first attempt', nonNegativeInt, 3)
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when every line was verified (whatever the verdicts); 1 on an error that stops the run;\n' +
+        '2 when some --input lines were malformed (error records written, counted as "malformed"; --allow-malformed: 0).',
+    )
     .action(async (opts: VerifyCliOptions, cmd: Command) => {
       if (opts.judgeUrl === undefined && opts.judgeModel !== undefined) cmd.error('error: --judge-model needs --judge-url');
       if (opts.input !== undefined) {
@@ -85,6 +102,7 @@ export function registerVerify(program: Command): void {
         return;
       }
       if (opts.output !== undefined) cmd.error('error: --output needs --input');
+      if (opts.allowMalformed === true) cmd.error('error: --allow-malformed needs --input');
       if (opts.gold === undefined || opts.response === undefined) {
         cmd.error('error: give --gold and --response, or --input FILE.jsonl');
       }
@@ -206,7 +224,8 @@ async function runBatch(opts: VerifyCliOptions, cmd: Command): Promise<void> {
   } catch (err) {
     cmd.error(`error: cannot read --input ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const outFd = opts.output !== undefined ? openSync(opts.output, 'w') : null;
+  const out = opts.output !== undefined ? openOutput(opts.output, file, cmd) : null;
+  const outFd = out?.fd ?? null;
   // Every record is handed to the OS as soon as it is known, in input order: writeSync to the file, and
   // process.stdout, which is synchronous for files and pipes on Linux (a raw writeSync(1) could hit EAGAIN on a
   // non-blocking pipe).
@@ -222,7 +241,8 @@ async function runBatch(opts: VerifyCliOptions, cmd: Command): Promise<void> {
   const t0 = performance.now();
   let n = 0;
   let correct = 0;
-  let errors = 0;
+  let malformed = 0;
+  let firstMalformed: string | undefined;
   let lastProgress = t0;
   const tty = process.stderr.isTTY === true;
   const progress = (force: boolean): void => {
@@ -257,25 +277,98 @@ async function runBatch(opts: VerifyCliOptions, cmd: Command): Promise<void> {
       lineNo++;
       if (line.trim() === '') continue; // blank lines carry no record
       const parsed = parseInputLine(lineNo === 1 ? line.replace(/^\uFEFF/, '') : line, file, lineNo);
-      if (!parsed.ok) errors++;
+      if (!parsed.ok) {
+        malformed++;
+        firstMalformed ??= parsed.record.error;
+      }
       const pending = process1(parsed);
       pending.catch(() => undefined); // a rejection is reported when its turn comes, not as unhandled
       inFlight.push(pending);
       while (inFlight.length >= windowSize) emit(await (inFlight.shift() as Promise<VerifyRecord>));
     }
     while (inFlight.length > 0) emit(await (inFlight.shift() as Promise<VerifyRecord>));
+    if (out !== null) out.commit();
   } finally {
     await Promise.allSettled(inFlight);
     await pool.close();
-    if (outFd !== null) closeSync(outFd);
+    out?.discard();
   }
   if (tty && n > 0) process.stderr.write('\n');
   const st = pool.stats();
   const wall = (performance.now() - t0) / 1000;
   let summary =
-    `verify: n=${n} correct=${correct} incorrect=${n - correct} errors=${errors} timeouts=${st.timeouts} ` +
+    `verify: n=${n} correct=${correct} incorrect=${n - correct - malformed} malformed=${malformed} timeouts=${st.timeouts} ` +
     `crashes=${st.crashes} cache_hits=${st.cacheHits} truncated=${st.truncated}`;
   if (judge !== null) summary += ` judged=${counters.asked} judge_changed=${counters.changed} judge_failed=${counters.failed}`;
   summary += ` wall=${wall.toFixed(2)}s`;
   process.stderr.write(`${summary}\n`);
+  if (malformed > 0) {
+    process.stderr.write(
+      `verify: ${malformed} malformed input line${malformed === 1 ? '' : 's'} (first: ${firstMalformed}); ` +
+        `their records carry "error"${opts.allowMalformed === true ? '' : '; exit status 2 (--allow-malformed: 0)'}\n`,
+    );
+    if (opts.allowMalformed !== true) process.exitCode = 2;
+  }
+}
+
+/** True when `a` and `b` name the same file (through links, `.` segments and the like). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false; // `b` does not exist yet
+  }
+}
+
+/**
+ * The --output file. A regular file (or a new one) is written as a temporary file in the same directory and renamed
+ * over it by commit(), so the target is untouched until every line is done; discard() removes an uncommitted one.
+ * Anything else (/dev/stdout, a pipe) is opened and written directly.
+ */
+function openOutput(output: string, input: string, cmd: Command): { fd: number; commit(): void; discard(): void } {
+  if (sameFile(output, input)) cmd.error(`error: --output ${output} is the --input file: it would be overwritten while read`);
+  let target = output;
+  // /dev/stdout and the like name an open descriptor: renaming a file over what they resolve to would miss it.
+  let special = /^\/(dev|proc)\//.test(output);
+  try {
+    if (!special) {
+      target = realpathSync(output); // write through a symlink, as opening it would
+      special = !statSync(target).isFile();
+    }
+  } catch {
+    // a new file
+  }
+  if (special) {
+    const fd = openSync(target, 'w');
+    let closed = false;
+    const close = (): void => {
+      if (!closed) closeSync(fd);
+      closed = true;
+    };
+    return { fd, commit: close, discard: close };
+  }
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (err) {
+    return cmd.error(`error: cannot write --output ${output}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let state: 'open' | 'committed' | 'discarded' = 'open';
+  return {
+    fd,
+    commit: () => {
+      closeSync(fd);
+      renameSync(tmp, target);
+      state = 'committed';
+    },
+    discard: () => {
+      if (state !== 'open') return;
+      state = 'discarded';
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+    },
+  };
 }

@@ -1,7 +1,8 @@
 // Benchmark and response files for evaluation (JSON Lines, one object per line).
 //
 // Benchmark records: the question is read from `questionField` (default `problem`; when that option is not given
-// and a record has no `problem`, its `question` is used), the gold answer from `answerField` (default `answer`).
+// and a record has no `problem`, its `question` is used), the gold answer from `answerField` (when not given: `answer`
+// if the first record has it, else `gold_answer`, the field of the RL prompt files and of data/arith-*.jsonl).
 // A gold answer that contains `####` (the GSM8K convention: worked solution, then `#### <answer>`) is replaced by
 // the text after the last `####`. Optional `subject` and `level` fields feed the metric breakdowns. Ids come from
 // `idField` when given, else the first of `id`, `unique_id`, `idx` present, else `line<N>`.
@@ -24,7 +25,7 @@ export interface BenchmarkProblem {
 export interface BenchmarkReadOptions {
   /** Field holding the question (default `problem`, falling back to `question` per record). */
   questionField?: string;
-  /** Field holding the gold answer (default `answer`). */
+  /** Field holding the gold answer (default: `answer`, or `gold_answer` when the first record has only that). */
   answerField?: string;
   /** Field holding the id (default: `id`, `unique_id`, `idx`, else the line number). */
   idField?: string;
@@ -113,9 +114,23 @@ function recordId(file: string, line: number, rec: Json, idField: string | undef
   return `line${line}`;
 }
 
+/** Gold answer fields tried, in order, when none is named. */
+const ANSWER_FIELDS = ['answer', 'gold_answer'] as const;
+
+/** A benchmark file's problems, and the field their gold answers came from. */
+export interface Benchmark {
+  problems: BenchmarkProblem[];
+  answerField: string;
+}
+
 /** Read a benchmark file (see the file header). Ids must be unique. */
 export function readBenchmark(file: string, opts: BenchmarkReadOptions = {}): BenchmarkProblem[] {
-  const answerField = opts.answerField ?? 'answer';
+  return loadBenchmark(file, opts).problems;
+}
+
+/** Read a benchmark file, and say which field held the gold answers (detected when `opts.answerField` is not given). */
+export function loadBenchmark(file: string, opts: BenchmarkReadOptions = {}): Benchmark {
+  let answerField = opts.answerField;
   const limit = opts.limit ?? Infinity;
   const out: BenchmarkProblem[] = [];
   const seen = new Map<string, number>();
@@ -125,6 +140,17 @@ export function readBenchmark(file: string, opts: BenchmarkReadOptions = {}): Be
     if (opts.questionField === undefined && !('problem' in rec) && 'question' in rec) qField = 'question';
     const question = textField(file, line, rec, qField, opts.questionField === undefined ? 'question; tried "problem" and "question"' : 'question');
     if (question.trim() === '') throw new DataError(file, line, qField, 'empty question');
+    if (answerField === undefined) {
+      answerField = ANSWER_FIELDS.find((f) => f in rec);
+      if (answerField === undefined) {
+        throw new DataError(
+          file,
+          line,
+          ANSWER_FIELDS[0],
+          `missing (gold answer; tried ${ANSWER_FIELDS.map((f) => `"${f}"`).join(' and ')}; the record has ${Object.keys(rec).join(', ') || 'no fields'}; name the field with --answer-field)`,
+        );
+      }
+    }
     const gold = goldFromAnswerField(textField(file, line, rec, answerField, 'gold answer'));
     if (gold === '') throw new DataError(file, line, answerField, 'empty gold answer');
     const id = recordId(file, line, rec, opts.idField);
@@ -138,8 +164,8 @@ export function readBenchmark(file: string, opts: BenchmarkReadOptions = {}): Be
     if (level !== undefined) p.level = level;
     out.push(p);
   }
-  if (out.length === 0) throw new Error(`${file}: no records`);
-  return out;
+  if (out.length === 0 || answerField === undefined) throw new Error(`${file}: no records`);
+  return { problems: out, answerField };
 }
 
 /** One line of a `--responses` file: existing generations of one problem. */

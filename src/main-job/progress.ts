@@ -110,6 +110,9 @@ class TtyProgress implements ProgressView {
     this.lastAt = Date.now();
     this.bar.setTotal(s.totalSteps);
     this.bar.update(s.step, this.payload(s));
+    // Draw now: the work of the phase just announced (the update, a local rollout) may hold the event loop, and the
+    // bar's own timer would only draw the label once that phase is over.
+    this.multi.update();
   }
 
   log(line: string): void {

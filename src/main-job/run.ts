@@ -81,6 +81,8 @@ export interface MainJobOptions {
   onLog?: (line: string) => void;
   /** Stop after the step in progress. */
   signal?: AbortSignal;
+  /** Told the run directory once it is chosen, before training starts (for messages on an early exit). */
+  onRunDir?: (runDir: string) => void;
 }
 
 export interface MainJobResult {
@@ -126,6 +128,7 @@ export async function runMainJob(opts: MainJobOptions = {}): Promise<MainJobResu
   const runDir = path.resolve(opts.outDir ?? path.join('runs', `${cfg.algorithm}-seed${cfg.seed}-${stamp()}`));
   if (fs.existsSync(path.join(runDir, 'state')) || fs.existsSync(path.join(runDir, 'summary.json')))
     throw new Error(`${runDir} already holds a run: choose another --out (or resume it with \`oreal train --resume ${runDir}\`)`);
+  opts.onRunDir?.(runDir);
   const progress = opts.progress ?? silentProgress;
   const total = cfg.total_steps;
   const isEvalStep = (s: number): boolean => s % cfg.eval_interval === 0 || s === total;

@@ -163,6 +163,7 @@ svg .no-data{font-size:13px;fill:#8a8d99}
 .meta span{margin-right:14px}
 .resp{font-family:ui-monospace,"DejaVu Sans Mono","Liberation Mono",monospace;font-size:12.5px;line-height:1.6;white-space:pre-wrap;word-break:break-word;margin-top:8px;max-height:520px;overflow:auto;border:1px solid #eef0f4;border-radius:6px;padding:8px;background:#fdfdfd}
 .prompt{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;white-space:pre-wrap;word-break:break-word;background:#f6f7fa;padding:6px 8px;border-radius:6px}
+.question{margin:6px 0}.question .gold{color:#555;font-size:12px;margin-left:8px}
 .tk{border-radius:2px}.tk.hi{color:#fff}
 .legend-bar{display:flex;align-items:center;gap:10px;font-size:12px;color:#5b5e6b;margin:4px 0 12px}
 .legend-bar .grad{width:260px;height:14px;border:1px solid #ccc;border-radius:3px;background:linear-gradient(to right,${weightColor(0)},${weightColor(0.25)},${weightColor(0.5)},${weightColor(0.75)},${weightColor(1)})}
@@ -482,6 +483,10 @@ function renderTrajectory(t: Trajectory, ok: boolean, index: number, maxTokens: 
     meta.push(`mean RM weight ${formatValue(mean)}`);
   }
   parts.push(`<div class="meta">${meta.map((m) => `<span>${escapeHtml(m)}</span>`).join('')}</div>`);
+  if (t.question !== undefined) {
+    const gold = t.gold === undefined ? '' : ` <span class="gold">gold answer: ${escapeHtml(t.gold)}</span>`;
+    parts.push(`<div class="question"><b>Question</b>${gold}<div class="prompt">${escapeHtml(t.question)}</div></div>`);
+  }
   if (t.prompt !== undefined) {
     parts.push(`<details><summary>prompt</summary><div class="prompt">${escapeHtml(t.prompt)}</div></details>`);
   }

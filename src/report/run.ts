@@ -34,6 +34,10 @@ export interface RunSummary {
 
 /** One dumped trajectory (a line of trajectories/step-N.jsonl). */
 export interface Trajectory {
+  /** The problem the response answers, and its gold answer (the trainer writes both; "prompt" is then an index). */
+  question?: string;
+  gold?: string;
+  /** The rendered prompt, when a dump gives it as text. */
   prompt?: string;
   text: string;
   num_tokens?: number;
@@ -72,9 +76,21 @@ export interface RunData {
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const finiteNumber = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
-/** Load everything the report needs from a run directory. Throws only when `runDir` is not a directory. */
+/** What the trainer writes into a run directory; a folder with none of them is not a run. */
+const RUN_ENTRIES = ['config.resolved.yaml', 'metrics.jsonl', 'summary.json', 'trajectories', 'checkpoints', 'state'];
+
+/**
+ * Load everything the report needs from a run directory. Throws when `runDir` is not a directory, or holds none of
+ * the files and folders a run has (the trainer makes trajectories/ and checkpoints/ before its first step).
+ */
 export function loadRun(runDir: string): RunData {
   if (!existsSync(runDir) || !statSync(runDir).isDirectory()) throw new Error(`run directory not found: ${runDir}`);
+  if (!RUN_ENTRIES.some((e) => existsSync(join(runDir, e)))) {
+    throw new Error(
+      `${runDir} is not a run directory: it has none of config.resolved.yaml, metrics.jsonl, summary.json, trajectories/ ` +
+        '(give the --out folder of `oreal train` or `oreal start`)',
+    );
+  }
   const warnings: string[] = [];
   const config = readConfig(join(runDir, 'config.resolved.yaml'), warnings);
   const { steps, evals } = readMetrics(join(runDir, 'metrics.jsonl'), warnings);
@@ -280,6 +296,8 @@ export function readTrajectories(file: string, warnings: string[]): Trajectory[]
       return;
     }
     const t: Trajectory = { text: obj['text'] };
+    if (typeof obj['question'] === 'string') t.question = obj['question'];
+    if (typeof obj['gold'] === 'string') t.gold = obj['gold'];
     if (typeof obj['prompt'] === 'string') t.prompt = obj['prompt'];
     const n = finiteNumber(obj['num_tokens']);
     const r = finiteNumber(obj['reward']);

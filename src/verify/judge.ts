@@ -9,7 +9,7 @@ import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
 
 /** Options of {@link LlmJudge}. */
 export interface LlmJudgeOptions {
-  /** Base URL such as `http://127.0.0.1:8000/v1`, or the full `.../chat/completions` URL. */
+  /** Base URL such as `http://127.0.0.1:8000/v1`, a server root (`/v1` is added), or the full `.../chat/completions` URL. */
   url: string;
   /** Model name; when absent it is read (once) from `GET <base>/models`. */
   model?: string;
@@ -163,6 +163,7 @@ export class LlmJudge {
     let base = opts.url.trim().replace(/\/+$/, '');
     if (!/^https?:\/\//i.test(base)) throw new Error(`LlmJudge: url must be http(s), got ${displayUrl(base)}`);
     if (/\/chat\/completions$/.test(base)) base = base.slice(0, -'/chat/completions'.length);
+    if (/^https?:\/\/[^/]+$/i.test(base)) base += '/v1'; // a server root: the OpenAI API prefix, as --endpoint adds it
     this.chatUrl = `${base}/chat/completions`;
     this.modelsUrl = `${base}/models`;
     this.model = opts.model;
