@@ -336,7 +336,7 @@ const CASES: Record<string, Case[]> = {
     ['4210_{5}', '4210_5', true],
     ['\\frac12', '½', true],
     ['2', '\\left| -2 \\right|', true],
-    ['\\frac{1}{2}', '1:2', false],
+    ['\\frac{1}{2}', '1:2', true], // a ratio a:b is the number a/b (issue 12)
   ],
   malformed: [
     ['\\frac{1}{2}', '\\frac12', true],

@@ -129,7 +129,24 @@ function assignmentRhs(n: Node): Node | null {
     const rv = freeVars(r);
     if (![...lv].some((v) => rv.has(v))) return r;
   }
+  if (isLabel(l) && freeVars(r).size === 0) return r;
   return null;
+}
+
+/** A named quantity: `M`, `W_1`, `T_{ABC}` (capital or subscripted), or a segment `PQ` (capital points). */
+function isName(n: Node): boolean {
+  if (n.k === 'var') return /^[A-Z]/.test(n.name) || n.name.includes('_');
+  return n.k === 'mul' && n.fs.length >= 2 && n.fs.every((f) => f.k === 'var' && /^[A-Z]$/.test(f.name));
+}
+
+/**
+ * The left side of a gold that labels its value: a name, a length `|PQ|`, or a ratio of names `rac{AM}{MB}`,
+ * `W_1:W_2`. Equations in lower-case unknowns (`2x+3y=6`) are not labels.
+ */
+function isLabel(n: Node): boolean {
+  if (isName(n)) return true;
+  if (n.k === 'func' && n.name === 'abs' && n.args.length === 1) return isName(n.args[0] as Node);
+  return n.k === 'div' && isName(n.a) && isName(n.b);
 }
 
 /**
@@ -417,7 +434,7 @@ function sameIntervals(gi: Interval[], ai: Interval[]): boolean {
 
 /** x < 3, 3 <= x, -2 <= x < 7 (one variable alone, constant bounds) as an interval; else null. */
 function solvedRelation(n: Extract<Node, { k: 'rel' }>): Interval[] | null {
-  const isLone = (m: Node): boolean => m.k === 'var';
+  const isLone = isLoneQuantity;
   const isConst = (m: Node): boolean => freeVars(m).size === 0;
   const ineq = (op: RelOp): boolean => op === '<' || op === '<=' || op === '>' || op === '>=';
   if (n.ops.length === 1) {
@@ -575,8 +592,13 @@ function compareRelations(g: Extract<Node, { k: 'rel' }>, a: Extract<Node, { k: 
   return no('different relation chains');
 }
 
+/** A variable alone, or a function of one variable `g(x)` (parsed as the product of two letters). */
+function isLoneQuantity(m: Node): boolean {
+  return m.k === 'var' || (m.k === 'mul' && m.fs.length === 2 && m.fs.every((f) => f.k === 'var' && f.name.length === 1));
+}
+
 function loneVar(n: Extract<Node, { k: 'rel' }>): string | null {
-  for (const it of n.items) if (it.k === 'var') return it.name;
+  for (const it of n.items) if (isLoneQuantity(it)) return printNode(it);
   return null;
 }
 

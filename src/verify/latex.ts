@@ -279,8 +279,18 @@ export class Parser {
     return null;
   }
 
+  /** `a:b` is the ratio a/b (binds tighter than relations: `T_{ABC}:T = 3:10`); three-term ratios are refused. */
+  private parseRatio(): Node {
+    const a = this.parseAdd();
+    if (!this.isOp(':')) return a;
+    this.pos++;
+    const b = this.parseAdd();
+    if (this.isOp(':')) throw new ParseError('ratio of more than two terms');
+    return { k: 'div', a, b, frac: true };
+  }
+
   private parseRel(): Node {
-    const first = this.parseAdd();
+    const first = this.parseRatio();
     if (this.isCmd('in')) {
       this.pos++;
       this.enter();
@@ -294,7 +304,7 @@ export class Parser {
       const op = this.relOp();
       if (op === null) break;
       ops.push(op);
-      items.push(this.parseAdd());
+      items.push(this.parseRatio());
     }
     return ops.length === 0 ? first : { k: 'rel', items, ops };
   }

@@ -142,14 +142,23 @@ function depthAt(s: string): number[] {
   return out;
 }
 
+/**
+ * Thousands separators, only where they cannot change the value: the leading group has 1–3 digits and does not
+ * start with 0 (`0,125` and `0{,}125` are not 125), every later group has exactly 3 digits.
+ */
 function removeThousands(s: string): string {
-  // explicit separators: 10{,}000, 10,\!000, 11,\! 111, 1\,000
-  s = s.replace(/(\d)(?:\{,\}|,\\!\s*|\\,)(?=\d{3}(?!\d))/g, '$1');
+  // explicit separators: 10{,}000, 23 {, }481, 10,\!000, 11,\! 111, 1\,000
+  s = s.replace(
+    /(?<![\d.])[1-9]\d{0,2}(?:(?:\s*\{\s*,\s*\}\s*|,\\!\s*|\\,)\d{3})+(?!\d)/g,
+    (m) => m.replace(/\s*\{\s*,\s*\}\s*|,\\!\s*|\\,/g, ''),
+  );
+  // SI thin spaces in the fractional part: 3.141\,592
+  s = s.replace(/(?<=\.\d+)\\,(?=\d)/g, '');
   // plain spaces in exact groups of three: 1 000 000
-  s = s.replace(/(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d]|,\d)/g, (m) => m.replace(/ /g, ''));
+  s = s.replace(/(?<![\d.,])[1-9]\d{0,2}(?: \d{3})+(?![\d]|,\d)/g, (m) => m.replace(/ /g, ''));
   // plain commas in exact groups of three, no space after the comma, outside brackets
   const depth = depthAt(s);
-  return s.replace(/(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d]|,\d)/g, (m, offset: number) => {
+  return s.replace(/(?<![\d.])[1-9]\d{0,2}(?:,\d{3})+(?![\d]|,\d)/g, (m, offset: number) => {
     if (depth[offset] !== 0) return m;
     return m.replace(/,/g, '');
   });
@@ -258,6 +267,8 @@ export function textKey(s: string): string {
 export function choiceLetter(s: string): string | null {
   let t = s.replace(/\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}/g, '$1').trim();
   t = t.replace(/^(?:option|choice|answer)\s*:?\s*/i, '');
+  // "A:B = 3:2" is a ratio of named quantities, not option A
+  if (/^[A-Z]\s*:\s*[A-Z]/.test(t)) return null;
   let m = /^\(\s*([A-Ja-j])\s*\)(?:\s*[:.]?\s*(.*))?$/.exec(t);
   if (m && m[1] !== undefined) return m[1].toUpperCase();
   m = /^([A-J])(?:\s*[).:]\s*.*)?$/.exec(t);
