@@ -387,8 +387,13 @@ export class Parser {
         if (this.peek()?.t === 'num' && endsWithNumber(fs[fs.length - 1] as Node)) throw new ParseError('two numbers side by side');
         const f = this.parsePow();
         // mixed number: 3\frac{1}{2}
-        if (fs.length === 1 && isIntLiteral(fs[0] as Node) && f.k === 'div' && f.frac && isIntLiteral(f.a) && isIntLiteral(f.b)) {
+        if (fs.length === 1 && isIntLiteral(fs[0] as Node) && isProperFracLiteral(f)) {
           fs[0] = { k: 'add', terms: [fs[0] as Node, f] };
+          continue;
+        }
+        // mixed number percent: 16\frac{2}{3}\%
+        if (fs.length === 1 && isIntLiteral(fs[0] as Node) && f.k === 'pct' && isProperFracLiteral(f.a)) {
+          fs[0] = { k: 'pct', a: { k: 'add', terms: [fs[0] as Node, f.a] } };
           continue;
         }
         fs.push(f);
@@ -783,6 +788,10 @@ function endsWithNumber(n: Node): boolean {
 
 function isIntLiteral(n: Node): boolean {
   return n.k === 'num' && !n.dec;
+}
+
+function isProperFracLiteral(n: Node): boolean {
+  return n.k === 'div' && n.frac && isIntLiteral(n.a) && isIntLiteral(n.b);
 }
 
 function isMinusOne(n: Node): boolean {

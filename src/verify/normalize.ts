@@ -102,7 +102,7 @@ const UNIT_SINGLE_LETTERS = ['m', 'g', 's', 'l', 'h'];
 const unitAlt = UNIT_WORDS.map((w) => w.replace(/[/.]/g, (c) => '\\' + c).replace(/ /g, '\\s+')).join('|');
 // \text{ cm}^2 style trailing units (content must be only unit words)
 const TEXT_UNIT_RE = new RegExp(
-  String.raw`\s*\\(?:text|mbox|mathrm|textrm|textnormal|mathit|textit)\s*\{\s*(?:(?:${unitAlt}|${UNIT_SINGLE_LETTERS.join('|')})\.?\s*)+\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`,
+  String.raw`\s*\\(?:text|mbox|mathrm|textrm|textnormal|mathit|textit|textbf|mathbf)\s*\{\s*(?:(?:${unitAlt}|${UNIT_SINGLE_LETTERS.join('|')})\.?\s*)+\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`,
   'i',
 );
 const PLAIN_UNIT_RE = new RegExp(String.raw`(?<=[\d}).\s])\s*(?:${unitAlt})\.?\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`, 'i');
@@ -198,15 +198,18 @@ export function normalizeAnswer(raw: string): string {
   s = removeThousands(s);
   // spacing
   s = s.replace(/(?<!\\)\\!/g, '');
-  s = s.replace(/(?<!\\)\\(?:,|;|:|>| |quad|qquad|enspace|thinspace|medspace|thickspace|hfill)(?![a-zA-Z])/g, ' ');
+  s = s.replace(/(?<!\\)\\(?:,|;|:|>|quad|qquad|enspace|thinspace|medspace|thickspace|hfill)(?![a-zA-Z])/g, ' ');
+  s = s.replace(/(?<!\\)\\ /g, ' '); // the control space "\ " may be followed by anything ("\mathrm{\ cm}")
   s = s.replace(/\\(?:hspace|vspace)\*?\s*\{[^}]*\}/g, ' ');
   s = s.replace(/~/g, ' ');
   s = s.replace(/\\%/g, '%');
-  s = s.replace(/\\(?:text|mbox|mathrm|textrm)\s*\{\s*(?:percent|per cent|%)\s*\}/gi, '%');
-  s = s.replace(/\s*\\?(?:percent|per cent)\s*$/i, '%');
+  s = s.replace(/\\(?:text|mbox|mathrm|textrm|textbf)\s*\{\s*(?:percent|per cent|pct|percentage(?: points?)?|%)\s*\}/gi, '%');
+  s = s.replace(/(?<=[\d}.])\s*\\?(?:percent|per cent|pct|percentage(?: points?)?)\s*$/i, '%');
   s = s.replace(/\s+/g, ' ').trim();
   // trailing punctuation
   s = s.replace(/[\s.;,]+$/, '');
+  // "y \approx 8": an integer stated as approximate is that integer (it can only equal an integer gold)
+  s = s.replace(/^(?:[A-Za-z](?:_\{?\w+\}?)?\s*)?\\approx\s*(-?\d+)$/, '$1');
   // "1/3 \approx 0.333": keep the exact value before an approximation
   const approx = s.search(/\\approx(?![a-zA-Z])/);
   if (approx > 0) s = s.slice(0, approx).trim();
@@ -225,9 +228,24 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/\s+/g, ' ').trim();
   s = s.replace(/^,|,$/g, '').trim();
   s = setBuilderToCondition(s);
+  s = numberWord(s);
   // "all real numbers" / "\text{all reals}" written out in words is the set of reals
   if (/^(?:\\text\s*\{\s*)?(?:the\s+set\s+of\s+)?(?:all|any|every)\s+reals?(?:\s+numbers?)?\s*\}?$/i.test(s)) s = '\\mathbb{R}';
   return s;
+}
+
+const NUMBER_WORDS: Readonly<Record<string, number>> = {
+  zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10, eleven: 11,
+  twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17, eighteen: 18, nineteen: 19,
+  twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70, eighty: 80, ninety: 90, hundred: 100,
+};
+
+/** A whole answer that is one number word ("seven", "\text{Twelve}") is that integer. */
+function numberWord(s: string): string {
+  const m = /^(?:\\(?:text|textbf|mathrm|mbox|textrm)\s*\{\s*)?([A-Za-z]+)(?:\s*\})?$/.exec(s);
+  if (m === null || (m[0].includes('{') !== m[0].includes('}'))) return s;
+  const v = NUMBER_WORDS[(m[1] as string).toLowerCase()];
+  return v === undefined ? s : String(v);
 }
 
 /**

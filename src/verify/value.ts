@@ -357,6 +357,23 @@ function cpow(a: Complex, b: Complex): Complex {
   if (a.re === 0 && a.im === 0) return cx(0);
   return cexp(cmul(b, clog(a)));
 }
+/**
+ * Power with the real odd root for a negative real base and an exponent p/q with q odd (x^{2/3} = ∛x², as
+ * \sqrt[3]{x}^2 and \sqrt[3]{x^2} are on the reals); otherwise the principal complex power.
+ */
+function realPow(a: Complex, b: Complex): Complex {
+  if (a.im === 0 && a.re < 0 && b.im === 0 && Number.isFinite(b.re) && !Number.isInteger(b.re)) {
+    for (let q = 3; q <= 15; q += 2) {
+      const p = Math.round(b.re * q);
+      if (Math.abs(p - b.re * q) <= 1e-9 * Math.max(1, Math.abs(p))) {
+        const m = Math.pow(-a.re, b.re);
+        return cx(p % 2 === 0 ? m : -m);
+      }
+    }
+  }
+  return cpow(a, b);
+}
+
 function csin(a: Complex): Complex {
   if (a.im === 0) return cx(Math.sin(a.re));
   return cx(Math.sin(a.re) * Math.cosh(a.im), Math.cos(a.re) * Math.sinh(a.im));
@@ -427,7 +444,7 @@ function evalNum0(n: Node, env: NumEnv): Complex {
     case 'div':
       return cdiv(evalNum(n.a, env), evalNum(n.b, env));
     case 'pow':
-      return cpow(evalNum(n.a, env), evalNum(n.b, env));
+      return realPow(evalNum(n.a, env), evalNum(n.b, env));
     case 'fact': {
       const a = evalNum(n.a, env);
       if (a.im !== 0 || a.re < 0 || !Number.isInteger(a.re)) return NAN;
