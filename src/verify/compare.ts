@@ -191,9 +191,28 @@ function flattenSetUnion(n: Node): Node {
   return items.length === 0 ? { k: 'empty' } : { k: 'set', items };
 }
 
+/** `a = 3, b = \frac72` (constants assigned to distinct variables): the tuple of values in that order; else null. */
+function assignmentTuple(n: Node): Node | null {
+  if (n.k !== 'list' || n.items.length > MAX_ELEMENTS) return null;
+  const names = new Set<string>();
+  const values: Node[] = [];
+  for (const it of n.items) {
+    const c = it.k === 'rel' ? constAssignment(it) : null;
+    if (c === null || names.has(c[0])) return null;
+    names.add(c[0]);
+    values.push(c[1]);
+  }
+  return { k: 'seq', open: '(', close: ')', items: values };
+}
+
 function compareNodes(g0: Node, a0: Node): Comparison {
-  const g = flattenSetUnion(g0);
-  const a = flattenSetUnion(a0);
+  let g = flattenSetUnion(g0);
+  let a = flattenSetUnion(a0);
+  // a list of assignments against unlabelled values: the values in the order of the variables
+  const gT = assignmentTuple(g);
+  const aT = assignmentTuple(a);
+  if (gT !== null && aT === null) g = gT;
+  else if (aT !== null && gT === null) a = aT;
   // assignments / membership unwrap against a non-relation counterpart
   const aRhs = assignmentRhs(a);
   if (aRhs && !isRelLike(g)) return prefix('assignment: ', compareNodes(g, aRhs));

@@ -333,6 +333,43 @@ function questionFollows(text: string, pos: number): boolean {
   return false;
 }
 
+/** A line that opens a labelled part: "(a) …", "**(b)** …", "b) …", "Part (c): …", "### Part 2". */
+const PART_MARKER = /^[ \t>#*_]*(?:part[ \t]*)?\(?([a-h]|i{1,3}|iv|vi{0,3}|[1-9])\)?[ \t]*[.:)]?[ \t*_]*(?=\S)/gim;
+const PART_SEQUENCES = ['abcdefgh', ['i', 'ii', 'iii', 'iv', 'v', 'vi', 'vii', 'viii'], '12345678'] as const;
+const MAX_PARTS = 8;
+
+/**
+ * When the response answers labelled parts in order ((a), (b), … or Part 1, Part 2, …) and every part holds a box,
+ * the last box of each part; else null.
+ */
+function partBoxes(text: string, boxes: readonly Box[]): Box[] | null {
+  if (boxes.length < 2) return null;
+  const starts: Array<[number, string]> = [];
+  PART_MARKER.lastIndex = 0;
+  let m: RegExpExecArray | null;
+  while ((m = PART_MARKER.exec(text)) !== null) {
+    const head = m[0];
+    // "(a)" / "a)" / "Part a" only: a bare "a." or "1." list item is not a part label
+    if (!/part|\(|\)/i.test(head)) continue;
+    starts.push([m.index, (m[1] as string).toLowerCase()]);
+    if (starts.length > MAX_PARTS) return null;
+  }
+  if (starts.length < 2) return null;
+  const labels = starts.map(([, l]) => l);
+  const inOrder = PART_SEQUENCES.some((seq) => labels.every((l, i) => seq[i] === l));
+  if (!inOrder) return null;
+  const out: Box[] = [];
+  for (let k = 0; k < starts.length; k++) {
+    const from = starts[k]![0];
+    const to = k + 1 < starts.length ? starts[k + 1]![0] : Infinity;
+    let lastIn: Box | null = null;
+    for (const b of boxes) if (b.start >= from && b.end <= to) lastIn = b;
+    if (lastIn === null) return null;
+    out.push(lastIn);
+  }
+  return out[out.length - 1] === boxes[boxes.length - 1] ? out : null;
+}
+
 function extractFromBoxes(text: string, notes: string[]): Extraction | null {
   const { boxes, unbalanced, byStart } = scanBoxes(text);
   if (boxes.length === 0) {
@@ -347,6 +384,15 @@ function extractFromBoxes(text: string, notes: string[]): Extraction | null {
     group.push(prev);
   }
   group.reverse();
+  if (group.length === 1) {
+    const parts = partBoxes(text, boxes);
+    if (parts !== null) {
+      const contents = parts.map((b) => boxContent(text, b, byStart));
+      if (!contents.some(isEmptyContent) && !questionFollows(text, last.end)) {
+        return result(contents.join(', '), 'boxed', `last \\${last.command}{} of each of ${parts.length} labelled parts, joined as a list`);
+      }
+    }
+  }
   const cmd = `\\${last.command}`;
   const lastContent = boxContent(text, last, byStart);
   if (isEmptyContent(lastContent)) return none(`empty ${cmd}{}`);

@@ -232,13 +232,17 @@ export class Parser {
   /** Comma/semicolon separated items. `stops` are closers that end the list. */
   private parseList(stops: Set<string>): Node {
     this.enter();
-    const items: Node[] = [this.parseUnion()];
+    // `;` separates groups when a group has several comma-separated items ("m=1,n=4;m=3,n=4"), else items
+    const groups: Node[][] = [[this.parseUnion()]];
     while (this.isOp(',') || this.isOp(';')) {
+      if (this.isOp(';')) groups.push([]);
       this.pos++;
-      items.push(this.parseUnion());
+      (groups[groups.length - 1] as Node[]).push(this.parseUnion());
     }
     this.leave();
     void stops;
+    const grouped = groups.length > 1 && groups.some((g) => g.length > 1);
+    const items = grouped ? groups.map((g): Node => (g.length === 1 ? (g[0] as Node) : { k: 'list', items: g })) : groups.flat();
     return items.length === 1 ? (items[0] as Node) : { k: 'list', items };
   }
 

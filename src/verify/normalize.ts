@@ -225,6 +225,7 @@ export function normalizeAnswer(raw: string): string {
   // list words: "5 and 6", "x=1 \text{ or } x=2"
   s = s.replace(/\\(?:text|mbox|mathrm|textrm|textbf)\s*\{\s*(?:and|or|,)\s*\}/gi, ',');
   s = s.replace(/(?<=\S)\s+(?:and|or)\s+(?=\S)/gi, ', ');
+  s = s.replace(/(?<=[)\]])\s*(?:and|or)\s*(?=[([])/gi, ', '); // "(5,2)or(2,5)"
   s = s.replace(/\s+/g, ' ').trim();
   s = s.replace(/^,|,$/g, '').trim();
   s = setBuilderToCondition(s);
