@@ -370,13 +370,20 @@ function partBoxes(text: string, boxes: readonly Box[]): Box[] | null {
   return out[out.length - 1] === boxes[boxes.length - 1] ? out : null;
 }
 
-function extractFromBoxes(text: string, notes: string[]): Extraction | null {
+/** `lastEnd` receives the span of the last box. */
+const FINAL_ANSWER = /\bfinal[ \t*_]*answer\b/i;
+
+function extractFromBoxes(text: string, notes: string[], lastEnd?: { start: number; end: number }): Extraction | null {
   const { boxes, unbalanced, byStart } = scanBoxes(text);
   if (boxes.length === 0) {
     if (unbalanced > 0) notes.push(`${unbalanced} unbalanced box skipped`);
     return null;
   }
   const last = boxes[boxes.length - 1]!;
+  if (lastEnd !== undefined) {
+    lastEnd.start = last.start;
+    lastEnd.end = last.end;
+  }
   const group: Box[] = [last]; // built backwards, reversed below
   for (let k = boxes.length - 2; k >= 0; k--) {
     const prev = boxes[k]!;
@@ -603,8 +610,11 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
       valueStart = a.pos + 6 + m[0].length;
       label = '"Final Answer" header';
       header = true;
+    } else if (startsLine(text, a.pos) && ANSWER_MATH.test(after)) {
+      valueStart = a.pos + 6 + ANSWER_MATH.exec(after)![0].length;
+      label = '"Answer" line followed by math';
     } else {
-      return null;
+      return valueBeforeAnswer(text, a);
     }
     const sentence = sentenceBefore(text, a.pos);
     if (HEDGE_WORDS.test(sentence)) return { kind: 'hedge', reason: `hedged answer phrase ("${sentence.trim().slice(-40)}")` };
@@ -613,15 +623,67 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
   const span = takeSpan(text, valueStart);
   if (span === null) return null;
   if (span.question) return { kind: 'hedge', reason: `hedged ${label} (question)` };
-  const value = cleanAnswer(span.text);
+  let value = cleanAnswer(span.text);
   if (value === '') return null;
   if (HEDGE_WORDS.test(value)) return { kind: 'hedge', reason: `hedged ${label} ("${value.slice(0, 40)}")` };
-  if (!looksLikeAnswer(value, header ? 3 : 6, header ? 120 : 300)) return null;
+  if (!looksLikeAnswer(value, header ? 3 : 6, header ? 120 : 300)) {
+    // "Final Answer: The area of $PQRS$ is 48."
+    const stated = a.kind === 'answer' ? statedValue(value) : null;
+    if (stated === null) return null;
+    value = stated;
+    label += ' stating "… is <value>"';
+  }
   if (a.kind === 'choice') {
     if (!/^\(?[A-Ja-j]\)?$/.test(value.trim())) return null;
     return { kind: 'answer', value, reason: '"correct option is" phrase' };
   }
   return { kind: 'answer', value, reason: label };
+}
+
+/** "Answer" then math on the same line: `Answer $ 7 $`, `Answer \[ 7 \]`. */
+const ANSWER_MATH = /^(?:\*\*|__)?[ \t]+(?=\$|\\\[|\\\()/;
+
+/** Only spacing or markdown emphasis between the previous line break and `pos`. */
+function startsLine(text: string, pos: number): boolean {
+  const ls = text.lastIndexOf('\n', pos - 1) + 1;
+  return /^[ \t>#*_]*$/.test(text.slice(ls, pos));
+}
+
+/** Words right after a linking verb that make the value inexact, a bound or a negation. */
+const VALUE_QUALIFIER =
+  /^(?:not|approximately|approx\.?|about|around|roughly|nearly|almost|at least|at most|more than|less than|over|under|between|close to|some)\b/i;
+
+/**
+ * The value of a sentence "the|this|our|its … is|are|was|equals <value>" (the last linking verb outside math),
+ * when what follows is a short answer; else null.
+ */
+function statedValue(sentence: string): string | null {
+  if (!/^(?:the|this|our|its|it)\b/i.test(sentence) || sentence.length > 300) return null;
+  const verb = /\s(?:is|are|was|equals|is equal to)\s+/gi;
+  let tail: string | null = null;
+  let m: RegExpExecArray | null;
+  while ((m = verb.exec(sentence)) !== null) {
+    const dollarsBefore = sentence.slice(0, m.index).split('$').length - 1;
+    if (dollarsBefore % 2 === 0) tail = sentence.slice(m.index + m[0].length);
+  }
+  if (tail === null || VALUE_QUALIFIER.test(tail)) return null;
+  const value = cleanAnswer(tail);
+  return value !== '' && looksLikeAnswer(value, 3, 120) ? value : null;
+}
+
+/** The math value in "So $y \ge 3$ is our answer." / "$x = 4$ is the final answer" ending its sentence. */
+function valueBeforeAnswer(text: string, a: Anchor): PhraseOutcome {
+  const rest = text.slice(a.pos + 6, a.pos + 6 + 8);
+  if (!/^s?[ \t]*(?:[.!]|\r?\n|$)/.test(rest)) return null;
+  const before = text.slice(Math.max(0, a.pos - 240), a.pos);
+  const m = /(\$[^$\n]{1,200}\$|\\\((?:(?!\\\)).){1,200}\\\)|-?\d[\d,]*(?:\.\d+)?(?:\/\d+)?%?)[ \t]+is[ \t]+(?:our|the|my)[ \t]+(?:final[ \t]+)?$/i.exec(before);
+  if (m === null) return null;
+  const sentence = sentenceBefore(text, a.pos);
+  if (HEDGE_WORDS.test(sentence)) return { kind: 'hedge', reason: `hedged answer phrase ("${sentence.trim().slice(-40)}")` };
+  if (CONDITIONAL_WORDS.test(sentence)) return null;
+  const value = cleanAnswer(m[1] as string);
+  if (value === '' || !looksLikeAnswer(value, 3, 200)) return null;
+  return { kind: 'answer', value, reason: '"<value> is the answer" phrase' };
 }
 
 function extractFromPhrases(text: string): Extraction | null {
@@ -651,17 +713,19 @@ function extractBare(text: string): Extraction | null {
 
 const CONCLUSION_CUE =
   /^[\s*]*(?:so|thus|therefore|hence|finally|in total|in conclusion|altogether|overall|consequently|this means|that means|which means)\b/i;
+/** The same cue opening the last clause: "The price goes from 40 to 60, so it rises by 50%." */
+const CLAUSE_CUE = /,[ \t]*(?:so|thus|therefore|hence)[ \t]+[^,;]*$/i;
 /**
  * "Adding them, the total number of clips is 72.": a definite summarising subject (total, sum, result, …) linked by
  * "is" to the value. Any definite subject counts when the sentence is the whole response ("The angle is 120°.").
  */
 const CONCLUSION_SUBJECT =
-  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:total|sum|result|final|overall|altogether|combined|in all)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
+  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:total|sum|result|final|overall|altogether|combined|in all|solution|solutions|answer)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 const WHOLE_SENTENCE_SUBJECT =
   /^[\s*]*(?:the|this|our)\b[^.;!?]*\b(?:is|are|was|were|equals)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** The verb that links the subject to the value ("… is", "… equals", "… =", "… of", "… is:"). */
 const CONCLUSION_LINK =
-  /(?:\b(?:is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
+  /(?:\b(?:(?:rises|rose|increases|increased|decreases|decreased|falls|fell|drops|dropped|grows|grew|declines|declined)[ \t]+by|is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** Words just before the value that make it inexact or negated. */
 const CONCLUSION_QUALIFIER =
   /\b(?:not|approximately|about|around|roughly|nearly|almost|least|most|more than|less than|over|under|between)\s*(?:is|are|was|=|:)?[ \t]*$|≈|\\approx\s*$/i;
@@ -688,8 +752,10 @@ function extractConclusion(text: string): Extraction | null {
     display = true;
   } else {
     const last = t[end - 1];
-    if (last !== '.' && last !== '!') return null;
-    end--;
+    // a closing math delimiter may end the response without a period ("The solution is $y != 4$")
+    const mathEnd = last === '$' || t.endsWith('\\)');
+    if (last !== '.' && last !== '!' && !mathEnd) return null;
+    if (!mathEnd) end--;
     // up to three plain words after the value (units): "is \\(100\\) square units."
     const words = /(?:[ \t]+[A-Za-z][A-Za-z-]*){1,3}$/.exec(t.slice(Math.max(0, end - 60), end));
     if (words !== null && TRAILING_WORDS.test(words[0]) && !TRAILING_STOP.test(words[0])) {
@@ -706,7 +772,7 @@ function extractConclusion(text: string): Extraction | null {
       end = open;
     } else {
       const tail = t.slice(Math.max(0, end - 40), end);
-      const m = /(?:^|[\s(])(\\?\$?-?\d[\d,]*(?:\.\d+)?(?:\\?%|°|\^\\circ|\^\{\\circ\})?)$/.exec(tail);
+      const m = /(?:^|[\s(])(\\?\$?-?\d[\d,]*(?:\.\d+)?(?:\/\d+)?(?:\\?%|°|\^\\circ|\^\{\\circ\})?)$/.exec(tail);
       if (m === null) return null;
       valueEnd = end;
       valueStart = end - m[1]!.length;
@@ -720,7 +786,11 @@ function extractConclusion(text: string): Extraction | null {
   while (sEnd > 0 && isSpace(t.charCodeAt(sEnd - 1))) sEnd--;
   const sentence = sentenceBefore(t, sEnd, 300);
   const whole = t.slice(0, sEnd).trim() === sentence.trim();
-  const cued = CONCLUSION_CUE.test(sentence) || CONCLUSION_SUBJECT.test(sentence) || (whole && WHOLE_SENTENCE_SUBJECT.test(sentence));
+  const cued =
+    CONCLUSION_CUE.test(sentence) ||
+    CLAUSE_CUE.test(sentence) ||
+    CONCLUSION_SUBJECT.test(sentence) ||
+    (whole && WHOLE_SENTENCE_SUBJECT.test(sentence));
   if (!cued || !CONCLUSION_LINK.test(sentence)) return null;
   if (CONCLUSION_BLOCK.test(sentence) || CONCLUSION_QUALIFIER.test(sentence) || HEDGE_WORDS.test(sentence)) return null;
   if (HEDGE_WORDS.test(value)) return null;
@@ -774,8 +844,20 @@ export function extractAnswer(response: string): Extraction {
     return withNotes(none('response truncated (cut off mid-sentence)'));
   }
 
-  const boxed = extractFromBoxes(text, notes);
-  if (boxed !== null) return withNotes(boxed);
+  const lastBox = { start: -1, end: -1 };
+  const boxed = extractFromBoxes(text, notes, lastBox);
+  if (boxed !== null) {
+    // an explicit final-answer phrase after the last box wins over it ("\boxed{12} … Final Answer: the total is 20."),
+    // unless the box itself was given as the answer ("The answer is $\boxed{5}$.")
+    const tail = text.slice(lastBox.end);
+    if (boxed.answer !== null && FINAL_ANSWER.test(tail) && !/\banswer\b/i.test(sentenceBefore(text, lastBox.start))) {
+      const later = extractFromPhrases(tail);
+      if (later !== null && later.answer !== null) {
+        return withNotes({ ...later, reason: `${later.reason} (after the last box, which it overrides)` });
+      }
+    }
+    return withNotes(boxed);
+  }
   const phrase = extractFromPhrases(text);
   if (phrase !== null) return withNotes(phrase);
   const bare = extractBare(text);
