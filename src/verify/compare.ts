@@ -275,7 +275,12 @@ function compareNodes(g0: Node, a0: Node): Comparison {
     return no(`${g.k} vs ${a.k}`);
   }
   if (g.k === 'matrix' || a.k === 'matrix') {
-    if (g.k !== 'matrix' || a.k !== 'matrix') return no(`${g.k} vs ${a.k}`);
+    // an unevaluated sum, difference, scalar multiple or product of matrices is compared by its value
+    const gm = g.k === 'matrix' ? g : matrixValue(g);
+    const am = a.k === 'matrix' ? a : matrixValue(a);
+    if (gm === null || am === null) return no(`${g.k} vs ${a.k}`);
+    g = gm;
+    a = am;
     if (g.rows.length !== a.rows.length || (g.rows[0] as Node[]).length !== (a.rows[0] as Node[]).length) {
       return no('matrix shape differs');
     }
@@ -293,6 +298,65 @@ function compareNodes(g0: Node, a0: Node): Comparison {
   if (g.k === 'based' || a.k === 'based') return compareBased(g, a);
   if (g.k === 'union' || a.k === 'union') return no('union vs other');
   return compareScalar(g, a);
+}
+
+type MatrixNode = Extract<Node, { k: 'matrix' }>;
+
+/** The matrix an expression of matrices evaluates to, entries as unevaluated nodes; null when not (or undefined). */
+function matrixValue(n: Node): MatrixNode | null {
+  switch (n.k) {
+    case 'matrix':
+      return n;
+    case 'neg': {
+      const m = matrixValue(n.a);
+      return m && { k: 'matrix', rows: m.rows.map((r) => r.map((e): Node => ({ k: 'neg', a: e }))) };
+    }
+    case 'add': {
+      const ms = n.terms.map(matrixValue);
+      if (ms.some((m) => m === null)) return null;
+      const [first, ...rest] = ms as MatrixNode[];
+      if (first === undefined || rest.some((m) => !sameShape(m, first))) return null;
+      return {
+        k: 'matrix',
+        rows: first.rows.map((r, i) => r.map((_, j): Node => ({ k: 'add', terms: (ms as MatrixNode[]).map((m) => m.rows[i]![j]!) }))),
+      };
+    }
+    case 'mul': {
+      const scalars: Node[] = [];
+      let acc: MatrixNode | null = null;
+      for (const f of n.fs) {
+        if (!some(f, (m) => m.k === 'matrix')) {
+          scalars.push(f);
+          continue;
+        }
+        const m = matrixValue(f);
+        if (m === null) return null;
+        acc = acc === null ? m : matrixProduct(acc, m);
+        if (acc === null) return null;
+      }
+      if (acc === null) return null;
+      if (scalars.length === 0) return acc;
+      return { k: 'matrix', rows: acc.rows.map((r) => r.map((e): Node => ({ k: 'mul', fs: [...scalars, e] }))) };
+    }
+    default:
+      return null;
+  }
+}
+
+function sameShape(x: MatrixNode, y: MatrixNode): boolean {
+  return x.rows.length === y.rows.length && x.rows[0]!.length === y.rows[0]!.length;
+}
+
+function matrixProduct(x: MatrixNode, y: MatrixNode): MatrixNode | null {
+  const inner = x.rows[0]!.length;
+  const cols = y.rows[0]!.length;
+  if (y.rows.length !== inner || x.rows.length * cols > MAX_ELEMENTS || inner > MAX_ELEMENTS) return null;
+  return {
+    k: 'matrix',
+    rows: x.rows.map((r) =>
+      Array.from({ length: cols }, (_, j): Node => ({ k: 'add', terms: r.map((e, t): Node => ({ k: 'mul', fs: [e, y.rows[t]![j]!] })) })),
+    ),
+  };
 }
 
 function prefix(p: string, c: Comparison): Comparison {

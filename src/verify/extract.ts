@@ -702,6 +702,16 @@ function extractFromPhrases(text: string): Extraction | null {
 // ---------------------------------------------------------------------------------------------------------------
 // Bare answer and concluding sentence
 
+/** A reply that opens with its option letter: "C. Because …", "(B) The …", "**D.** Since …" (not "A quick …"). */
+const LEADING_CHOICE = /^[ \t\r\n]*(?:\*\*|__)?[ \t]*(?:\(([A-J])\)|([A-J])[.)])(?:\*\*|__)?[ \t]+\S/;
+
+function extractLeadingChoice(text: string): Extraction | null {
+  const m = LEADING_CHOICE.exec(text);
+  if (m === null) return null;
+  if (HEDGE_WORDS.test(sentenceBefore(text, Math.min(text.length, m[0].length + 80)))) return null;
+  return result((m[1] ?? m[2]) as string, 'phrase', 'reply opens with its option letter');
+}
+
 function extractBare(text: string): Extraction | null {
   const t = text.trim();
   if (t.length === 0 || t.length > MAX_BARE_CHARS) return null;
@@ -860,6 +870,8 @@ export function extractAnswer(response: string): Extraction {
   }
   const phrase = extractFromPhrases(text);
   if (phrase !== null) return withNotes(phrase);
+  const choice = extractLeadingChoice(text);
+  if (choice !== null) return withNotes(choice);
   const bare = extractBare(text);
   if (bare !== null) return withNotes(bare);
   const conclusion = extractConclusion(text);
