@@ -14,10 +14,13 @@ import {
   evalNum,
   hpClose,
   type HPBudget,
+  boundedSize,
   expandPm,
   freeVars,
   lastScale,
+  mapChildren,
   printNode,
+  resetBigopBudget,
   resetScale,
   samplePoints,
   some,
@@ -38,6 +41,7 @@ const no = (reason: string): Comparison => ({ equal: false, reason });
 
 /** Compare a raw gold answer with a raw extracted answer. */
 export function compareAnswers(gold: string, answer: string): Comparison {
+  resetBigopBudget();
   try {
     return compareRaw(gold, answer);
   } catch (e) {
@@ -302,8 +306,25 @@ function compareNodes(g0: Node, a0: Node): Comparison {
 
 type MatrixNode = Extract<Node, { k: 'matrix' }>;
 
+/** Total nodes the entries of an evaluated matrix expression may hold (products grow entries geometrically). */
+const MAX_MATRIX_NODES = 4000;
+
 /** The matrix an expression of matrices evaluates to, entries as unevaluated nodes; null when not (or undefined). */
 function matrixValue(n: Node): MatrixNode | null {
+  const m = matrixValue0(n);
+  return m === null || m === n || withinNodeBudget(m) ? m : null;
+}
+
+function withinNodeBudget(m: MatrixNode): boolean {
+  let budget = MAX_MATRIX_NODES;
+  for (const e of m.rows.flat()) {
+    budget -= boundedSize(e, budget);
+    if (budget < 0) return false;
+  }
+  return true;
+}
+
+function matrixValue0(n: Node): MatrixNode | null {
   switch (n.k) {
     case 'matrix':
       return n;
@@ -332,7 +353,7 @@ function matrixValue(n: Node): MatrixNode | null {
         const m = matrixValue(f);
         if (m === null) return null;
         acc = acc === null ? m : matrixProduct(acc, m);
-        if (acc === null) return null;
+        if (acc === null || !withinNodeBudget(acc)) return null;
       }
       if (acc === null) return null;
       if (scalars.length === 0) return acc;
@@ -795,7 +816,37 @@ function compareScalar(g: Node, a: Node): Comparison {
 }
 
 const isScalarKind = (n: Node): boolean =>
-  ['num', 'var', 'const', 'add', 'neg', 'mul', 'div', 'pow', 'fact', 'func', 'pct', 'deg'].includes(n.k);
+  ['num', 'var', 'const', 'add', 'neg', 'mul', 'div', 'pow', 'fact', 'func', 'pct', 'deg', 'bigop'].includes(n.k);
+
+type BigOp = Extract<Node, { k: 'bigop' }>;
+
+/** Rename the index `from` to `to` in a body, also inside subscripts (`b_{m-j}` → `b_{m-i}`). */
+function renameIndex(n: Node, from: string, to: string): Node {
+  if (from === to) return n;
+  const re = new RegExp(`(?<![A-Za-z])${from.replace(/[^A-Za-z0-9]/g, '\\$&')}(?![A-Za-z])`, 'g');
+  const walk = (m: Node): Node => {
+    if (m.k === 'var') {
+      if (m.name === from) return { k: 'var', name: to };
+      const u = m.name.indexOf('_');
+      return u < 0 ? m : { k: 'var', name: m.name.slice(0, u + 1) + m.name.slice(u + 1).replace(re, to) };
+    }
+    // an inner sum over the same index binds it again
+    if (m.k === 'bigop' && m.v === from) return { ...m, lo: walk(m.lo), hi: walk(m.hi) };
+    return mapChildren(m, walk);
+  };
+  return walk(n);
+}
+
+/**
+ * Two sums (or products) with the same bounds whose bodies agree as functions of the index and the other symbols
+ * are equal, whatever the bounds (`\sum_{i=1}^{m} a_i b_{m-i}` = `\sum_{j=1}^{m} b_{m-j} a_j`).
+ */
+function compareBigOps(g: BigOp, a: BigOp): Comparison | null {
+  if (g.op !== a.op) return null;
+  if (!compareExpr(g.lo, a.lo).equal || !compareExpr(g.hi, a.hi).equal) return null;
+  const c = compareExpr(g.body, renameIndex(a.body, a.v, g.v));
+  return c.equal ? yes(`equal ${g.op}s (same bounds, equal terms)`) : null;
+}
 
 function finite(c: Complex): boolean {
   return Number.isFinite(c.re) && Number.isFinite(c.im);
@@ -831,6 +882,10 @@ function exactPair(g: Node, a: Node, env: ReadonlyMap<string, Rational>): [Ratio
 
 function compareExpr(g: Node, a: Node): Comparison {
   if (!isScalarKind(g) || !isScalarKind(a)) return no(`${a.k} vs ${g.k}`);
+  if (g.k === 'bigop' && a.k === 'bigop') {
+    const c = compareBigOps(g, a);
+    if (c !== null) return c;
+  }
   const gs = infSign(g);
   const as = infSign(a);
   if (gs !== 0 || as !== 0) return gs === as ? yes('same infinity') : no('infinity mismatch');

@@ -2,6 +2,7 @@
 // Bounded: token count cap, nesting depth cap; throws ParseError on anything it does not understand.
 
 import { fromDecimal, fromRepeating, type Rational } from './rational.js';
+import { mapChildren } from './value.js';
 
 export type RelOp = '=' | '<' | '>' | '<=' | '>=' | '!=';
 
@@ -30,7 +31,9 @@ export type Node =
   | { k: 'text'; s: string }
   | { k: 'empty' }
   | { k: 'reals' }
-  | { k: 'based'; digits: string; base: number };
+  | { k: 'based'; digits: string; base: number }
+  /** `\sum_{v=lo}^{hi} body` / `\prod_{v=lo}^{hi} body` (v is bound in body). */
+  | { k: 'bigop'; op: 'sum' | 'prod'; v: string; lo: Node; hi: Node; body: Node };
 
 export class ParseError extends Error {
   constructor(msg: string) {
@@ -186,7 +189,9 @@ export function tokenize(src: string): Tok[] {
 
 const REL_CMDS: Record<string, RelOp> = { le: '<=', ge: '>=', ne: '!=' };
 
-const ATOM_CMDS = new Set(['frac', 'sqrt', 'binom', 'pi', 'infty', 'emptyset', '{', 'lfloor', 'lceil', 'lvert', 'vert', 'langle', 'exp']);
+const ATOM_CMDS = new Set([
+  'frac', 'sqrt', 'binom', 'pi', 'infty', 'emptyset', '{', 'lfloor', 'lceil', 'lvert', 'vert', 'langle', 'exp', 'sum', 'prod',
+]);
 
 export class Parser {
   private toks: Tok[];
@@ -683,6 +688,29 @@ export class Parser {
     return { k: 'func', name: 'sqrt', args: index ? [arg, index] : [arg] };
   }
 
+  /** `\sum_{i=1}^{m} a_i b_{m-i}`: index and bounds in either order, then a product as the body. */
+  private bigOp(op: 'sum' | 'prod'): Node {
+    let index: Node | null = null;
+    let hi: Node | null = null;
+    for (let guard = 0; guard < 2; guard++) {
+      if (this.isOp('_') && index === null) {
+        this.pos++;
+        index = this.parseScript();
+      } else if (this.isOp('^') && hi === null) {
+        this.pos++;
+        hi = this.parseScript();
+      }
+    }
+    if (index === null || hi === null) throw new ParseError(`\\${op} without both bounds`);
+    const iv = index.k === 'rel' && index.ops.length === 1 && index.ops[0] === '=' ? index.items[0] : undefined;
+    // the index may be a letter that otherwise names a constant (i, e): inside the body it is the index
+    const v = iv?.k === 'var' ? iv.name : iv?.k === 'const' && (iv.name === 'i' || iv.name === 'e') ? iv.name : null;
+    if (v === null) throw new ParseError(`\\${op} index is not "v = start"`);
+    const bind = (m: Node): Node => (m.k === 'const' && m.name === v ? { k: 'var', name: v } : mapChildren(m, bind));
+    const body = bind(this.parseMul());
+    return { k: 'bigop', op, v, lo: (index as Extract<Node, { k: 'rel' }>).items[1] as Node, hi, body };
+  }
+
   private cmdAtom(s: string): Node {
     if (s === 'frac') {
       const a = this.parseGroupArg();
@@ -695,6 +723,7 @@ export class Parser {
       return { k: 'func', name: 'binom', args: [a, b] };
     }
     if (s === 'sqrt') return this.sqrtAtom();
+    if (s === 'sum' || s === 'prod') return this.bigOp(s);
     if (s === 'pi') return { k: 'const', name: 'pi' };
     if (s === 'infty') return { k: 'const', name: 'inf' };
     if (s === 'emptyset') return { k: 'empty' };
