@@ -349,9 +349,10 @@ function partBoxes(text: string, boxes: readonly Box[]): Box[] | null {
   let m: RegExpExecArray | null;
   while ((m = PART_MARKER.exec(text)) !== null) {
     const head = m[0];
-    // "(a)" / "a)" / "Part a" only: a bare "a." or "1." list item is not a part label
-    if (!/part|\(|\)/i.test(head)) continue;
-    starts.push([m.index, (m[1] as string).toLowerCase()]);
+    // "(a)" / "a)" / "Part a" / "Part 1" only: a bare "a." or "1." list item or a numbered step "(1)" is not a part
+    const label = (m[1] as string).toLowerCase();
+    if (/^\d$/.test(label) ? !/part/i.test(head) : !/part|\(|\)/i.test(head)) continue;
+    starts.push([m.index, label]);
     if (starts.length > MAX_PARTS) return null;
   }
   if (starts.length < 2) return null;
@@ -705,11 +706,19 @@ function extractFromPhrases(text: string): Extraction | null {
 /** A reply that opens with its option letter: "C. Because …", "(B) The …", "**D.** Since …" (not "A quick …"). */
 const LEADING_CHOICE = /^[ \t\r\n]*(?:\*\*|__)?[ \t]*(?:\(([A-J])\)|([A-J])[.)])(?:\*\*|__)?[ \t]+\S/;
 
+/** A later line that opens another option ("B. 6", "(C) 7"): the reply lists the options rather than choosing. */
+const OPTION_LINE = /\n[ \t]*(?:\*\*|__)?[ \t]*(?:\(([A-J])\)|([A-J])[.)])/g;
+
 function extractLeadingChoice(text: string): Extraction | null {
   const m = LEADING_CHOICE.exec(text);
   if (m === null) return null;
+  const letter = (m[1] ?? m[2]) as string;
+  OPTION_LINE.lastIndex = 0;
+  for (let o = OPTION_LINE.exec(text); o !== null; o = OPTION_LINE.exec(text)) {
+    if ((o[1] ?? o[2]) !== letter) return null;
+  }
   if (HEDGE_WORDS.test(sentenceBefore(text, Math.min(text.length, m[0].length + 80)))) return null;
-  return result((m[1] ?? m[2]) as string, 'phrase', 'reply opens with its option letter');
+  return result(letter, 'phrase', 'reply opens with its option letter');
 }
 
 function extractBare(text: string): Extraction | null {

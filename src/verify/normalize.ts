@@ -209,7 +209,7 @@ export function normalizeAnswer(raw: string): string {
   // trailing punctuation
   s = s.replace(/[\s.;,]+$/, '');
   // "y \approx 8": an integer stated as approximate is that integer (it can only equal an integer gold)
-  s = s.replace(/^(?:[A-Za-z](?:_\{?\w+\}?)?\s*)?\\approx\s*(-?\d+)$/, '$1');
+  s = s.replace(/^(?:(?![ei](?![_\w]))[A-Za-z](?:_\{?\w+\}?)?\s*)?\\approx\s*(-?\d+)$/, '$1'); // not e ≈ 3
   // "1/3 \approx 0.333": keep the exact value before an approximation
   const approx = s.search(/\\approx(?![a-zA-Z])/);
   if (approx > 0) s = s.slice(0, approx).trim();
