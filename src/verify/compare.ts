@@ -123,10 +123,11 @@ function isVarLike(n: Node): boolean {
 function assignmentRhs(n: Node): Node | null {
   if (n.k !== 'rel' || n.ops.length !== 1 || n.ops[0] !== '=') return null;
   const [l, r] = n.items as [Node, Node];
-  // function notation f(x) = ... (parsed as the product of two variables)
+  // function notation f(x) = … in x (parsed as the product of two variables); `xy = 6` is an equation, not f(x)
   if (l.k === 'mul' && l.fs.length === 2 && l.fs.every((f) => f.k === 'var')) {
-    const fname = (l.fs[0] as Extract<Node, { k: 'var' }>).name;
-    if (!freeVars(r).has(fname)) return r;
+    const [fname, arg] = (l.fs as Array<Extract<Node, { k: 'var' }>>).map((f) => f.name);
+    const rv = freeVars(r);
+    if (!rv.has(fname as string) && rv.has(arg as string)) return r;
   }
   if (isVarLike(l)) {
     const lv = freeVars(l);
@@ -150,7 +151,9 @@ function isName(n: Node): boolean {
 function isLabel(n: Node): boolean {
   if (isName(n)) return true;
   if (n.k === 'func' && n.name === 'abs' && n.args.length === 1) return isName(n.args[0] as Node);
-  return n.k === 'div' && isName(n.a) && isName(n.b);
+  // a ratio may also be of lower-case quantities: x:y = 2:3, \frac{a}{b} = \frac{3}{4}
+  const ratioTerm = (m: Node): boolean => isName(m) || (m.k === 'var' && m.name.length === 1);
+  return n.k === 'div' && ratioTerm(n.a) && ratioTerm(n.b);
 }
 
 /**

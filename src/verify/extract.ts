@@ -762,6 +762,7 @@ function extractConclusion(text: string): Extraction | null {
   let valueStart: number;
   let valueEnd: number;
   let display = false;
+  let percentWord = false;
   if (t.endsWith('\\]') || (t.endsWith('$$') && t.length > 4)) {
     const open = t.endsWith('\\]') ? t.lastIndexOf('\\[', end - 2) : t.lastIndexOf('$$', end - 3);
     if (open < 0 || end - open > 200) return null;
@@ -780,7 +781,11 @@ function extractConclusion(text: string): Extraction | null {
     if (words !== null && TRAILING_WORDS.test(words[0]) && !TRAILING_STOP.test(words[0])) {
       const before = end - words[0].length;
       const c = t[before - 1];
-      if (c === '$' || c === ')' || (c !== undefined && c >= '0' && c <= '9')) end = before;
+      if (c === '$' || c === ')' || (c !== undefined && c >= '0' && c <= '9')) {
+        end = before;
+        // "rises by 50 percent": the word is part of the value, not a unit
+        percentWord = /^\s*(?:percent|pct)\s*$/i.test(words[0]);
+      }
     }
     if (t[end - 1] === '$' || t.endsWith('\\)', end)) {
       const paren = t[end - 1] !== '$';
@@ -800,6 +805,7 @@ function extractConclusion(text: string): Extraction | null {
   }
   let value = t.slice(valueStart, valueEnd).trim().replace(/\.$/, '').trim();
   value = value.replace(/^\\?\$(?=\d|-)/, '');
+  if (percentWord) value += '\\%';
   if (value === '' || value.length > 80 || value.includes('\n')) return null;
   let sEnd = end;
   while (sEnd > 0 && isSpace(t.charCodeAt(sEnd - 1))) sEnd--;
