@@ -627,6 +627,7 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
   let value = cleanAnswer(span.text);
   if (value === '') return null;
   if (HEDGE_WORDS.test(value)) return { kind: 'hedge', reason: `hedged ${label} ("${value.slice(0, 40)}")` };
+  if (/^not\b/i.test(value)) return { kind: 'hedge', reason: `negated ${label} ("${value.slice(0, 40)}")` };
   if (!looksLikeAnswer(value, header ? 3 : 6, header ? 120 : 300)) {
     // "Final Answer: The area of $PQRS$ is 48."
     const stated = a.kind === 'answer' ? statedValue(value) : null;
@@ -713,6 +714,10 @@ function extractLeadingChoice(text: string): Extraction | null {
   const m = LEADING_CHOICE.exec(text);
   if (m === null) return null;
   const letter = (m[1] ?? m[2]) as string;
+  // "(A) is wrong because …": the reply discusses option A rather than choosing it
+  if (/^(?:is|isn't|was|are|cannot|can't|can|does|doesn't|do|fails|would|could|might|may|seems|looks|has|and|or|vs\.?|versus)\b/i.test(text.slice(m[0].length - 1).trimStart())) {
+    return null;
+  }
   OPTION_LINE.lastIndex = 0;
   for (let o = OPTION_LINE.exec(text); o !== null; o = OPTION_LINE.exec(text)) {
     if ((o[1] ?? o[2]) !== letter) return null;
@@ -880,6 +885,8 @@ export function extractAnswer(response: string): Extraction {
       if (later !== null && later.answer !== null) {
         return withNotes({ ...later, reason: `${later.reason} (after the last box, which it overrides)` });
       }
+      // "… \boxed{12}. The final answer is not 12, …" / "… maybe the final answer is 13": the box is not final
+      if (later !== null) return withNotes(none(`${later.reason} after the last box`));
     }
     return withNotes(boxed);
   }
