@@ -147,13 +147,14 @@ function depthAt(s: string): number[] {
  * start with 0 (`0,125` and `0{,}125` are not 125), every later group has exactly 3 digits.
  */
 function removeThousands(s: string): string {
+  if (!s.includes(',') && !s.includes(' ')) return s;
   // explicit separators: 10{,}000, 23 {, }481, 10,\!000, 11,\! 111, 1\,000
   s = s.replace(
     /(?<![\d.])[1-9]\d{0,2}(?:(?:\s*\{\s*,\s*\}\s*|,\\!\s*|\\,)\d{3})+(?!\d)/g,
     (m) => m.replace(/\s*\{\s*,\s*\}\s*|,\\!\s*|\\,/g, ''),
   );
   // SI thin spaces in the fractional part: 3.141\,592
-  s = s.replace(/(?<=\.\d+)\\,(?=\d)/g, '');
+  if (s.includes('\\,')) s = s.replace(/(?<=\.\d+)\\,(?=\d)/g, '');
   // plain spaces in exact groups of three: 1 000 000
   s = s.replace(/(?<![\d.,])[1-9]\d{0,2}(?: \d{3})+(?![\d]|,\d)/g, (m) => m.replace(/ /g, ''));
   // plain commas in exact groups of three, no space after the comma, outside brackets
@@ -199,7 +200,7 @@ export function normalizeAnswer(raw: string): string {
   // spacing
   s = s.replace(/(?<!\\)\\!/g, '');
   s = s.replace(/(?<!\\)\\(?:,|;|:|>|quad|qquad|enspace|thinspace|medspace|thickspace|hfill)(?![a-zA-Z])/g, ' ');
-  s = s.replace(/(?<!\\)\\ /g, ' '); // the control space "\ " may be followed by anything ("\mathrm{\ cm}")
+  if (s.includes('\\ ')) s = s.replace(/(?<!\\)\\ /g, ' '); // the control space "\ " may be followed by anything ("\mathrm{\ cm}")
   s = s.replace(/\\(?:hspace|vspace)\*?\s*\{[^}]*\}/g, ' ');
   s = s.replace(/~/g, ' ');
   s = s.replace(/\\%/g, '%');
@@ -209,7 +210,7 @@ export function normalizeAnswer(raw: string): string {
   // trailing punctuation
   s = s.replace(/[\s.;,]+$/, '');
   // "y \approx 8": an integer stated as approximate is that integer (it can only equal an integer gold)
-  s = s.replace(/^(?:(?![ei](?![_\w]))[A-Za-z](?:_\{?\w+\}?)?\s*)?\\approx\s*(-?\d+)$/, '$1'); // not e ≈ 3
+  if (s.includes('\\approx')) s = s.replace(/^(?:(?![ei](?![_\w]))[A-Za-z](?:_\{?\w+\}?)?\s*)?\\approx\s*(-?\d+)$/, '$1'); // not e ≈ 3
   // "1/3 \approx 0.333": keep the exact value before an approximation
   const approx = s.search(/\\approx(?![a-zA-Z])/);
   if (approx > 0) s = s.slice(0, approx).trim();
@@ -225,7 +226,7 @@ export function normalizeAnswer(raw: string): string {
   // list words: "5 and 6", "x=1 \text{ or } x=2"
   s = s.replace(/\\(?:text|mbox|mathrm|textrm|textbf)\s*\{\s*(?:and|or|,)\s*\}/gi, ',');
   s = s.replace(/(?<=\S)\s+(?:and|or)\s+(?=\S)/gi, ', ');
-  s = s.replace(/(?<=[)\]])\s*(?:and|or)\s*(?=[([])/gi, ', '); // "(5,2)or(2,5)"
+  if (/and|or/i.test(s)) s = s.replace(/(?<=[)\]])\s*(?:and|or)\s*(?=[([])/gi, ', '); // "(5,2)or(2,5)"
   s = s.replace(/\s+/g, ' ').trim();
   s = s.replace(/^,|,$/g, '').trim();
   s = setBuilderToCondition(s);
@@ -243,6 +244,7 @@ const NUMBER_WORDS: Readonly<Record<string, number>> = {
 
 /** A whole answer that is one number word ("seven", "\text{Twelve}") is that integer. */
 function numberWord(s: string): string {
+  if (s.length > 40 || /\d/.test(s)) return s;
   const m = /^(?:\\(?:text|textbf|mathrm|mbox|textrm)\s*\{\s*)?([A-Za-z]+)(?:\s*\})?$/.exec(s);
   if (m === null || (m[0].includes('{') !== m[0].includes('}'))) return s;
   const v = NUMBER_WORDS[(m[1] as string).toLowerCase()];
