@@ -4,11 +4,15 @@
 //   0. pre-checks: cut at a hallucinated new turn (chat tokens, a new "Problem:"/"Question:"/"User:" header line);
 //      an unfinished <think> is no answer; after a closed </think> only the text that follows counts;
 //   1. the last brace-matched \boxed{…} / \fbox{…} (also `\boxed 5`); adjacent boxes joined by separators form a
-//      list, identical repeats are deduplicated, an empty box is no answer;
+//      list, identical repeats are deduplicated, an empty box is no answer; the last box of each labelled part
+//      ((a), (b), … / Part 1, Part 2, …) forms a list when every part has one; a later "final answer" phrase
+//      overrides the box unless the box was itself given as the answer;
 //   2. else the last explicit answer phrase ("the answer is", "Answer:", "#### X", a final "A: X" line,
-//      a "Final Answer" header followed by the value);
-//   3. else the whole (short) response when it is just an answer;
-//   4. else a concluding sentence at the very end ("So the total is $42$.");
+//      a "Final Answer" header followed by the value, "Answer $7$", "$x=4$ is our answer", "Final Answer: The area
+//      of $PQRS$ is 48.");
+//   3. else a reply that opens with its option letter ("C. Because …");
+//   4. else the whole (short) response when it is just an answer;
+//   5. else a concluding sentence at the very end ("So the total is $42$.", "…, so it rises by 50%.");
 //   never a "last number in the text" fallback; hedged answers ("5 or 6?", "maybe 5") are no answer.
 //
 // The answer is returned as written (no normalisation). Everything here is a linear scan over the text or a
@@ -333,8 +337,12 @@ function questionFollows(text: string, pos: number): boolean {
   return false;
 }
 
-/** A line that opens a labelled part: "(a) …", "**(b)** …", "b) …", "Part (c): …", "### Part 2". */
-const PART_MARKER = /^[ \t>#*_]*(?:part[ \t]*)?\(?([a-h]|i{1,3}|iv|vi{0,3}|[1-9])\)?[ \t]*[.:)]?[ \t*_]*(?=\S)/gim;
+/**
+ * A line that opens a labelled part: "(a) …", "**(b)** …", "b) …", "Part (c): …", "### Part 2" (a bare "a." or
+ * "1." list item, a numbered step "(1)" and a formula "(a+b)^2" are not parts).
+ */
+const PART_MARKER =
+  /^[ \t>#*_]*(?:part[ \t]+\(?([a-h]|i{1,3}|iv|vi{0,3}|[1-9])\)?[ \t]*[.:)]?|\(([a-h]|i{1,3}|iv|vi{0,3})\)|([a-h]|i{1,3}|iv|vi{0,3})\))(?=[ \t*_]|$)/gim;
 const PART_SEQUENCES = ['abcdefgh', ['i', 'ii', 'iii', 'iv', 'v', 'vi', 'vii', 'viii'], '12345678'] as const;
 const MAX_PARTS = 8;
 
@@ -348,11 +356,7 @@ function partBoxes(text: string, boxes: readonly Box[]): Box[] | null {
   PART_MARKER.lastIndex = 0;
   let m: RegExpExecArray | null;
   while ((m = PART_MARKER.exec(text)) !== null) {
-    const head = m[0];
-    // "(a)" / "a)" / "Part a" / "Part 1" only: a bare "a." or "1." list item or a numbered step "(1)" is not a part
-    const label = (m[1] as string).toLowerCase();
-    if (/^\d$/.test(label) ? !/part/i.test(head) : !/part|\(|\)/i.test(head)) continue;
-    starts.push([m.index, label]);
+    starts.push([m.index, ((m[1] ?? m[2] ?? m[3]) as string).toLowerCase()]);
     if (starts.length > MAX_PARTS) return null;
   }
   if (starts.length < 2) return null;
@@ -371,9 +375,9 @@ function partBoxes(text: string, boxes: readonly Box[]): Box[] | null {
   return out[out.length - 1] === boxes[boxes.length - 1] ? out : null;
 }
 
-/** `lastEnd` receives the span of the last box. */
 const FINAL_ANSWER = /\bfinal[ \t*_]*answer\b/i;
 
+/** `lastEnd` receives the span of the last box. */
 function extractFromBoxes(text: string, notes: string[], lastEnd?: { start: number; end: number }): Extraction | null {
   const { boxes, unbalanced, byStart } = scanBoxes(text);
   if (boxes.length === 0) {
