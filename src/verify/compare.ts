@@ -145,7 +145,7 @@ function isName(n: Node): boolean {
 }
 
 /**
- * The left side of a gold that labels its value: a name, a length `|PQ|`, or a ratio of names `rac{AM}{MB}`,
+ * The left side of a gold that labels its value: a name, a length `|PQ|`, or a ratio of names `\frac{AM}{MB}`,
  * `W_1:W_2`. Equations in lower-case unknowns (`2x+3y=6`) are not labels.
  */
 function isLabel(n: Node): boolean {

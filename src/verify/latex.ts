@@ -237,7 +237,7 @@ export class Parser {
   /** Comma/semicolon separated items. `stops` are closers that end the list. */
   private parseList(stops: Set<string>): Node {
     this.enter();
-    // `;` separates groups when a group has several comma-separated items ("m=1,n=4;m=3,n=4"), else items
+    // `;` separates groups of equally many comma-separated items ("m=1,n=4;m=3,n=4"), else it separates items
     const groups: Node[][] = [[this.parseUnion()]];
     while (this.isOp(',') || this.isOp(';')) {
       if (this.isOp(';')) groups.push([]);
@@ -246,8 +246,9 @@ export class Parser {
     }
     this.leave();
     void stops;
-    const grouped = groups.length > 1 && groups.some((g) => g.length > 1);
-    const items = grouped ? groups.map((g): Node => (g.length === 1 ? (g[0] as Node) : { k: 'list', items: g })) : groups.flat();
+    const width = (groups[0] as Node[]).length;
+    const grouped = groups.length > 1 && width > 1 && groups.every((g) => g.length === width);
+    const items = grouped ? groups.map((g): Node => ({ k: 'list', items: g })) : groups.flat();
     return items.length === 1 ? (items[0] as Node) : { k: 'list', items };
   }
 
