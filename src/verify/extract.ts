@@ -798,7 +798,9 @@ function extractConclusion(text: string): Extraction | null {
     }
     if (t[end - 1] === '$' || t.endsWith('\\)', end)) {
       const paren = t[end - 1] !== '$';
-      const open = paren ? t.lastIndexOf('\\(', end - 2) : t.lastIndexOf('$', end - 2);
+      let open = paren ? t.lastIndexOf('\\(', end - 2) : t.lastIndexOf('$', end - 2);
+      // a dollar sign inside the math ("$\$36$") does not open it
+      while (!paren && open > 0 && t[open - 1] === '\\') open = t.lastIndexOf('$', open - 1);
       if (open < 0 || end - open > 200) return null;
       valueStart = open + (paren ? 2 : 1);
       valueEnd = end - (paren ? 2 : 1);
