@@ -464,3 +464,47 @@ test('"the correct option is (E)" is an answer phrase only when its value is an 
   assert.equal(extractAnswer('The correct option is the one with the largest area, which we now compute').answer, null);
   assert.equal(extractAnswer('The correct option is (E). So the answer is $\\boxed{C}$.').answer, 'C');
 });
+
+describe('answer sentences without a box (issue 12)', () => {
+  test('"Final Answer:" followed by a sentence that states the value', () => {
+    expectAnswer('Final Answer: The area of $PQRS$ is 48.', '48', 'phrase', /stating/);
+    expectAnswer('Final Answer: The area of $PQRS$ is not 48.', null);
+    expectAnswer('Final Answer: The area of $PQRS$ is 48 square units less than that of $ABCD$.', null);
+  });
+  test('"Answer" followed by math at the start of a line', () => {
+    expectAnswer('Answer $ 7 $', '7', 'phrase');
+    expectAnswer('So we get\n\nAnswer \\[ 7 \\]', '7', 'phrase');
+    expectAnswer('Answer $x$ is found by solving the equation.', null);
+  });
+  test('"<value> is our answer" ends its sentence', () => {
+    expectAnswer('So $y >= 3$ is our answer.', 'y >= 3', 'phrase');
+    expectAnswer('So $y >= 3$ is not our answer.', null);
+    expectAnswer('$5$ is the answer to part (a).', null);
+  });
+  test('concluding sentences: fractions, a clause after ", so", "rises by", math without a period', () => {
+    expectAnswer('Bob wins 3 of 5 games.\nHence the chance that Bob wins is 3/5.', '3/5', 'phrase');
+    expectAnswer('It goes from 40 to 60, so it rises by 50%.', '50%', 'phrase');
+    expectAnswer('It goes from 40 to 60, so it rises by 50 percent.', '50\\%', 'phrase');
+    expectAnswer('The denominator vanishes at 4.\nThe solution is $y != 4$', 'y != 4', 'phrase');
+    expectAnswer('So we divide both sides by 2.', null);
+  });
+  test('a later final-answer phrase overrides an intermediate box, not a box given as the answer', () => {
+    expectAnswer('First $\\boxed{12}$ apples.\n\nFinal Answer: The total number of apples is 20.', '20', 'phrase', /overrides/);
+    expectAnswer('The answer is $\\boxed{5}$. The final answer is 6.', '5', 'boxed');
+    expectAnswer('We get $\\boxed{12}$.\n\nThe final answer is not 12, it is 13.', null);
+  });
+  test('the last box of each labelled part forms a list; numbered steps and formulas are not parts', () => {
+    expectAnswer('(a) So $\\boxed{(2, 2)}$.\n\n(b) And $\\boxed{(0, 0)}$.', '(2, 2), (0, 0)', 'boxed', /labelled parts/);
+    expectAnswer('**Part (a).** $\\boxed{3}$ red.\n\n**Part (b).** $\\boxed{5}$ blue.', '3, 5', 'boxed');
+    expectAnswer('(a) We skip this.\n\n(b) So $\\boxed{(0, 0)}$.', '(0, 0)', 'boxed');
+    expectAnswer('(1) First $\\boxed{3}$.\n(2) Then $\\boxed{7}$.', '7', 'boxed');
+    expectAnswer('(a+b)^2 gives $\\boxed{1}$.\n(b-c)^2 gives $\\boxed{2}$.', '2', 'boxed');
+  });
+  test('a reply that opens with its option letter', () => {
+    expectAnswer('C. Because the discriminant is negative, there are no real roots.', 'C', 'phrase', /option letter/);
+    expectAnswer('(B) The function is increasing, so its maximum is at the right end.', 'B', 'phrase');
+    expectAnswer('A quick check shows the sum is 12, so the estimate was too high.', null);
+    expectAnswer('(A) is wrong because the sum is 12, not 10.', null);
+    expectAnswer('A. 5\nB. 6\nC. 7\n\nComputing the sum gives 7, which is one of the options.', null);
+  });
+});

@@ -37,6 +37,9 @@ const TOKENS = [
   '\\end{pmatrix}', 'x', 'y', 'n', 'a', 'and', 'or', 'The answer is', 'Final Answer:', '<think>', '</think>',
   '<|im_start|>', '\n', 'π', '½', '√', '°', '∞', '\u0000', '\ud800', 'é', '{,}', '\\,', '\\!', '\\quad', 'e^{', 'i', '\\log',
   '\\sin', '\\binom{', '\\overline{', '10^{', '!!',
+  // forms added for issue 12: sums and products, ratios, ;-groups, approximations, answer sentences, parts
+  '\\sum_{k=1}^{', '\\prod_{i=0}^', ':', ';', '\\approx', '\\sqrt[3]{', '{, }', 'Answer $', ' is our answer.',
+  'Final Answer: The value is ', '\n(a) ', '\n(b) ', 'C. ', 'seven', ' pct',
 ];
 
 function soup(r: () => number, maxTokens: number): string {
@@ -117,10 +120,21 @@ test('pathological inputs end within the bound with well-formed verdicts', async
     ['empty response', '', '1'],
     ['empty gold', box('1'), ''],
     ['lone surrogates and NUL', box('\ud800\u0000\udfff'), '\u0000'],
+    ['sum of 10^9 terms', box('\\sum_{k=1}^{10^{9}} k'), '1'],
+    ['triple sum of 2000^3 terms', box('\\sum_{i=1}^{2000}\\sum_{j=1}^{2000}\\sum_{k=1}^{2000} (i+j+k)'), '1'],
+    ['sum of 2000 huge powers', box('\\sum_{k=1}^{2000} k^{k}'), '1'],
+    ['product of 60 matrices', box('\\begin{pmatrix}1&1\\\\1&0\\end{pmatrix}'.repeat(60)), '\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}'],
+    ['2000 labelled parts', Array.from({ length: 2000 }, (_, i) => `(${'abcdefgh'[i % 8]}) $\\boxed{${i}}$\n`).join(''), '1'],
+    ['final-answer sentence x5k', 'Final Answer: The value is 1. '.repeat(5000), '2'],
+    ['ratio chain', box(Array(3000).fill('1').join(':')), '1'],
   ];
   const out = await runAll(cases);
   // Clearly different values are never accepted.
-  const mustBeWrong = ['tower 10^10^10 vs 1', '2003^2002^2001 vs 2003^2002^2000', '9^9^9^9 vs 1', '1000!! vs 1', '(10^100)! vs 2', '100k digits', '1 MB gold'];
+  const mustBeWrong = [
+    'tower 10^10^10 vs 1', '2003^2002^2001 vs 2003^2002^2000', '9^9^9^9 vs 1', '1000!! vs 1', '(10^100)! vs 2', '100k digits',
+    '1 MB gold', 'sum of 10^9 terms', 'triple sum of 2000^3 terms', 'sum of 2000 huge powers', 'product of 60 matrices',
+    'final-answer sentence x5k',
+  ];
   for (const label of mustBeWrong) {
     const i = cases.findIndex((c) => c[0] === label);
     assert.equal(out[i]?.correct, false, `${label} judged correct: ${out[i]?.reason}`);

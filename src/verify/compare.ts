@@ -14,10 +14,13 @@ import {
   evalNum,
   hpClose,
   type HPBudget,
+  boundedSize,
   expandPm,
   freeVars,
   lastScale,
+  mapChildren,
   printNode,
+  resetBigopBudget,
   resetScale,
   samplePoints,
   some,
@@ -38,6 +41,7 @@ const no = (reason: string): Comparison => ({ equal: false, reason });
 
 /** Compare a raw gold answer with a raw extracted answer. */
 export function compareAnswers(gold: string, answer: string): Comparison {
+  resetBigopBudget();
   try {
     return compareRaw(gold, answer);
   } catch (e) {
@@ -119,17 +123,37 @@ function isVarLike(n: Node): boolean {
 function assignmentRhs(n: Node): Node | null {
   if (n.k !== 'rel' || n.ops.length !== 1 || n.ops[0] !== '=') return null;
   const [l, r] = n.items as [Node, Node];
-  // function notation f(x) = ... (parsed as the product of two variables)
+  // function notation f(x) = … in x (parsed as the product of two variables); `xy = 6` is an equation, not f(x)
   if (l.k === 'mul' && l.fs.length === 2 && l.fs.every((f) => f.k === 'var')) {
-    const fname = (l.fs[0] as Extract<Node, { k: 'var' }>).name;
-    if (!freeVars(r).has(fname)) return r;
+    const [fname, arg] = (l.fs as Array<Extract<Node, { k: 'var' }>>).map((f) => f.name);
+    const rv = freeVars(r);
+    if (!rv.has(fname as string) && rv.has(arg as string)) return r;
   }
   if (isVarLike(l)) {
     const lv = freeVars(l);
     const rv = freeVars(r);
     if (![...lv].some((v) => rv.has(v))) return r;
   }
+  if (isLabel(l) && freeVars(r).size === 0) return r;
   return null;
+}
+
+/** A named quantity: `M`, `W_1`, `T_{ABC}` (capital or subscripted), or a segment `PQ` (capital points). */
+function isName(n: Node): boolean {
+  if (n.k === 'var') return /^[A-Z]/.test(n.name) || n.name.includes('_');
+  return n.k === 'mul' && n.fs.length >= 2 && n.fs.every((f) => f.k === 'var' && /^[A-Z]$/.test(f.name));
+}
+
+/**
+ * The left side of a gold that labels its value: a name, a length `|PQ|`, or a ratio of names `\frac{AM}{MB}`,
+ * `W_1:W_2`. Equations in lower-case unknowns (`2x+3y=6`) are not labels.
+ */
+function isLabel(n: Node): boolean {
+  if (isName(n)) return true;
+  if (n.k === 'func' && n.name === 'abs' && n.args.length === 1) return isName(n.args[0] as Node);
+  // a ratio may also be of lower-case quantities: x:y = 2:3, \frac{a}{b} = \frac{3}{4}
+  const ratioTerm = (m: Node): boolean => isName(m) || (m.k === 'var' && m.name.length === 1);
+  return n.k === 'div' && ratioTerm(n.a) && ratioTerm(n.b);
 }
 
 /**
@@ -174,9 +198,28 @@ function flattenSetUnion(n: Node): Node {
   return items.length === 0 ? { k: 'empty' } : { k: 'set', items };
 }
 
+/** `a = 3, b = \frac72` (constants assigned to distinct variables): the tuple of values in that order; else null. */
+function assignmentTuple(n: Node): Node | null {
+  if (n.k !== 'list' || n.items.length > MAX_ELEMENTS) return null;
+  const names = new Set<string>();
+  const values: Node[] = [];
+  for (const it of n.items) {
+    const c = it.k === 'rel' ? constAssignment(it) : null;
+    if (c === null || names.has(c[0])) return null;
+    names.add(c[0]);
+    values.push(c[1]);
+  }
+  return { k: 'seq', open: '(', close: ')', items: values };
+}
+
 function compareNodes(g0: Node, a0: Node): Comparison {
-  const g = flattenSetUnion(g0);
-  const a = flattenSetUnion(a0);
+  let g = flattenSetUnion(g0);
+  let a = flattenSetUnion(a0);
+  // a list of assignments against unlabelled values: the values in the order of the variables
+  const gT = assignmentTuple(g);
+  const aT = assignmentTuple(a);
+  if (gT !== null && aT === null) g = gT;
+  else if (aT !== null && gT === null) a = aT;
   // assignments / membership unwrap against a non-relation counterpart
   const aRhs = assignmentRhs(a);
   if (aRhs && !isRelLike(g)) return prefix('assignment: ', compareNodes(g, aRhs));
@@ -239,7 +282,12 @@ function compareNodes(g0: Node, a0: Node): Comparison {
     return no(`${g.k} vs ${a.k}`);
   }
   if (g.k === 'matrix' || a.k === 'matrix') {
-    if (g.k !== 'matrix' || a.k !== 'matrix') return no(`${g.k} vs ${a.k}`);
+    // an unevaluated sum, difference, scalar multiple or product of matrices is compared by its value
+    const gm = g.k === 'matrix' ? g : matrixValue(g);
+    const am = a.k === 'matrix' ? a : matrixValue(a);
+    if (gm === null || am === null) return no(`${g.k} vs ${a.k}`);
+    g = gm;
+    a = am;
     if (g.rows.length !== a.rows.length || (g.rows[0] as Node[]).length !== (a.rows[0] as Node[]).length) {
       return no('matrix shape differs');
     }
@@ -257,6 +305,82 @@ function compareNodes(g0: Node, a0: Node): Comparison {
   if (g.k === 'based' || a.k === 'based') return compareBased(g, a);
   if (g.k === 'union' || a.k === 'union') return no('union vs other');
   return compareScalar(g, a);
+}
+
+type MatrixNode = Extract<Node, { k: 'matrix' }>;
+
+/** Total nodes the entries of an evaluated matrix expression may hold (products grow entries geometrically). */
+const MAX_MATRIX_NODES = 4000;
+
+/** The matrix an expression of matrices evaluates to, entries as unevaluated nodes; null when not (or undefined). */
+function matrixValue(n: Node): MatrixNode | null {
+  const m = matrixValue0(n);
+  return m === null || m === n || withinNodeBudget(m) ? m : null;
+}
+
+function withinNodeBudget(m: MatrixNode): boolean {
+  let budget = MAX_MATRIX_NODES;
+  for (const e of m.rows.flat()) {
+    budget -= boundedSize(e, budget);
+    if (budget < 0) return false;
+  }
+  return true;
+}
+
+function matrixValue0(n: Node): MatrixNode | null {
+  switch (n.k) {
+    case 'matrix':
+      return n;
+    case 'neg': {
+      const m = matrixValue(n.a);
+      return m && { k: 'matrix', rows: m.rows.map((r) => r.map((e): Node => ({ k: 'neg', a: e }))) };
+    }
+    case 'add': {
+      const ms = n.terms.map(matrixValue);
+      if (ms.some((m) => m === null)) return null;
+      const [first, ...rest] = ms as MatrixNode[];
+      if (first === undefined || rest.some((m) => !sameShape(m, first))) return null;
+      return {
+        k: 'matrix',
+        rows: first.rows.map((r, i) => r.map((_, j): Node => ({ k: 'add', terms: (ms as MatrixNode[]).map((m) => m.rows[i]![j]!) }))),
+      };
+    }
+    case 'mul': {
+      const scalars: Node[] = [];
+      let acc: MatrixNode | null = null;
+      for (const f of n.fs) {
+        if (!some(f, (m) => m.k === 'matrix')) {
+          scalars.push(f);
+          continue;
+        }
+        const m = matrixValue(f);
+        if (m === null) return null;
+        acc = acc === null ? m : matrixProduct(acc, m);
+        if (acc === null || !withinNodeBudget(acc)) return null;
+      }
+      if (acc === null) return null;
+      if (scalars.length === 0) return acc;
+      return { k: 'matrix', rows: acc.rows.map((r) => r.map((e): Node => ({ k: 'mul', fs: [...scalars, e] }))) };
+    }
+    default:
+      return null;
+  }
+}
+
+function sameShape(x: MatrixNode, y: MatrixNode): boolean {
+  return x.rows.length === y.rows.length && x.rows[0]!.length === y.rows[0]!.length;
+}
+
+function matrixProduct(x: MatrixNode, y: MatrixNode): MatrixNode | null {
+  const inner = x.rows[0]!.length;
+  const cols = y.rows[0]!.length;
+  if (y.rows.length !== inner || x.rows.length * cols > MAX_ELEMENTS || inner > MAX_ELEMENTS) return null;
+  return {
+    k: 'matrix',
+    rows: x.rows.map((r) =>
+      Array.from({ length: cols }, (_, j): Node => ({ k: 'add', terms: r.map((e, t): Node => ({ k: 'mul', fs: [e, y.rows[t]![j]!] })) })),
+    ),
+  };
 }
 
 function prefix(p: string, c: Comparison): Comparison {
@@ -417,7 +541,7 @@ function sameIntervals(gi: Interval[], ai: Interval[]): boolean {
 
 /** x < 3, 3 <= x, -2 <= x < 7 (one variable alone, constant bounds) as an interval; else null. */
 function solvedRelation(n: Extract<Node, { k: 'rel' }>): Interval[] | null {
-  const isLone = (m: Node): boolean => m.k === 'var';
+  const isLone = isLoneQuantity;
   const isConst = (m: Node): boolean => freeVars(m).size === 0;
   const ineq = (op: RelOp): boolean => op === '<' || op === '<=' || op === '>' || op === '>=';
   if (n.ops.length === 1) {
@@ -575,8 +699,13 @@ function compareRelations(g: Extract<Node, { k: 'rel' }>, a: Extract<Node, { k: 
   return no('different relation chains');
 }
 
+/** A variable alone, or a function of one variable `g(x)` (parsed as the product of two letters). */
+function isLoneQuantity(m: Node): boolean {
+  return m.k === 'var' || (m.k === 'mul' && m.fs.length === 2 && m.fs.every((f) => f.k === 'var' && f.name.length === 1));
+}
+
 function loneVar(n: Extract<Node, { k: 'rel' }>): string | null {
-  for (const it of n.items) if (it.k === 'var') return it.name;
+  for (const it of n.items) if (isLoneQuantity(it)) return printNode(it);
   return null;
 }
 
@@ -690,7 +819,37 @@ function compareScalar(g: Node, a: Node): Comparison {
 }
 
 const isScalarKind = (n: Node): boolean =>
-  ['num', 'var', 'const', 'add', 'neg', 'mul', 'div', 'pow', 'fact', 'func', 'pct', 'deg'].includes(n.k);
+  ['num', 'var', 'const', 'add', 'neg', 'mul', 'div', 'pow', 'fact', 'func', 'pct', 'deg', 'bigop'].includes(n.k);
+
+type BigOp = Extract<Node, { k: 'bigop' }>;
+
+/** Rename the index `from` to `to` in a body, also inside subscripts (`b_{m-j}` → `b_{m-i}`). */
+function renameIndex(n: Node, from: string, to: string): Node {
+  if (from === to) return n;
+  const re = new RegExp(`(?<![A-Za-z])${from.replace(/[^A-Za-z0-9]/g, '\\$&')}(?![A-Za-z])`, 'g');
+  const walk = (m: Node): Node => {
+    if (m.k === 'var') {
+      if (m.name === from) return { k: 'var', name: to };
+      const u = m.name.indexOf('_');
+      return u < 0 ? m : { k: 'var', name: m.name.slice(0, u + 1) + m.name.slice(u + 1).replace(re, to) };
+    }
+    // an inner sum over the same index binds it again
+    if (m.k === 'bigop' && m.v === from) return { ...m, lo: walk(m.lo), hi: walk(m.hi) };
+    return mapChildren(m, walk);
+  };
+  return walk(n);
+}
+
+/**
+ * Two sums (or products) with the same bounds whose bodies agree as functions of the index and the other symbols
+ * are equal, whatever the bounds (`\sum_{i=1}^{m} a_i b_{m-i}` = `\sum_{j=1}^{m} b_{m-j} a_j`).
+ */
+function compareBigOps(g: BigOp, a: BigOp): Comparison | null {
+  if (g.op !== a.op) return null;
+  if (!compareExpr(g.lo, a.lo).equal || !compareExpr(g.hi, a.hi).equal) return null;
+  const c = compareExpr(g.body, renameIndex(a.body, a.v, g.v));
+  return c.equal ? yes(`equal ${g.op}s (same bounds, equal terms)`) : null;
+}
 
 function finite(c: Complex): boolean {
   return Number.isFinite(c.re) && Number.isFinite(c.im);
@@ -726,6 +885,10 @@ function exactPair(g: Node, a: Node, env: ReadonlyMap<string, Rational>): [Ratio
 
 function compareExpr(g: Node, a: Node): Comparison {
   if (!isScalarKind(g) || !isScalarKind(a)) return no(`${a.k} vs ${g.k}`);
+  if (g.k === 'bigop' && a.k === 'bigop') {
+    const c = compareBigOps(g, a);
+    if (c !== null) return c;
+  }
   const gs = infSign(g);
   const as = infSign(a);
   if (gs !== 0 || as !== 0) return gs === as ? yes('same infinity') : no('infinity mismatch');

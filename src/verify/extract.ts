@@ -4,11 +4,15 @@
 //   0. pre-checks: cut at a hallucinated new turn (chat tokens, a new "Problem:"/"Question:"/"User:" header line);
 //      an unfinished <think> is no answer; after a closed </think> only the text that follows counts;
 //   1. the last brace-matched \boxed{…} / \fbox{…} (also `\boxed 5`); adjacent boxes joined by separators form a
-//      list, identical repeats are deduplicated, an empty box is no answer;
+//      list, identical repeats are deduplicated, an empty box is no answer; the last box of each labelled part
+//      ((a), (b), … / Part 1, Part 2, …) forms a list when every part has one; a later "final answer" phrase
+//      overrides the box unless the box was itself given as the answer;
 //   2. else the last explicit answer phrase ("the answer is", "Answer:", "#### X", a final "A: X" line,
-//      a "Final Answer" header followed by the value);
-//   3. else the whole (short) response when it is just an answer;
-//   4. else a concluding sentence at the very end ("So the total is $42$.");
+//      a "Final Answer" header followed by the value, "Answer $7$", "$x=4$ is our answer", "Final Answer: The area
+//      of $PQRS$ is 48.");
+//   3. else a reply that opens with its option letter ("C. Because …");
+//   4. else the whole (short) response when it is just an answer;
+//   5. else a concluding sentence at the very end ("So the total is $42$.", "…, so it rises by 50%.");
 //   never a "last number in the text" fallback; hedged answers ("5 or 6?", "maybe 5") are no answer.
 //
 // The answer is returned as written (no normalisation). Everything here is a linear scan over the text or a
@@ -333,13 +337,58 @@ function questionFollows(text: string, pos: number): boolean {
   return false;
 }
 
-function extractFromBoxes(text: string, notes: string[]): Extraction | null {
+/**
+ * A line that opens a labelled part: "(a) …", "**(b)** …", "b) …", "Part (c): …", "### Part 2" (a bare "a." or
+ * "1." list item, a numbered step "(1)" and a formula "(a+b)^2" are not parts).
+ */
+const PART_MARKER =
+  /^[ \t>#*_]*(?:part[ \t]+\(?([a-h]|i{1,3}|iv|vi{0,3}|[1-9])\)?[ \t]*[.:)]?|\(([a-h]|i{1,3}|iv|vi{0,3})\)|([a-h]|i{1,3}|iv|vi{0,3})\))(?=[ \t*_]|$)/gim;
+const PART_SEQUENCES = ['abcdefgh', ['i', 'ii', 'iii', 'iv', 'v', 'vi', 'vii', 'viii'], '12345678'] as const;
+const MAX_PARTS = 8;
+
+/**
+ * When the response answers labelled parts in order ((a), (b), … or Part 1, Part 2, …) and every part holds a box,
+ * the last box of each part; else null.
+ */
+function partBoxes(text: string, boxes: readonly Box[]): Box[] | null {
+  if (boxes.length < 2) return null;
+  const starts: Array<[number, string]> = [];
+  PART_MARKER.lastIndex = 0;
+  let m: RegExpExecArray | null;
+  while ((m = PART_MARKER.exec(text)) !== null) {
+    starts.push([m.index, ((m[1] ?? m[2] ?? m[3]) as string).toLowerCase()]);
+    if (starts.length > MAX_PARTS) return null;
+  }
+  if (starts.length < 2) return null;
+  const labels = starts.map(([, l]) => l);
+  const inOrder = PART_SEQUENCES.some((seq) => labels.every((l, i) => seq[i] === l));
+  if (!inOrder) return null;
+  const out: Box[] = [];
+  for (let k = 0; k < starts.length; k++) {
+    const from = starts[k]![0];
+    const to = k + 1 < starts.length ? starts[k + 1]![0] : Infinity;
+    let lastIn: Box | null = null;
+    for (const b of boxes) if (b.start >= from && b.end <= to) lastIn = b;
+    if (lastIn === null) return null;
+    out.push(lastIn);
+  }
+  return out[out.length - 1] === boxes[boxes.length - 1] ? out : null;
+}
+
+const FINAL_ANSWER = /\bfinal[ \t*_]*answer\b/i;
+
+/** `lastEnd` receives the span of the last box. */
+function extractFromBoxes(text: string, notes: string[], lastEnd?: { start: number; end: number }): Extraction | null {
   const { boxes, unbalanced, byStart } = scanBoxes(text);
   if (boxes.length === 0) {
     if (unbalanced > 0) notes.push(`${unbalanced} unbalanced box skipped`);
     return null;
   }
   const last = boxes[boxes.length - 1]!;
+  if (lastEnd !== undefined) {
+    lastEnd.start = last.start;
+    lastEnd.end = last.end;
+  }
   const group: Box[] = [last]; // built backwards, reversed below
   for (let k = boxes.length - 2; k >= 0; k--) {
     const prev = boxes[k]!;
@@ -347,6 +396,15 @@ function extractFromBoxes(text: string, notes: string[]): Extraction | null {
     group.push(prev);
   }
   group.reverse();
+  if (group.length === 1) {
+    const parts = partBoxes(text, boxes);
+    if (parts !== null) {
+      const contents = parts.map((b) => boxContent(text, b, byStart));
+      if (!contents.some(isEmptyContent) && !questionFollows(text, last.end)) {
+        return result(contents.join(', '), 'boxed', `last \\${last.command}{} of each of ${parts.length} labelled parts, joined as a list`);
+      }
+    }
+  }
   const cmd = `\\${last.command}`;
   const lastContent = boxContent(text, last, byStart);
   if (isEmptyContent(lastContent)) return none(`empty ${cmd}{}`);
@@ -557,8 +615,11 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
       valueStart = a.pos + 6 + m[0].length;
       label = '"Final Answer" header';
       header = true;
+    } else if (startsLine(text, a.pos) && ANSWER_MATH.test(after)) {
+      valueStart = a.pos + 6 + ANSWER_MATH.exec(after)![0].length;
+      label = '"Answer" line followed by math';
     } else {
-      return null;
+      return valueBeforeAnswer(text, a);
     }
     const sentence = sentenceBefore(text, a.pos);
     if (HEDGE_WORDS.test(sentence)) return { kind: 'hedge', reason: `hedged answer phrase ("${sentence.trim().slice(-40)}")` };
@@ -567,15 +628,68 @@ function tryAnchor(text: string, a: Anchor): PhraseOutcome {
   const span = takeSpan(text, valueStart);
   if (span === null) return null;
   if (span.question) return { kind: 'hedge', reason: `hedged ${label} (question)` };
-  const value = cleanAnswer(span.text);
+  let value = cleanAnswer(span.text);
   if (value === '') return null;
   if (HEDGE_WORDS.test(value)) return { kind: 'hedge', reason: `hedged ${label} ("${value.slice(0, 40)}")` };
-  if (!looksLikeAnswer(value, header ? 3 : 6, header ? 120 : 300)) return null;
+  if (/^not\b/i.test(value)) return { kind: 'hedge', reason: `negated ${label} ("${value.slice(0, 40)}")` };
+  if (!looksLikeAnswer(value, header ? 3 : 6, header ? 120 : 300)) {
+    // "Final Answer: The area of $PQRS$ is 48."
+    const stated = a.kind === 'answer' ? statedValue(value) : null;
+    if (stated === null) return null;
+    value = stated;
+    label += ' stating "… is <value>"';
+  }
   if (a.kind === 'choice') {
     if (!/^\(?[A-Ja-j]\)?$/.test(value.trim())) return null;
     return { kind: 'answer', value, reason: '"correct option is" phrase' };
   }
   return { kind: 'answer', value, reason: label };
+}
+
+/** "Answer" then math on the same line: `Answer $ 7 $`, `Answer \[ 7 \]`. */
+const ANSWER_MATH = /^(?:\*\*|__)?[ \t]+(?=\$|\\\[|\\\()/;
+
+/** Only spacing or markdown emphasis between the previous line break and `pos`. */
+function startsLine(text: string, pos: number): boolean {
+  const ls = text.lastIndexOf('\n', pos - 1) + 1;
+  return /^[ \t>#*_]*$/.test(text.slice(ls, pos));
+}
+
+/** Words right after a linking verb that make the value inexact, a bound or a negation. */
+const VALUE_QUALIFIER =
+  /^(?:not|approximately|approx\.?|about|around|roughly|nearly|almost|at least|at most|more than|less than|over|under|between|close to|some)\b/i;
+
+/**
+ * The value of a sentence "the|this|our|its … is|are|was|equals <value>" (the last linking verb outside math),
+ * when what follows is a short answer; else null.
+ */
+function statedValue(sentence: string): string | null {
+  if (!/^(?:the|this|our|its|it)\b/i.test(sentence) || sentence.length > 300) return null;
+  const verb = /\s(?:is|are|was|equals|is equal to)\s+/gi;
+  let tail: string | null = null;
+  let m: RegExpExecArray | null;
+  while ((m = verb.exec(sentence)) !== null) {
+    const dollarsBefore = sentence.slice(0, m.index).split('$').length - 1;
+    if (dollarsBefore % 2 === 0) tail = sentence.slice(m.index + m[0].length);
+  }
+  if (tail === null || VALUE_QUALIFIER.test(tail)) return null;
+  const value = cleanAnswer(tail);
+  return value !== '' && looksLikeAnswer(value, 3, 120) ? value : null;
+}
+
+/** The math value in "So $y \ge 3$ is our answer." / "$x = 4$ is the final answer" ending its sentence. */
+function valueBeforeAnswer(text: string, a: Anchor): PhraseOutcome {
+  const rest = text.slice(a.pos + 6, a.pos + 6 + 8);
+  if (!/^s?[ \t]*(?:[.!]|\r?\n|$)/.test(rest)) return null;
+  const before = text.slice(Math.max(0, a.pos - 240), a.pos);
+  const m = /(\$[^$\n]{1,200}\$|\\\((?:(?!\\\)).){1,200}\\\)|-?\d[\d,]*(?:\.\d+)?(?:\/\d+)?%?)[ \t]+is[ \t]+(?:our|the|my)[ \t]+(?:final[ \t]+)?$/i.exec(before);
+  if (m === null) return null;
+  const sentence = sentenceBefore(text, a.pos);
+  if (HEDGE_WORDS.test(sentence)) return { kind: 'hedge', reason: `hedged answer phrase ("${sentence.trim().slice(-40)}")` };
+  if (CONDITIONAL_WORDS.test(sentence)) return null;
+  const value = cleanAnswer(m[1] as string);
+  if (value === '' || !looksLikeAnswer(value, 3, 200)) return null;
+  return { kind: 'answer', value, reason: '"<value> is the answer" phrase' };
 }
 
 function extractFromPhrases(text: string): Extraction | null {
@@ -594,6 +708,28 @@ function extractFromPhrases(text: string): Extraction | null {
 // ---------------------------------------------------------------------------------------------------------------
 // Bare answer and concluding sentence
 
+/** A reply that opens with its option letter: "C. Because …", "(B) The …", "**D.** Since …" (not "A quick …"). */
+const LEADING_CHOICE = /^[ \t\r\n]*(?:\*\*|__)?[ \t]*(?:\(([A-J])\)|([A-J])[.)])(?:\*\*|__)?[ \t]+\S/;
+
+/** A later line that opens another option ("B. 6", "(C) 7"): the reply lists the options rather than choosing. */
+const OPTION_LINE = /\n[ \t]*(?:\*\*|__)?[ \t]*(?:\(([A-J])\)|([A-J])[.)])/g;
+
+function extractLeadingChoice(text: string): Extraction | null {
+  const m = LEADING_CHOICE.exec(text);
+  if (m === null) return null;
+  const letter = (m[1] ?? m[2]) as string;
+  // "(A) is wrong because …": the reply discusses option A rather than choosing it
+  if (/^(?:is|isn't|was|are|cannot|can't|can|does|doesn't|do|fails|would|could|might|may|seems|looks|has|and|or|vs\.?|versus)\b/i.test(text.slice(m[0].length - 1).trimStart())) {
+    return null;
+  }
+  OPTION_LINE.lastIndex = 0;
+  for (let o = OPTION_LINE.exec(text); o !== null; o = OPTION_LINE.exec(text)) {
+    if ((o[1] ?? o[2]) !== letter) return null;
+  }
+  if (HEDGE_WORDS.test(sentenceBefore(text, Math.min(text.length, m[0].length + 80)))) return null;
+  return result(letter, 'phrase', 'reply opens with its option letter');
+}
+
 function extractBare(text: string): Extraction | null {
   const t = text.trim();
   if (t.length === 0 || t.length > MAX_BARE_CHARS) return null;
@@ -605,17 +741,19 @@ function extractBare(text: string): Extraction | null {
 
 const CONCLUSION_CUE =
   /^[\s*]*(?:so|thus|therefore|hence|finally|in total|in conclusion|altogether|overall|consequently|this means|that means|which means)\b/i;
+/** The same cue opening the last clause: "The price goes from 40 to 60, so it rises by 50%." */
+const CLAUSE_CUE = /,[ \t]*(?:so|thus|therefore|hence)[ \t]+[^,;]*$/i;
 /**
  * "Adding them, the total number of clips is 72.": a definite summarising subject (total, sum, result, …) linked by
  * "is" to the value. Any definite subject counts when the sentence is the whole response ("The angle is 120°.").
  */
 const CONCLUSION_SUBJECT =
-  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:total|sum|result|final|overall|altogether|combined|in all)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
+  /^[\s*]*(?:[A-Za-z][^,.;:!?]{0,60},[ \t]+)?(?:the|this|our)\b[^.;!?]*\b(?:total|sum|result|final|overall|altogether|combined|in all|solution|solutions|answer)\b[^.;!?]*\b(?:is|are|was|were|equals|comes to)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 const WHOLE_SENTENCE_SUBJECT =
   /^[\s*]*(?:the|this|our)\b[^.;!?]*\b(?:is|are|was|were|equals)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** The verb that links the subject to the value ("… is", "… equals", "… =", "… of", "… is:"). */
 const CONCLUSION_LINK =
-  /(?:\b(?:is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
+  /(?:\b(?:(?:rises|rose|increases|increased|decreases|decreased|falls|fell|drops|dropped|grows|grew|declines|declined)[ \t]+by|is|are|was|were|equals|equal|be|becomes|gives|of|to|at|makes?|made|has|have|had|needs?|costs?|earns?|earned|pays?|paid|spends?|spent|gets?|got|takes?|took|saves?|saved|sells?|sold|buys?|bought|receives?|received|remaining|left|totals?)|=|:)[ \t]*(?:\*\*)?[ \t]*\\?\$?[ \t]*$/i;
 /** Words just before the value that make it inexact or negated. */
 const CONCLUSION_QUALIFIER =
   /\b(?:not|approximately|about|around|roughly|nearly|almost|least|most|more than|less than|over|under|between)\s*(?:is|are|was|=|:)?[ \t]*$|≈|\\approx\s*$/i;
@@ -633,6 +771,7 @@ function extractConclusion(text: string): Extraction | null {
   let valueStart: number;
   let valueEnd: number;
   let display = false;
+  let percentWord = false;
   if (t.endsWith('\\]') || (t.endsWith('$$') && t.length > 4)) {
     const open = t.endsWith('\\]') ? t.lastIndexOf('\\[', end - 2) : t.lastIndexOf('$$', end - 3);
     if (open < 0 || end - open > 200) return null;
@@ -642,25 +781,33 @@ function extractConclusion(text: string): Extraction | null {
     display = true;
   } else {
     const last = t[end - 1];
-    if (last !== '.' && last !== '!') return null;
-    end--;
+    // a closing math delimiter may end the response without a period ("The solution is $y != 4$")
+    const mathEnd = last === '$' || t.endsWith('\\)');
+    if (last !== '.' && last !== '!' && !mathEnd) return null;
+    if (!mathEnd) end--;
     // up to three plain words after the value (units): "is \\(100\\) square units."
     const words = /(?:[ \t]+[A-Za-z][A-Za-z-]*){1,3}$/.exec(t.slice(Math.max(0, end - 60), end));
     if (words !== null && TRAILING_WORDS.test(words[0]) && !TRAILING_STOP.test(words[0])) {
       const before = end - words[0].length;
       const c = t[before - 1];
-      if (c === '$' || c === ')' || (c !== undefined && c >= '0' && c <= '9')) end = before;
+      if (c === '$' || c === ')' || (c !== undefined && c >= '0' && c <= '9')) {
+        end = before;
+        // "rises by 50 percent": the word is part of the value, not a unit
+        percentWord = /^\s*(?:percent|pct)\s*$/i.test(words[0]);
+      }
     }
     if (t[end - 1] === '$' || t.endsWith('\\)', end)) {
       const paren = t[end - 1] !== '$';
-      const open = paren ? t.lastIndexOf('\\(', end - 2) : t.lastIndexOf('$', end - 2);
+      let open = paren ? t.lastIndexOf('\\(', end - 2) : t.lastIndexOf('$', end - 2);
+      // a dollar sign inside the math ("$\$36$") does not open it
+      while (!paren && open > 0 && t[open - 1] === '\\') open = t.lastIndexOf('$', open - 1);
       if (open < 0 || end - open > 200) return null;
       valueStart = open + (paren ? 2 : 1);
       valueEnd = end - (paren ? 2 : 1);
       end = open;
     } else {
       const tail = t.slice(Math.max(0, end - 40), end);
-      const m = /(?:^|[\s(])(\\?\$?-?\d[\d,]*(?:\.\d+)?(?:\\?%|°|\^\\circ|\^\{\\circ\})?)$/.exec(tail);
+      const m = /(?:^|[\s(])(\\?\$?-?\d[\d,]*(?:\.\d+)?(?:\/\d+)?(?:\\?%|°|\^\\circ|\^\{\\circ\})?)$/.exec(tail);
       if (m === null) return null;
       valueEnd = end;
       valueStart = end - m[1]!.length;
@@ -669,12 +816,17 @@ function extractConclusion(text: string): Extraction | null {
   }
   let value = t.slice(valueStart, valueEnd).trim().replace(/\.$/, '').trim();
   value = value.replace(/^\\?\$(?=\d|-)/, '');
+  if (percentWord) value += '\\%';
   if (value === '' || value.length > 80 || value.includes('\n')) return null;
   let sEnd = end;
   while (sEnd > 0 && isSpace(t.charCodeAt(sEnd - 1))) sEnd--;
   const sentence = sentenceBefore(t, sEnd, 300);
   const whole = t.slice(0, sEnd).trim() === sentence.trim();
-  const cued = CONCLUSION_CUE.test(sentence) || CONCLUSION_SUBJECT.test(sentence) || (whole && WHOLE_SENTENCE_SUBJECT.test(sentence));
+  const cued =
+    CONCLUSION_CUE.test(sentence) ||
+    CLAUSE_CUE.test(sentence) ||
+    CONCLUSION_SUBJECT.test(sentence) ||
+    (whole && WHOLE_SENTENCE_SUBJECT.test(sentence));
   if (!cued || !CONCLUSION_LINK.test(sentence)) return null;
   if (CONCLUSION_BLOCK.test(sentence) || CONCLUSION_QUALIFIER.test(sentence) || HEDGE_WORDS.test(sentence)) return null;
   if (HEDGE_WORDS.test(value)) return null;
@@ -728,10 +880,26 @@ export function extractAnswer(response: string): Extraction {
     return withNotes(none('response truncated (cut off mid-sentence)'));
   }
 
-  const boxed = extractFromBoxes(text, notes);
-  if (boxed !== null) return withNotes(boxed);
+  const lastBox = { start: -1, end: -1 };
+  const boxed = extractFromBoxes(text, notes, lastBox);
+  if (boxed !== null) {
+    // an explicit final-answer phrase after the last box wins over it ("\boxed{12} … Final Answer: the total is 20."),
+    // unless the box itself was given as the answer ("The answer is $\boxed{5}$.")
+    const tail = text.slice(lastBox.end);
+    if (boxed.answer !== null && FINAL_ANSWER.test(tail) && !/\banswer\b/i.test(sentenceBefore(text, lastBox.start))) {
+      const later = extractFromPhrases(tail);
+      if (later !== null && later.answer !== null) {
+        return withNotes({ ...later, reason: `${later.reason} (after the last box, which it overrides)` });
+      }
+      // "… \boxed{12}. The final answer is not 12, …" / "… maybe the final answer is 13": the box is not final
+      if (later !== null) return withNotes(none(`${later.reason} after the last box`));
+    }
+    return withNotes(boxed);
+  }
   const phrase = extractFromPhrases(text);
   if (phrase !== null) return withNotes(phrase);
+  const choice = extractLeadingChoice(text);
+  if (choice !== null) return withNotes(choice);
   const bare = extractBare(text);
   if (bare !== null) return withNotes(bare);
   const conclusion = extractConclusion(text);

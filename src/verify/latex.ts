@@ -2,6 +2,7 @@
 // Bounded: token count cap, nesting depth cap; throws ParseError on anything it does not understand.
 
 import { fromDecimal, fromRepeating, type Rational } from './rational.js';
+import { mapChildren } from './value.js';
 
 export type RelOp = '=' | '<' | '>' | '<=' | '>=' | '!=';
 
@@ -30,7 +31,9 @@ export type Node =
   | { k: 'text'; s: string }
   | { k: 'empty' }
   | { k: 'reals' }
-  | { k: 'based'; digits: string; base: number };
+  | { k: 'based'; digits: string; base: number }
+  /** `\sum_{v=lo}^{hi} body` / `\prod_{v=lo}^{hi} body` (v is bound in body). */
+  | { k: 'bigop'; op: 'sum' | 'prod'; v: string; lo: Node; hi: Node; body: Node };
 
 export class ParseError extends Error {
   constructor(msg: string) {
@@ -186,7 +189,9 @@ export function tokenize(src: string): Tok[] {
 
 const REL_CMDS: Record<string, RelOp> = { le: '<=', ge: '>=', ne: '!=' };
 
-const ATOM_CMDS = new Set(['frac', 'sqrt', 'binom', 'pi', 'infty', 'emptyset', '{', 'lfloor', 'lceil', 'lvert', 'vert', 'langle', 'exp']);
+const ATOM_CMDS = new Set([
+  'frac', 'sqrt', 'binom', 'pi', 'infty', 'emptyset', '{', 'lfloor', 'lceil', 'lvert', 'vert', 'langle', 'exp', 'sum', 'prod',
+]);
 
 export class Parser {
   private toks: Tok[];
@@ -232,13 +237,18 @@ export class Parser {
   /** Comma/semicolon separated items. `stops` are closers that end the list. */
   private parseList(stops: Set<string>): Node {
     this.enter();
-    const items: Node[] = [this.parseUnion()];
+    // `;` separates groups of equally many comma-separated items ("m=1,n=4;m=3,n=4"), else it separates items
+    const groups: Node[][] = [[this.parseUnion()]];
     while (this.isOp(',') || this.isOp(';')) {
+      if (this.isOp(';')) groups.push([]);
       this.pos++;
-      items.push(this.parseUnion());
+      (groups[groups.length - 1] as Node[]).push(this.parseUnion());
     }
     this.leave();
     void stops;
+    const width = (groups[0] as Node[]).length;
+    const grouped = groups.length > 1 && width > 1 && groups.every((g) => g.length === width);
+    const items = grouped ? groups.map((g): Node => ({ k: 'list', items: g })) : groups.flat();
     return items.length === 1 ? (items[0] as Node) : { k: 'list', items };
   }
 
@@ -279,8 +289,18 @@ export class Parser {
     return null;
   }
 
+  /** `a:b` is the ratio a/b (binds tighter than relations: `T_{ABC}:T = 3:10`); three-term ratios are refused. */
+  private parseRatio(): Node {
+    const a = this.parseAdd();
+    if (!this.isOp(':')) return a;
+    this.pos++;
+    const b = this.parseAdd();
+    if (this.isOp(':')) throw new ParseError('ratio of more than two terms');
+    return { k: 'div', a, b, frac: true };
+  }
+
   private parseRel(): Node {
-    const first = this.parseAdd();
+    const first = this.parseRatio();
     if (this.isCmd('in')) {
       this.pos++;
       this.enter();
@@ -294,7 +314,7 @@ export class Parser {
       const op = this.relOp();
       if (op === null) break;
       ops.push(op);
-      items.push(this.parseAdd());
+      items.push(this.parseRatio());
     }
     return ops.length === 0 ? first : { k: 'rel', items, ops };
   }
@@ -377,8 +397,13 @@ export class Parser {
         if (this.peek()?.t === 'num' && endsWithNumber(fs[fs.length - 1] as Node)) throw new ParseError('two numbers side by side');
         const f = this.parsePow();
         // mixed number: 3\frac{1}{2}
-        if (fs.length === 1 && isIntLiteral(fs[0] as Node) && f.k === 'div' && f.frac && isIntLiteral(f.a) && isIntLiteral(f.b)) {
+        if (fs.length === 1 && isIntLiteral(fs[0] as Node) && isProperFracLiteral(f)) {
           fs[0] = { k: 'add', terms: [fs[0] as Node, f] };
+          continue;
+        }
+        // mixed number percent: 16\frac{2}{3}\%
+        if (fs.length === 1 && isIntLiteral(fs[0] as Node) && f.k === 'pct' && isProperFracLiteral(f.a)) {
+          fs[0] = { k: 'pct', a: { k: 'add', terms: [fs[0] as Node, f.a] } };
           continue;
         }
         fs.push(f);
@@ -664,6 +689,29 @@ export class Parser {
     return { k: 'func', name: 'sqrt', args: index ? [arg, index] : [arg] };
   }
 
+  /** `\sum_{i=1}^{m} a_i b_{m-i}`: index and bounds in either order, then a product as the body. */
+  private bigOp(op: 'sum' | 'prod'): Node {
+    let index: Node | null = null;
+    let hi: Node | null = null;
+    for (let guard = 0; guard < 2; guard++) {
+      if (this.isOp('_') && index === null) {
+        this.pos++;
+        index = this.parseScript();
+      } else if (this.isOp('^') && hi === null) {
+        this.pos++;
+        hi = this.parseScript();
+      }
+    }
+    if (index === null || hi === null) throw new ParseError(`\\${op} without both bounds`);
+    const iv = index.k === 'rel' && index.ops.length === 1 && index.ops[0] === '=' ? index.items[0] : undefined;
+    // the index may be a letter that otherwise names a constant (i, e): inside the body it is the index
+    const v = iv?.k === 'var' ? iv.name : iv?.k === 'const' && (iv.name === 'i' || iv.name === 'e') ? iv.name : null;
+    if (v === null) throw new ParseError(`\\${op} index is not "v = start"`);
+    const bind = (m: Node): Node => (m.k === 'const' && m.name === v ? { k: 'var', name: v } : mapChildren(m, bind));
+    const body = bind(this.parseMul());
+    return { k: 'bigop', op, v, lo: (index as Extract<Node, { k: 'rel' }>).items[1] as Node, hi, body };
+  }
+
   private cmdAtom(s: string): Node {
     if (s === 'frac') {
       const a = this.parseGroupArg();
@@ -676,6 +724,7 @@ export class Parser {
       return { k: 'func', name: 'binom', args: [a, b] };
     }
     if (s === 'sqrt') return this.sqrtAtom();
+    if (s === 'sum' || s === 'prod') return this.bigOp(s);
     if (s === 'pi') return { k: 'const', name: 'pi' };
     if (s === 'infty') return { k: 'const', name: 'inf' };
     if (s === 'emptyset') return { k: 'empty' };
@@ -773,6 +822,10 @@ function endsWithNumber(n: Node): boolean {
 
 function isIntLiteral(n: Node): boolean {
   return n.k === 'num' && !n.dec;
+}
+
+function isProperFracLiteral(n: Node): boolean {
+  return n.k === 'div' && n.frac && isIntLiteral(n.a) && isIntLiteral(n.b);
 }
 
 function isMinusOne(n: Node): boolean {

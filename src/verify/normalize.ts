@@ -102,7 +102,7 @@ const UNIT_SINGLE_LETTERS = ['m', 'g', 's', 'l', 'h'];
 const unitAlt = UNIT_WORDS.map((w) => w.replace(/[/.]/g, (c) => '\\' + c).replace(/ /g, '\\s+')).join('|');
 // \text{ cm}^2 style trailing units (content must be only unit words)
 const TEXT_UNIT_RE = new RegExp(
-  String.raw`\s*\\(?:text|mbox|mathrm|textrm|textnormal|mathit|textit)\s*\{\s*(?:(?:${unitAlt}|${UNIT_SINGLE_LETTERS.join('|')})\.?\s*)+\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`,
+  String.raw`\s*\\(?:text|mbox|mathrm|textrm|textnormal|mathit|textit|textbf|mathbf)\s*\{\s*(?:(?:${unitAlt}|${UNIT_SINGLE_LETTERS.join('|')})\.?\s*)+\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`,
   'i',
 );
 const PLAIN_UNIT_RE = new RegExp(String.raw`(?<=[\d}).\s])\s*(?:${unitAlt})\.?\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`, 'i');
@@ -142,14 +142,24 @@ function depthAt(s: string): number[] {
   return out;
 }
 
+/**
+ * Thousands separators, only where they cannot change the value: the leading group has 1–3 digits and does not
+ * start with 0 (`0,125` and `0{,}125` are not 125), every later group has exactly 3 digits.
+ */
 function removeThousands(s: string): string {
-  // explicit separators: 10{,}000, 10,\!000, 11,\! 111, 1\,000
-  s = s.replace(/(\d)(?:\{,\}|,\\!\s*|\\,)(?=\d{3}(?!\d))/g, '$1');
+  if (!s.includes(',') && !s.includes(' ')) return s;
+  // explicit separators: 10{,}000, 23 {, }481, 10,\!000, 11,\! 111, 1\,000
+  s = s.replace(
+    /(?<![\d.])[1-9]\d{0,2}(?:(?:\s*\{\s*,\s*\}\s*|,\\!\s*|\\,)\d{3})+(?!\d)/g,
+    (m) => m.replace(/\s*\{\s*,\s*\}\s*|,\\!\s*|\\,/g, ''),
+  );
+  // SI thin spaces in the fractional part: 3.141\,592
+  if (s.includes('\\,')) s = s.replace(/(?<=\.\d+)\\,(?=\d)/g, '');
   // plain spaces in exact groups of three: 1 000 000
-  s = s.replace(/(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d]|,\d)/g, (m) => m.replace(/ /g, ''));
+  s = s.replace(/(?<![\d.,])[1-9]\d{0,2}(?: \d{3})+(?![\d]|,\d)/g, (m) => m.replace(/ /g, ''));
   // plain commas in exact groups of three, no space after the comma, outside brackets
   const depth = depthAt(s);
-  return s.replace(/(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d]|,\d)/g, (m, offset: number) => {
+  return s.replace(/(?<![\d.])[1-9]\d{0,2}(?:,\d{3})+(?![\d]|,\d)/g, (m, offset: number) => {
     if (depth[offset] !== 0) return m;
     return m.replace(/,/g, '');
   });
@@ -189,15 +199,18 @@ export function normalizeAnswer(raw: string): string {
   s = removeThousands(s);
   // spacing
   s = s.replace(/(?<!\\)\\!/g, '');
-  s = s.replace(/(?<!\\)\\(?:,|;|:|>| |quad|qquad|enspace|thinspace|medspace|thickspace|hfill)(?![a-zA-Z])/g, ' ');
+  s = s.replace(/(?<!\\)\\(?:,|;|:|>|quad|qquad|enspace|thinspace|medspace|thickspace|hfill)(?![a-zA-Z])/g, ' ');
+  if (s.includes('\\ ')) s = s.replace(/(?<!\\)\\ /g, ' '); // the control space "\ " may be followed by anything ("\mathrm{\ cm}")
   s = s.replace(/\\(?:hspace|vspace)\*?\s*\{[^}]*\}/g, ' ');
   s = s.replace(/~/g, ' ');
   s = s.replace(/\\%/g, '%');
-  s = s.replace(/\\(?:text|mbox|mathrm|textrm)\s*\{\s*(?:percent|per cent|%)\s*\}/gi, '%');
-  s = s.replace(/\s*\\?(?:percent|per cent)\s*$/i, '%');
+  s = s.replace(/\\(?:text|mbox|mathrm|textrm|textbf)\s*\{\s*(?:percent|per cent|pct|percentage(?: points?)?|%)\s*\}/gi, '%');
+  s = s.replace(/(?<=[\d}.])\s*\\?(?:percent|per cent|pct|percentage(?: points?)?)\s*$/i, '%');
   s = s.replace(/\s+/g, ' ').trim();
   // trailing punctuation
   s = s.replace(/[\s.;,]+$/, '');
+  // "y \approx 8": an integer stated as approximate is that integer (it can only equal an integer gold)
+  if (s.includes('\\approx')) s = s.replace(/^(?:(?![ei](?![_\w]))[A-Za-z](?:_\{?\w+\}?)?\s*)?\\approx\s*(-?\d+)$/, '$1'); // not e ≈ 3
   // "1/3 \approx 0.333": keep the exact value before an approximation
   const approx = s.search(/\\approx(?![a-zA-Z])/);
   if (approx > 0) s = s.slice(0, approx).trim();
@@ -213,12 +226,29 @@ export function normalizeAnswer(raw: string): string {
   // list words: "5 and 6", "x=1 \text{ or } x=2"
   s = s.replace(/\\(?:text|mbox|mathrm|textrm|textbf)\s*\{\s*(?:and|or|,)\s*\}/gi, ',');
   s = s.replace(/(?<=\S)\s+(?:and|or)\s+(?=\S)/gi, ', ');
+  if (/and|or/i.test(s)) s = s.replace(/(?<=[)\]])\s*(?:and|or)\s*(?=[([])/gi, ', '); // "(5,2)or(2,5)"
   s = s.replace(/\s+/g, ' ').trim();
   s = s.replace(/^,|,$/g, '').trim();
   s = setBuilderToCondition(s);
+  s = numberWord(s);
   // "all real numbers" / "\text{all reals}" written out in words is the set of reals
   if (/^(?:\\text\s*\{\s*)?(?:the\s+set\s+of\s+)?(?:all|any|every)\s+reals?(?:\s+numbers?)?\s*\}?$/i.test(s)) s = '\\mathbb{R}';
   return s;
+}
+
+const NUMBER_WORDS: Readonly<Record<string, number>> = {
+  zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10, eleven: 11,
+  twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17, eighteen: 18, nineteen: 19,
+  twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70, eighty: 80, ninety: 90, hundred: 100,
+};
+
+/** A whole answer that is one number word ("seven", "\text{Twelve}") is that integer. */
+function numberWord(s: string): string {
+  if (s.length > 40 || /\d/.test(s)) return s;
+  const m = /^(?:\\(?:text|textbf|mathrm|mbox|textrm)\s*\{\s*)?([A-Za-z]+)(?:\s*\})?$/.exec(s);
+  if (m === null || (m[0].includes('{') !== m[0].includes('}'))) return s;
+  const v = NUMBER_WORDS[(m[1] as string).toLowerCase()];
+  return v === undefined ? s : String(v);
 }
 
 /**
@@ -258,6 +288,8 @@ export function textKey(s: string): string {
 export function choiceLetter(s: string): string | null {
   let t = s.replace(/\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}/g, '$1').trim();
   t = t.replace(/^(?:option|choice|answer)\s*:?\s*/i, '');
+  // "A:B = 3:2" is a ratio of named quantities, not option A
+  if (/^[A-Z]\s*:\s*[A-Z]/.test(t)) return null;
   let m = /^\(\s*([A-Ja-j])\s*\)(?:\s*[:.]?\s*(.*))?$/.exec(t);
   if (m && m[1] !== undefined) return m[1].toUpperCase();
   m = /^([A-J])(?:\s*[).:]\s*.*)?$/.exec(t);

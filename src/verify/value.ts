@@ -38,9 +38,54 @@ export function children(n: Node): Node[] {
       return [n.a, n.b];
     case 'matrix':
       return n.rows.flat();
+    case 'bigop':
+      return [n.lo, n.hi, n.body];
     default:
       return [];
   }
+}
+
+/** A copy of `n` with every direct child replaced by `f(child)` (leaves are returned as they are). */
+export function mapChildren(n: Node, f: (m: Node) => Node): Node {
+  switch (n.k) {
+    case 'add':
+      return { ...n, terms: n.terms.map(f) };
+    case 'mul':
+      return { ...n, fs: n.fs.map(f) };
+    case 'neg':
+    case 'pmterm':
+    case 'fact':
+    case 'pct':
+    case 'deg':
+      return { ...n, a: f(n.a) };
+    case 'div':
+    case 'pow':
+    case 'diff':
+      return { ...n, a: f(n.a), b: f(n.b) };
+    case 'func':
+      return { ...n, args: n.args.map(f) };
+    case 'rel':
+    case 'seq':
+    case 'list':
+    case 'set':
+    case 'union':
+      return { ...n, items: n.items.map(f) };
+    case 'in':
+      return { ...n, a: f(n.a), set: f(n.set) };
+    case 'matrix':
+      return { ...n, rows: n.rows.map((r) => r.map(f)) };
+    case 'bigop':
+      return { ...n, lo: f(n.lo), hi: f(n.hi), body: f(n.body) };
+    default:
+      return n;
+  }
+}
+
+/** Number of nodes in `n`, counting at most up to `cap + 1` (so the cost is bounded by the cap). */
+export function boundedSize(n: Node, cap: number): number {
+  let count = 0;
+  some(n, () => ++count > cap);
+  return count;
 }
 
 export function some(n: Node, pred: (m: Node) => boolean): boolean {
@@ -50,6 +95,12 @@ export function some(n: Node, pred: (m: Node) => boolean): boolean {
 }
 
 export function freeVars(n: Node, out: Set<string> = new Set()): Set<string> {
+  if (n.k === 'bigop') {
+    freeVars(n.lo, out);
+    freeVars(n.hi, out);
+    for (const v of freeVars(n.body)) if (v !== n.v) out.add(v);
+    return out;
+  }
   if (n.k === 'var') out.add(n.name);
   for (const c of children(n)) freeVars(c, out);
   return out;
@@ -146,6 +197,8 @@ export function printNode(n: Node): string {
       return 'ℝ';
     case 'based':
       return `${n.digits}_${n.base}`;
+    case 'bigop':
+      return `${n.op}[${n.v}=${printNode(n.lo)}..${printNode(n.hi)}](${printNode(n.body)})`;
   }
 }
 
@@ -209,9 +262,62 @@ export function evalExact(n: Node, env: ExactEnv): Rational | null {
       return evalExact(n.a, env);
     case 'func':
       return funcExact(n.name, n.args, env);
+    case 'bigop':
+      return bigopExact(n, env);
     default:
       return null;
   }
+}
+
+/** Terms a sum or product may still expand during the current comparison (nested ones share it). */
+let bigopTerms = 0;
+const MAX_BIGOP_TERMS = 2_000;
+/** Called once per comparison: restores the budget of expanded sum/product terms. */
+export function resetBigopBudget(): void {
+  bigopTerms = MAX_BIGOP_TERMS;
+}
+resetBigopBudget();
+
+/** Integer bounds [lo, hi] of a sum/product when they are small enough to expand, else null. */
+function bigopRange(lo: number, hi: number): [number, number] | null {
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || Math.abs(lo) > 1e9 || Math.abs(hi) > 1e9) return null;
+  const count = Math.max(0, hi - lo + 1);
+  if (count > bigopTerms) return null;
+  bigopTerms -= count;
+  return [lo, hi];
+}
+
+function bigopExact(n: Extract<Node, { k: 'bigop' }>, env: ExactEnv): Rational | null {
+  const lo = evalExact(n.lo, env);
+  const hi = lo === null ? null : evalExact(n.hi, env);
+  if (lo === null || hi === null || !Q.isInteger(lo) || !Q.isInteger(hi)) return null;
+  const range = bigopRange(Q.toNumber(lo), Q.toNumber(hi));
+  if (range === null) return null;
+  const inner = new Map(env);
+  let acc = n.op === 'sum' ? Q.ZERO : Q.ONE;
+  for (let k = range[0]; k <= range[1]; k++) {
+    inner.set(n.v, Q.fromInt(k));
+    const t = evalExact(n.body, inner);
+    if (t === null) return null;
+    acc = n.op === 'sum' ? Q.add(acc, t) : Q.mul(acc, t);
+  }
+  return acc;
+}
+
+function bigopNum(n: Extract<Node, { k: 'bigop' }>, env: NumEnv): Complex {
+  const lo = evalNum(n.lo, env);
+  const hi = evalNum(n.hi, env);
+  if (lo.im !== 0 || hi.im !== 0) return NAN;
+  const range = bigopRange(lo.re, hi.re);
+  if (range === null) return NAN;
+  const inner = new Map(env);
+  let acc = cx(n.op === 'sum' ? 0 : 1);
+  for (let k = range[0]; k <= range[1]; k++) {
+    inner.set(n.v, k);
+    const t = evalNum(n.body, inner);
+    acc = n.op === 'sum' ? cadd(acc, t) : cmul(acc, t);
+  }
+  return acc;
 }
 
 function powExact(a: Rational, b: Rational): Rational | null {
@@ -357,6 +463,23 @@ function cpow(a: Complex, b: Complex): Complex {
   if (a.re === 0 && a.im === 0) return cx(0);
   return cexp(cmul(b, clog(a)));
 }
+/**
+ * Power with the real odd root for a negative real base and an exponent p/q with q odd (x^{2/3} = ∛x², as
+ * \sqrt[3]{x}^2 and \sqrt[3]{x^2} are on the reals); otherwise the principal complex power.
+ */
+function realPow(a: Complex, b: Complex): Complex {
+  if (a.im === 0 && a.re < 0 && b.im === 0 && Number.isFinite(b.re) && !Number.isInteger(b.re)) {
+    for (let q = 3; q <= 15; q += 2) {
+      const p = Math.round(b.re * q);
+      if (Math.abs(p - b.re * q) <= 1e-9 * Math.max(1, Math.abs(p))) {
+        const m = Math.pow(-a.re, b.re);
+        return cx(p % 2 === 0 ? m : -m);
+      }
+    }
+  }
+  return cpow(a, b);
+}
+
 function csin(a: Complex): Complex {
   if (a.im === 0) return cx(Math.sin(a.re));
   return cx(Math.sin(a.re) * Math.cosh(a.im), Math.cos(a.re) * Math.sinh(a.im));
@@ -427,7 +550,7 @@ function evalNum0(n: Node, env: NumEnv): Complex {
     case 'div':
       return cdiv(evalNum(n.a, env), evalNum(n.b, env));
     case 'pow':
-      return cpow(evalNum(n.a, env), evalNum(n.b, env));
+      return realPow(evalNum(n.a, env), evalNum(n.b, env));
     case 'fact': {
       const a = evalNum(n.a, env);
       if (a.im !== 0 || a.re < 0 || !Number.isInteger(a.re)) return NAN;
@@ -447,6 +570,8 @@ function evalNum0(n: Node, env: NumEnv): Complex {
     }
     case 'func':
       return funcNum(n.name, n.args.map((a) => evalNum(a, env)));
+    case 'bigop':
+      return bigopNum(n, env);
     default:
       return NAN;
   }
