@@ -4,8 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ALWAYS_FALSE_CATEGORIES, parseCases } from '../bench/verify-suite.js';
-import { cachedCases, fixturePath, runAgreement } from './helpers/verifier-suite.js';
+import { parseCases } from '../bench/verify-suite.js';
+import { cachedCases, checkRecords, fixturePath, runAgreement } from './helpers/verifier-suite.js';
 
 /** Minimum share of cases on which verifyResponse must agree with the labels. */
 export const MIN_AGREEMENT = 0.97;
@@ -20,14 +20,7 @@ const cases = cachedCases(FIXTURE);
 test('red-team cases: fixture parses and every record is well-formed', () => {
   const all = cases();
   assert.ok(all.length >= MIN_CASES, `expected at least ${MIN_CASES} cases in ${FIXTURE}, found ${all.length}`);
-  for (const c of all) {
-    const where = `${FIXTURE}:${c.line} (${c.id})`;
-    assert.match(c.id, /^rt-\d{3}$/, `${where}: id should look like "rt-001"`);
-    assert.equal(c.gold, c.gold.trim(), `${where}: gold has surrounding whitespace`);
-    if (ALWAYS_FALSE_CATEGORIES.includes(c.category)) {
-      assert.equal(c.expected, false, `${where}: category ${c.category} has no valid answer, so it must be labelled false`);
-    }
-  }
+  checkRecords(all, FIXTURE, /^rt-\d{3}$/);
   const t = all.filter((c) => c.expected).length;
   assert.ok(t > 0 && t < all.length, `${FIXTURE}: needs both true and false labels (true ${t} of ${all.length})`);
 });

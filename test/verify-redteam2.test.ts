@@ -5,8 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ALWAYS_FALSE_CATEGORIES } from '../bench/verify-suite.js';
-import { cachedCases, fixturePath, runAgreement } from './helpers/verifier-suite.js';
+import { cachedCases, checkRecords, fixturePath, runAgreement } from './helpers/verifier-suite.js';
 
 /** Minimum share of cases on which verifyResponse must agree with the labels. */
 export const MIN_AGREEMENT = 0.97;
@@ -21,18 +20,7 @@ const cases = cachedCases(FIXTURE);
 test('red-team 2 cases: fixture parses and every record is well-formed', () => {
   const all = cases();
   assert.ok(all.length >= MIN_CASES, `expected at least ${MIN_CASES} cases in ${FIXTURE}, found ${all.length}`);
-  const seenPairs = new Set<string>();
-  for (const c of all) {
-    const where = `${FIXTURE}:${c.line} (${c.id})`;
-    assert.match(c.id, /^rt2-\d{3}$/, `${where}: id should look like "rt2-001"`);
-    assert.equal(c.gold, c.gold.trim(), `${where}: gold has surrounding whitespace`);
-    const pair = JSON.stringify([c.response, c.gold]);
-    assert.ok(!seenPairs.has(pair), `${where}: duplicate (response, gold) pair`);
-    seenPairs.add(pair);
-    if (ALWAYS_FALSE_CATEGORIES.includes(c.category)) {
-      assert.equal(c.expected, false, `${where}: category ${c.category} has no valid answer, so it must be labelled false`);
-    }
-  }
+  checkRecords(all, FIXTURE, /^rt2-\d{3}$/, { uniquePairs: true });
   const t = all.filter((c) => c.expected).length;
   assert.ok(t > 0 && t < all.length, `${FIXTURE}: needs both true and false labels (true ${t} of ${all.length})`);
   // Every big category of the held-out table is represented.

@@ -6,8 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ALWAYS_FALSE_CATEGORIES } from '../bench/verify-suite.js';
-import { cachedCases, fixturePath, runAgreement } from './helpers/verifier-suite.js';
+import { cachedCases, checkRecords, fixturePath, runAgreement } from './helpers/verifier-suite.js';
 
 /** Minimum share of cases on which verifyResponse must agree with the labels. */
 export const MIN_AGREEMENT = 0.97;
@@ -22,18 +21,9 @@ const cases = cachedCases(FIXTURE);
 test('wave-2 cases: fixture parses and every record is well-formed', () => {
   const all = cases();
   assert.ok(all.length >= MIN_CASES, `expected at least ${MIN_CASES} cases in ${FIXTURE}, found ${all.length}`);
-  const seenPairs = new Set<string>();
+  checkRecords(all, FIXTURE, /^w2-\d{3}$/, { uniquePairs: true });
   for (const c of all) {
-    const where = `${FIXTURE}:${c.line} (${c.id})`;
-    assert.match(c.id, /^w2-\d{3}$/, `${where}: id should look like "w2-001"`);
-    assert.equal(c.gold, c.gold.trim(), `${where}: gold has surrounding whitespace`);
-    const pair = JSON.stringify([c.response, c.gold]);
-    assert.ok(!seenPairs.has(pair), `${where}: duplicate (response, gold) pair`);
-    seenPairs.add(pair);
-    if (ALWAYS_FALSE_CATEGORIES.includes(c.category)) {
-      assert.equal(c.expected, false, `${where}: category ${c.category} has no valid answer, so it must be labelled false`);
-    }
-    if (c.category === 'adversarial') assert.equal(c.expected, false, `${where}: adversarial cases here are near-misses`);
+    if (c.category === 'adversarial') assert.equal(c.expected, false, `${FIXTURE}:${c.line} (${c.id}): adversarial cases here are near-misses`);
   }
   const nearMisses = all.filter((c) => c.category === 'adversarial').length;
   assert.ok(nearMisses * 3 >= all.length, `${FIXTURE}: ${nearMisses} adversarial near-misses, fewer than a third of ${all.length}`);
