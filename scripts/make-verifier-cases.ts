@@ -1,6 +1,6 @@
 // Generates test/fixtures/verifier-cases.jsonl: hand-labelled (response, gold, expected) cases for the
 // math answer verifier. Every `expected` below was decided by mathematics and by the label policy of
-// shared/research/verifiers.md §4, never by running a checker. The committed .jsonl is the source of truth;
+// docs/verifier-policy.md, never by running a checker. The committed .jsonl is the source of truth;
 // this script only makes it easier to write and review the cases.
 //
 // Usage: npx tsc -p tsconfig.json && node dist/scripts/make-verifier-cases.js [OUT_FILE]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference for the OREAL loss and its baselines (src/rl/loss.ts, src/rl/step-losses.ts, `oreal debug loss`).
 
-Written from docs/oreal-spec.md steps 4 and 6-9, structured like the released trainer's per-sequence loop: the
+Written from docs/algorithm.md steps 4 and 6-9, structured like the released trainer's per-sequence loop: the
 positive term is the cross-entropy (-logp) times the token weights (times A with pos_mult_adv), the negative term is
 -sum(exp(logp - logp.detach()) * A * w), the KL term one of unbias / kl / mse, each divided by its token count; the
 token-level RM loss is BCE-with-logits of the mean score. Gradients come from autograd (no closed forms here), so the

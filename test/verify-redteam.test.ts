@@ -1,6 +1,6 @@
 // Red-team agreement suite for the math answer verifier (fixture: test/fixtures/verifier-redteam.jsonl).
-// Cases target the public verifiers' known failure modes (shared/research/verifiers.md §2–§3) and each label
-// decision of §4. Labels come from mathematics and that policy, never from the verifier's output.
+// Cases target the public verifiers' known failure modes (last-number fallbacks, tolerances, separators) and each label
+// rule of docs/verifier-policy.md. Labels come from mathematics and that policy, never from the verifier's output.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,7 +1,7 @@
 // Second, independent red-team suite for the math answer verifier (fixture: test/fixtures/verifier-redteam2.jsonl).
-// Written before reading the verifier code, weighted like the held-out table of shared/research/verifiers.md §4,
-// labelled by mathematics and the §4 policy. Long Qwen2.5-Math-style responses ("real-response" in §4) are filed
-// under their mathematical category with a note, since the suite's category list has no "real-response".
+// Written before reading the verifier code, weighted across answer categories like a held-out set of real grading
+// cases, labelled by mathematics and docs/verifier-policy.md. Long Qwen2.5-Math-style responses are filed under
+// their mathematical category with a note, since the suite's category list has no "real-response".
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // Labelled agreement suite for the math answer verifier (fixture: test/fixtures/verifier-cases.jsonl).
-// Labels come from mathematics and the label policy in shared/research/verifiers.md §4, not from any checker.
+// Labels come from mathematics and the label policy in docs/verifier-policy.md, not from any checker.
 
 /** Minimum share of cases on which verifyResponse must agree with the labels. */
 export const MIN_AGREEMENT = 0.97;

@@ -1,4 +1,4 @@
-// Group advantages (oreal-spec.md step 4): one number per response, computed over the K responses of one prompt
+// Group advantages (docs/algorithm.md step 4): one number per response, computed over the K responses of one prompt
 // BEFORE any filtering (the reference computes them over all K rollouts, then keeps one pair).
 //
 //   rloo  A_k = r_k − (Σ_j r_j − r_k)/(K − 1)             (leave-one-out baseline; the reference's default)

@@ -1,4 +1,4 @@
-// `filter_trajectory` (oreal-spec.md step 5): which responses of each prompt group go into the RL batch.
+// `filter_trajectory` (docs/algorithm.md step 5): which responses of each prompt group go into the RL batch.
 //
 //   'pair'  (reference `filter_trajectory=True`, the OREAL default): drop groups whose pass rate is 0 or 1; from each
 //           remaining group keep one correct and one incorrect response, each chosen uniformly at random with the

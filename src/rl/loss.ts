@@ -1,4 +1,4 @@
-// The OREAL actor loss, its baselines, and their closed-form per-token gradients (oreal-spec.md steps 6–9).
+// The OREAL actor loss, its baselines, and their closed-form per-token gradients (docs/algorithm.md steps 6–9).
 //
 // Every quantity is per kept sequence i with n_i action tokens (the response tokens), reward r_i, advantage A_i, and
 // per-token logp_t = log π_θ(y_t | x, y_<t), ref_t = log π_ref(…), optionally old_t (the sampling policy's logp;

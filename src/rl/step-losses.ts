@@ -1,4 +1,4 @@
-// One RL step's losses and gradients on real models (oreal-spec.md steps 4–9): group advantages over all K responses,
+// One RL step's losses and gradients on real models (docs/algorithm.md steps 4–9): group advantages over all K responses,
 // optional `filter_trajectory`, global token counts, then per micro-batch: reference forward (no grad), token-level
 // RM forward, policy forward, closed-form per-token gradients (src/rl/loss.ts), policy and RM backward. The caller
 // clips and steps the optimizers; the returned grad norms are taken before any clipping.

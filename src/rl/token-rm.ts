@@ -1,4 +1,4 @@
-// The token-level reward model's side of the loss (oreal-spec.md step 8), per sequence of n action tokens with RM
+// The token-level reward model's side of the loss (docs/algorithm.md step 8), per sequence of n action tokens with RM
 // scores s_1..s_n (the scalar head read at the positions that predict the response tokens, so s_t sees y_<t only).
 //
 //   cumulative mean  c_t = (s_1 + … + s_t)/t        sequence mean  m = (1/n) Σ_t s_t

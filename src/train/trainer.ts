@@ -1,4 +1,4 @@
-// The OREAL training loop (oreal-spec.md "One training step"; design.md's data flow):
+// The OREAL training loop (docs/algorithm.md "One training step"):
 //
 //   prompts ─▶ rollout ─▶ judge ─▶ group ─▶ score ─▶ loss ─▶ update ─▶ log / checkpoint / eval
 //   PromptStream  RolloutBackend  computeRewards  stepLosses (src/rl)     AdamW + clip   metrics.jsonl, HF checkpoints

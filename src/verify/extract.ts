@@ -1,6 +1,6 @@
 // Final-answer extraction from a model response (verifier stage 1).
 //
-// Policy (research note shared/research/verifiers.md §4, §6), in order:
+// Policy (the labelling rules in docs/verifier-policy.md), in order:
 //   0. pre-checks: cut at a hallucinated new turn (chat tokens, a new "Problem:"/"Question:"/"User:" header line);
 //      an unfinished <think> is no answer; after a closed </think> only the text that follows counts;
 //   1. the last brace-matched \boxed{…} / \fbox{…} (also `\boxed 5`); adjacent boxes joined by separators form a
