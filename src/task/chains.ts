@@ -1,0 +1,190 @@
+// A second synthetic task, kept apart from the main job's, on which token-level credit assignment can matter: long
+// chains of integer operations (6–8 of them, about 100 tokens with the bundled tokenizer), solved one step per line, so that a wrong answer usually holds one bad
+// step among many good ones. Every step line states its equation `a op b = c` in full (written `22-30=-8`) (the phrasing around it
+// varies), which makes each line checkable on its own: `checkChain` finds the first wrong line of any response, the
+// ground truth that an oracle token weighting (w⁻ = 1 from the first wrong line on) and the ablation's "share of
+// negative weight on or after the first error" need.
+//
+// The systematic error. `writeSolution` can make the mistake a starting policy is meant to have: on a subtraction
+// whose result crosses below zero (a ≥ 0, a − b < 0) it drops the sign, writing |a − b|, and carries the wrong value
+// on confidently. The error is local (the line is checkably wrong) and systematic (always the same kind of step).
+//
+// Determinism and splits follow src/task/arith.ts: everything derives from a seed through its Rng, and a problem is
+// held out when a hash of its question falls in a fixed 20 % bucket (salted apart from the arithmetic task's).
+import { Rng, fnv1a } from './arith.js';
+
+export type ChainSplit = 'train' | 'heldout';
+export type ChainOp = '+' | '-' | '*';
+
+export interface ChainStep {
+  op: ChainOp;
+  operand: number;
+}
+
+export interface ChainProblem {
+  /** `chain-` + 8 hex digits of the question's hash. */
+  id: string;
+  question: string;
+  start: number;
+  steps: readonly ChainStep[];
+  /** The exact result, as the gold answer string. */
+  answer: string;
+  /** Indices of the steps that are subtractions crossing below zero (where the systematic error strikes). */
+  crossingSteps: readonly number[];
+}
+
+const OP_WORDS: Record<ChainOp, readonly string[]> = {
+  '+': ['add', 'plus'],
+  '-': ['subtract', 'minus'],
+  '*': ['multiply by', 'times'],
+};
+
+function apply(a: number, s: ChainStep): number {
+  return s.op === '+' ? a + s.operand : s.op === '-' ? a - s.operand : a * s.operand;
+}
+
+/** The split a question belongs to. */
+export function chainSplit(question: string): ChainSplit {
+  return fnv1a('oreal-chains-split/' + question) % 5 === 0 ? 'heldout' : 'train';
+}
+
+/**
+ * One problem: a start value and 6–8 operations. Values stay within ±120 (short numbers keep solutions short);
+ * multiplications are by 2 or 3 and only of values up to 40; many subtractions are drawn to cross below zero.
+ */
+export function generateChain(rng: Rng): ChainProblem {
+  const n = rng.int(6, 8);
+  const start = rng.int(2, 30);
+  const steps: ChainStep[] = [];
+  const crossing: number[] = [];
+  let v = start;
+  while (steps.length < n) {
+    const r = rng.next();
+    let s: ChainStep;
+    if (r < 0.2 && Math.abs(v) <= 40) s = { op: '*', operand: rng.int(2, 3) };
+    else if (r < 0.55) s = { op: '+', operand: rng.int(2, 40) };
+    else if (v >= 0 && rng.bool(0.45)) s = { op: '-', operand: v + rng.int(1, 30) }; // crosses below zero
+    else s = { op: '-', operand: rng.int(2, 40) };
+    const next = apply(v, s);
+    if (Math.abs(next) > 120) continue;
+    if (s.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
+    steps.push(s);
+    v = next;
+  }
+  const ops = steps.map((s) => `${OP_WORDS[s.op][0]} ${s.operand}`);
+  const question = `Start with ${start}. ${ops.map((o) => o[0]!.toUpperCase() + o.slice(1)).join(', then ')}. What is the result?`;
+  return {
+    id: 'chain-' + fnv1a(question).toString(16).padStart(8, '0'),
+    question,
+    start,
+    steps,
+    answer: String(v),
+    crossingSteps: crossing,
+  };
+}
+
+export interface WriteOptions {
+  /** Drop the sign of a subtraction that crosses below zero, each such step independently with this probability. */
+  signDropRate?: number;
+}
+
+/** A written solution and which line (if any) is the first wrong one. */
+export interface WrittenSolution {
+  text: string;
+  /** The value the solution ends with (the box's content). */
+  final: number;
+  /** Index of the first step line whose equation is false, or null when every step is right. */
+  firstError: number | null;
+}
+
+/**
+ * A worked solution, one step per line, each line `a op b = c` inside a varied phrasing, ending with
+ * `The answer is \boxed{c}.` With `signDropRate`, crossing subtractions may be written with the sign dropped.
+ */
+export function writeSolution(p: ChainProblem, rng: Rng, opts: WriteOptions = {}): WrittenSolution {
+  const drop = opts.signDropRate ?? 0;
+  const lines: string[] = [];
+  let v = p.start;
+  let firstError: number | null = null;
+  p.steps.forEach((s, i) => {
+    let c = apply(v, s);
+    if (s.op === '-' && v >= 0 && c < 0 && drop > 0 && rng.bool(drop)) {
+      c = -c;
+      firstError ??= i;
+    }
+    const eq = `${v}${s.op}${s.operand}=${c}`;
+    // Compact equations and short phrasings (the bundled tokenizer spells most text a character a token): a solution
+    // stays near 100 tokens.
+    const line = rng.pick([`${eq}`, `${eq}.`, `So ${eq}`, `Then ${eq}`, `${rng.pick(OP_WORDS[s.op])}: ${eq}`]);
+    lines.push(line);
+    v = c;
+  });
+  lines.push(`The answer is \\boxed{${v}}.`);
+  return { text: lines.join('\n'), final: v, firstError };
+}
+
+/** A step line's claim, as parsed back from text. */
+export interface CheckedLine {
+  /** Character offset of the line in the response. */
+  offset: number;
+  text: string;
+  /** The equation found on the line; null for a line without one. */
+  equation: { a: number; op: ChainOp; b: number; c: number } | null;
+  /** The equation is arithmetically true and its left operand is the previous line's result (or the start value). */
+  ok: boolean;
+}
+
+export interface ChainCheck {
+  lines: CheckedLine[];
+  /** Index into `lines` of the first line that is not ok, or null when all equation lines are. */
+  firstError: number | null;
+  /** Character offset where that line starts (for mapping to tokens), or null. */
+  firstErrorOffset: number | null;
+}
+
+const EQ = /(-?\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)/;
+
+/**
+ * Checks a response to `p` line by line: each line with an equation must be true and must continue the chain from
+ * the previous result (the first from `p.start`). Lines without an equation (the closing sentence) are not judged.
+ */
+export function checkChain(p: ChainProblem, response: string): ChainCheck {
+  const lines: CheckedLine[] = [];
+  let offset = 0;
+  let prev = p.start;
+  let firstError: number | null = null;
+  for (const text of response.split('\n')) {
+    const m = EQ.exec(text);
+    let equation: CheckedLine['equation'] = null;
+    let ok = true;
+    if (m !== null) {
+      const op = m[2] as ChainOp;
+      equation = { a: Number(m[1]), op, b: Number(m[3]), c: Number(m[4]) };
+      ok = equation.a === prev && apply(equation.a, { op, operand: equation.b }) === equation.c;
+      prev = equation.c;
+    }
+    if (!ok && firstError === null) firstError = lines.length;
+    lines.push({ offset, text, equation, ok });
+    offset += text.length + 1;
+  }
+  return { lines, firstError, firstErrorOffset: firstError === null ? null : lines[firstError]!.offset };
+}
+
+/** `n` distinct problems of one split, deterministic in (`split`, `n`, `seed`). */
+export function makeChainSplit(split: ChainSplit, n: number, seed: number): ChainProblem[] {
+  if (split !== 'train' && split !== 'heldout') throw new Error(`chains: unknown split ${String(split)}`);
+  const rng = new Rng(fnv1a(`chains/${split}/${seed}`));
+  const out: ChainProblem[] = [];
+  const seen = new Set<string>();
+  let misses = 0;
+  while (out.length < n) {
+    const p = generateChain(rng);
+    if (chainSplit(p.question) !== split || seen.has(p.question)) {
+      if (++misses > 200 * n + 10000) throw new Error(`chains: cannot draw ${n} distinct ${split} problems`);
+      continue;
+    }
+    seen.add(p.question);
+    out.push(p);
+  }
+  return out;
+}

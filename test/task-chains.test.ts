@@ -1,0 +1,108 @@
+// The long-chain task (src/task/chains.ts): deterministic, split-disjoint problems; solutions the verifier accepts;
+// the systematic sign-drop error placed where intended; and a line checker that finds the first wrong step of any
+// response, the ground truth for oracle token weights.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Rng } from '../src/task/arith.js';
+import { chainSplit, checkChain, generateChain, makeChainSplit, writeSolution } from '../src/task/chains.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
+import { verifyResponse } from '../src/verify/index.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+test('problems: deterministic, 6-8 steps, values bounded, splits disjoint, answer is the chain result', () => {
+  const a = makeChainSplit('train', 300, 1);
+  assert.deepEqual(makeChainSplit('train', 300, 1), a);
+  const held = makeChainSplit('heldout', 100, 1);
+  const trainQ = new Set(a.map((p) => p.question));
+  for (const p of held) assert.ok(!trainQ.has(p.question) && chainSplit(p.question) === 'heldout');
+  for (const p of a) {
+    assert.ok(p.steps.length >= 6 && p.steps.length <= 8, p.question);
+    let v = p.start;
+    for (const s of p.steps) {
+      v = s.op === '+' ? v + s.operand : s.op === '-' ? v - s.operand : v * s.operand;
+      assert.ok(Math.abs(v) <= 120);
+    }
+    assert.equal(p.answer, String(v));
+    assert.match(p.question, /^Start with \d+\. .*What is the result\?$/);
+  }
+  const withCrossing = a.filter((p) => p.crossingSteps.length > 0).length / a.length;
+  assert.ok(withCrossing > 0.5, `only ${withCrossing} of problems have a zero-crossing subtraction`);
+});
+
+test('a correct solution checks clean line by line and the verifier accepts its answer', async () => {
+  const rng = new Rng(3);
+  for (const p of makeChainSplit('train', 60, 2)) {
+    const w = writeSolution(p, rng);
+    assert.equal(w.firstError, null);
+    assert.equal(String(w.final), p.answer);
+    const c = checkChain(p, w.text);
+    assert.equal(c.firstError, null, w.text);
+    assert.equal(c.lines.filter((l) => l.equation !== null).length, p.steps.length);
+    assert.equal((await verifyResponse(w.text, p.answer)).correct, true, w.text);
+  }
+});
+
+test('the sign-drop error lands on the first zero-crossing subtraction, and the checker finds that line', async () => {
+  const rng = new Rng(4);
+  const ps = makeChainSplit('train', 200, 3).filter((p) => p.crossingSteps.length > 0);
+  let wrongAnswers = 0;
+  for (const p of ps) {
+    const w = writeSolution(p, rng, { signDropRate: 1 });
+    assert.equal(w.firstError, p.crossingSteps[0]);
+    const c = checkChain(p, w.text);
+    assert.equal(c.firstError, w.firstError, w.text);
+    assert.equal(c.firstErrorOffset, c.lines[c.firstError!]!.offset);
+    assert.ok(w.text.slice(c.firstErrorOffset!).startsWith(c.lines[c.firstError!]!.text));
+    if (!(await verifyResponse(w.text, p.answer)).correct) wrongAnswers++;
+  }
+  assert.ok(wrongAnswers / ps.length > 0.9, `only ${wrongAnswers} of ${ps.length} sign-dropped solutions end wrong`);
+});
+
+test('the sign-drop rate is per crossing step', () => {
+  const rng = new Rng(5);
+  let steps = 0;
+  let dropped = 0;
+  for (const p of makeChainSplit('train', 2000, 4)) {
+    for (const i of p.crossingSteps) {
+      // Measure each crossing step alone: a fresh write with the error allowed, counting only drops at this step
+      // when the earlier crossing steps were kept right.
+      const w = writeSolution(p, rng, { signDropRate: 0.3 });
+      if (w.firstError === null || w.firstError >= i) {
+        steps++;
+        if (w.firstError === i) dropped++;
+      }
+    }
+  }
+  const rate = dropped / steps;
+  assert.ok(Math.abs(rate - 0.3) < 0.03, `drop rate ${rate} over ${steps} steps`);
+});
+
+test('the checker: a broken chain, a false equation, phrasings, and lines without equations', () => {
+  const p = generateChain(new Rng(9));
+  const good = writeSolution(p, new Rng(1)).text.split('\n');
+  // The second equation line continues from a value the first did not produce.
+  const broken = [...good];
+  broken[1] = broken[1]!.replace(/(-?\d+)(\s*[+\-*]\s*\d+\s*=\s*)(-?\d+)/, (_m, a: string, mid: string) => {
+    const a2 = Number(a) + 1;
+    const s = p.steps[1]!;
+    const c = s.op === '+' ? a2 + s.operand : s.op === '-' ? a2 - s.operand : a2 * s.operand;
+    return `${a2}${mid}${c}`;
+  });
+  assert.equal(checkChain(p, broken.join('\n')).firstError, 1);
+  const falseEq = [...good];
+  falseEq[0] = falseEq[0]!.replace(/=\s*(-?\d+)/, (_m, c: string) => `= ${Number(c) + 2}`);
+  assert.equal(checkChain(p, falseEq.join('\n')).firstError, 0);
+  assert.equal(checkChain(p, 'I think the answer is \\boxed{3}.').firstError, null);
+});
+
+test('solutions are about 100 tokens with the bundled tokenizer', () => {
+  const tok = Tokenizer.load(path.join(repoRoot, 'models', 'arith-sft'));
+  const rng = new Rng(6);
+  const lens = makeChainSplit('train', 200, 5).map((p) => tok.encode(writeSolution(p, rng).text, { addSpecialTokens: false }).length);
+  const mean = lens.reduce((a, b) => a + b, 0) / lens.length;
+  assert.ok(mean >= 60 && mean <= 110, `mean solution length ${mean} tokens`);
+  process.stdout.write(`# mean solution length ${mean.toFixed(1)} tokens (min ${Math.min(...lens)}, max ${Math.max(...lens)})\n`);
+});
