@@ -1,10 +1,10 @@
 // A second synthetic task, kept apart from the main job's, on which token-level credit assignment can matter: long
 // chains of integer operations (6–8 of them, about 100 tokens with the bundled tokenizer), solved one step per line,
 // so that a wrong answer usually holds one bad step among many good ones. Every step line states its equation
-// `a op b = c` in full (written `22-30=-8`; the phrasing around it
-// varies), which makes each line checkable on its own: `checkChain` finds the first wrong line of any response, the
-// ground truth that an oracle token weighting (w⁻ = 1 from the first wrong line on) and the ablation's "share of
-// negative weight on or after the first error" need.
+// `a op b = c` in full (written `22-30=-8`; the phrasing around it varies), which makes each line checkable on its
+// own: `checkChain` finds the first wrong line of any response, the ground truth that an oracle token weighting
+// (w⁻ = 1 from the first wrong line on) and the ablation's "share of negative weight on or after the first error"
+// need.
 //
 // The systematic error. `writeSolution` can make the mistake a starting policy is meant to have: on a subtraction
 // whose result crosses below zero (a ≥ 0, a − b < 0) it drops the sign, writing |a − b|, and carries the wrong value
