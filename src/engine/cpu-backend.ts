@@ -76,10 +76,13 @@ export class CpuBackend implements Backend {
   }
 
   /** A tensor over an existing host array (no copy): e.g. weights kept outside the wasm memory. */
-  wrap<D extends DType>(data: HostArray<D>, shape: readonly number[] = [data.length]): DeviceTensor<D> {
+  wrap(data: Float32Array, shape?: readonly number[]): F32;
+  wrap(data: Int32Array, shape?: readonly number[]): I32;
+  wrap(data: Float32Array | Int32Array, shape: readonly number[] = [data.length]): DeviceTensor {
     if (shapeSize(shape) !== data.length) throw new RangeError(`wrap: shape [${shape.join(', ')}] does not hold ${data.length} elements`);
-    const dtype = (data instanceof Int32Array ? 'i32' : 'f32') as D;
-    return new CpuTensor<D>(dtype, shape.slice(), data, data, 0);
+    return data instanceof Int32Array
+      ? new CpuTensor('i32', shape.slice(), data, data, 0)
+      : new CpuTensor('f32', shape.slice(), data, data, 0);
   }
 
   // ---- memory ------------------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ const BACKENDS = {
 
 export type BackendName = keyof typeof BACKENDS;
 
-export const BACKEND_NAMES: readonly BackendName[] = Object.keys(BACKENDS) as BackendName[];
+/** Every backend name (a non-empty tuple, so `z.enum(BACKEND_NAMES)` and commander's `.choices` take it as is). */
+export const BACKEND_NAMES = Object.keys(BACKENDS) as [BackendName, ...BackendName[]];
 
 /** Whether `name` names a backend (for option and config parsers). */
 export function isBackendName(name: string): name is BackendName {

@@ -365,7 +365,7 @@ export class Qwen2Model {
       const n = shape.reduce((a, b) => a * b, 1);
       // Norm weights and biases are read by row ops: keep them in backend memory in any case.
       const outside = opts.paramsOutsideBackend === true && shape.length === 2 && cpu !== null;
-      const p: F32 = outside && cpu ? cpu.wrap<'f32'>(new Float32Array(n), shape) : this.own(backend.empty(shape));
+      const p: F32 = outside && cpu ? cpu.wrap(new Float32Array(n), shape) : this.own(backend.empty(shape));
       this.tensors.set(name, p);
       if (cpu) this.params.set(name, cpu.f32(p));
       if (withGrads) {

@@ -490,8 +490,8 @@ export class Trainer {
       if (rm.config.head !== 'score') throw new Error('token_level_rm: the reward model has no score head');
       rmModelConfig = rmConfigFrom(actorCk.config);
     }
-    const actorOpt = new AdamW(policy.params, { lr: cfg.actor_lr, weightDecay: cfg.wd });
-    const rmOpt = rm ? new AdamW(rm.params, { lr: cfg.token_level_rm_lr, weightDecay: cfg.wd }) : null;
+    const actorOpt = new AdamW(policy.backend, policy.tensors, { lr: cfg.actor_lr, weightDecay: cfg.wd });
+    const rmOpt = rm ? new AdamW(rm.backend, rm.tensors, { lr: cfg.token_level_rm_lr, weightDecay: cfg.wd }) : null;
     let step = 0;
     let elapsed = 0;
     let position: StreamPosition = { epoch: 0, offset: 0 };
@@ -690,24 +690,24 @@ export class Trainer {
     } else {
       if (!frozen) {
         const lossOk = Number.isFinite(res.rl_loss);
-        actorGradNorm = clipGradNorm(this.policy.grads.values(), cfg.max_grad_norm);
+        actorGradNorm = await clipGradNorm(this.policy.backend, this.policy.gradTensors.values(), cfg.max_grad_norm);
         if (!lossOk || !Number.isFinite(actorGradNorm)) {
           const why = `actor: non-finite ${!lossOk ? 'loss' : 'gradient norm'}`;
           skipped.push(why);
           this.log(`step ${step}: ${why} (rl_loss ${res.rl_loss}, grad norm ${actorGradNorm}): actor update skipped`);
         } else {
-          this.actorOpt.step(this.policy.grads, actorLr);
+          this.actorOpt.step(this.policy.gradTensors, actorLr);
         }
       }
       if (this.rm && this.rmOpt) {
         const lossOk = Number.isFinite(res.token_level_rm_loss);
-        rmGradNorm = clipGradNorm(this.rm.grads.values(), cfg.max_grad_norm);
+        rmGradNorm = await clipGradNorm(this.rm.backend, this.rm.gradTensors.values(), cfg.max_grad_norm);
         if (!lossOk || !Number.isFinite(rmGradNorm)) {
           const why = `token_rm: non-finite ${!lossOk ? 'loss' : 'gradient norm'}`;
           skipped.push(why);
           this.log(`step ${step}: ${why} (token_level_rm_loss ${res.token_level_rm_loss}, grad norm ${rmGradNorm}): RM update skipped`);
         } else {
-          this.rmOpt.step(this.rm.grads, rmLr);
+          this.rmOpt.step(this.rm.gradTensors, rmLr);
         }
       }
     }
