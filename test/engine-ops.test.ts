@@ -10,6 +10,7 @@ import { createBackend, blasAvailable, ropeTables, type Backend } from '../src/e
 import type { AttentionDims } from '../src/engine/backend.js';
 import type { DeviceTensor, F32, I32 } from '../src/engine/tensor.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
+import { Rng, TokenSampler, type SamplerSettings } from '../src/sample/sampler.js';
 
 const js = createBackend('js');
 const fast: Array<[string, Backend]> = [['wasm', createBackend('wasm', { threads: 2 })]];
@@ -372,4 +373,34 @@ test('finite differences: attention backward (q, k, v) and token log-prob backwa
   }, ['dh', 'dw']);
   await fd('tokenLogprobs dh', objective(tl, 'h', 'lp', cg, tfwd), tl.h, tg.dh!);
   await fd('tokenLogprobs dw', objective(tl, 'w', 'lp', cg, tfwd), tl.w, tg.dw!);
+});
+
+test('sampling: sampleTokens gives the seeded reference sampler’s tokens on every backend', async () => {
+  const M = 12;
+  const V = 50;
+  const logits = f32(M * V, 4);
+  const kinds: SamplerSettings[] = [
+    { temperature: 0, topP: 1, topK: 0 },
+    { temperature: 1, topP: 1, topK: 0 },
+    { temperature: 0.7, topP: 1, topK: 5 },
+    { temperature: 1.3, topP: 0.9, topK: 0 },
+    { temperature: 0.5, topP: 0.8, topK: 10 },
+    { temperature: 1, topP: 1, topK: 1 },
+  ];
+  const settings = Array.from({ length: M }, (_, r) => kinds[r % kinds.length]!);
+  const ref = new TokenSampler(V);
+  const want = settings.map((s, r) => ref.sample(logits.subarray(r * V, (r + 1) * V), s, new Rng(77, r)));
+  const uniforms = settings.map((s, r) => (s.temperature === 0 ? Number.NaN : new Rng(77, r).nextDouble()));
+  for (const be of [js, ...fast.map(([, b]) => b)]) {
+    const z = be.upload(logits, [M, V]);
+    const ids = be.empty([M], 'i32');
+    const lp = be.empty([M]);
+    be.sampleTokens(z, V, settings, uniforms, ids, lp);
+    const got = await be.read(ids);
+    const glp = await be.read(lp);
+    assert.deepEqual(Array.from(got), want.map((w) => w.token), `${be.name}: tokens`);
+    for (let r = 0; r < M; r++) assert.ok(Math.abs(glp[r]! - want[r]!.logprob) < 1e-5, `${be.name}: logprob ${r}`);
+    for (const t of [z, ids, lp]) be.free(t);
+  }
+  assert.ok(new Set(want.map((w) => w.token)).size > 3, 'the draws are not all the same token');
 });

@@ -12,6 +12,7 @@
 //   between an output and an input (the very same tensor); any other overlap is undefined.
 // - The reference implementation of every op is the js backend (src/engine/cpu-backend.ts with the plain-JS kernels);
 // other backends must agree with it within float32 rounding (tests: test/engine-ops.test.ts).
+import type { SamplerSettings } from './sampling.js';
 import type { DType, DeviceTensor, F32, HostArray, I32 } from './tensor.js';
 
 /** A backend's name, as listed by `BACKEND_NAMES` (src/engine/index.ts). */
@@ -154,6 +155,15 @@ export interface Backend {
    * g = 0 cost nothing.
    */
   tokenLogprobsBackward(h: F32, w: F32, labels: I32, lse: F32, g: F32, dh: F32, dw: F32, V: number, chunkRows: number): void;
+
+  // ---- sampling ----------------------------------------------------------------------------------------------------
+  /**
+   * One token per row of logits [M, V] (src/engine/sampling.ts: temperature → top-k → top-p, ties to the lower id):
+   * row r with settings[r] and the uniform uniforms[r] in [0, 1) (ignored for greedy rows; the caller draws them from
+   * its seeded generators, so results do not depend on the batch or the backend). ids i32 [M]; logprobs [M] =
+   * log softmax(raw logits)[token].
+   */
+  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32): void;
 
   // ---- optimizer ---------------------------------------------------------------------------------------------------
   /** out[0] = Σ over the tensors of Σ x² (accumulated in at least f32; the CPU backends use f64). out is [1]. */

@@ -8,6 +8,7 @@
 // gets them at the speed of its GEMM.
 import type { AdamWHyper, AttentionDims, Backend } from './backend.js';
 import { rowKernelsOf, type HostKernels, type RowKernels } from './kernels.js';
+import { TokenSampler, type SamplerSettings } from './sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from './tensor.js';
 
 /** A CPU tensor: a typed array holding exactly its elements (a view of `storage` at `offset`). */
@@ -655,6 +656,26 @@ export class CpuBackend implements Backend {
     }
   }
 
+  // ---- sampling ----------------------------------------------------------------------------------------------------
+  private sampler: TokenSampler | null = null;
+
+  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32): void {
+    const M = settings.length;
+    need('sampleTokens', 'logits', logits, M * V);
+    need('sampleTokens', 'ids', ids, M);
+    need('sampleTokens', 'logprobs', logprobs, M);
+    if (uniforms.length !== M) throw new RangeError(`sampleTokens: ${uniforms.length} uniforms for ${M} rows`);
+    const z = this.f32(logits);
+    const out = this.i32(ids);
+    const lp = this.f32(logprobs);
+    const sampler = (this.sampler ??= new TokenSampler(V));
+    for (let r = 0; r < M; r++) {
+      const { token, logprob } = sampler.sampleWith(z.subarray(r * V, (r + 1) * V), settings[r]!, uniforms[r]!);
+      out[r] = token;
+      lp[r] = logprob;
+    }
+  }
+
   // ---- optimizer ---------------------------------------------------------------------------------------------------
   sumSquares(xs: readonly F32[], out: F32): void {
     need('sumSquares', 'out', out, 1);
@@ -688,9 +709,11 @@ export class CpuBackend implements Backend {
  * The elements of `t` in place, synchronously: only a CPU backend can give them (they are its memory). Code that
  * must also run on a device backend reads with `await backend.read(t)` instead.
  */
-export function hostView(backend: Backend, t: F32): Float32Array {
+export function hostView(backend: Backend, t: F32): Float32Array;
+export function hostView(backend: Backend, t: I32): Int32Array;
+export function hostView(backend: Backend, t: F32 | I32): Float32Array | Int32Array {
   if (!(backend instanceof CpuBackend)) {
     throw new Error(`the ${backend.name} backend keeps tensors on its device: read them with await backend.read()`);
   }
-  return backend.f32(t);
+  return t.dtype === 'i32' ? backend.i32(t as I32) : backend.f32(t as F32);
 }
