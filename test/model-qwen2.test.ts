@@ -462,3 +462,47 @@ test('warm-up + cosine schedule', () => {
   assert.equal(lrAt(0, { lr: 1, minLr: 0, warmupSteps: 0, totalSteps: 4 }), 1);
   assert.ok(Math.abs(lrAt(2, { lr: 1, minLr: 0, warmupSteps: 0, totalSteps: 4 }) - 0.5) < 1e-12);
 });
+
+test('forwardAsync reads back the numbers forward returns; readTensors equals toTensors (js and wasm)', async () => {
+  const wasm = createBackend('wasm', { threads: 2 });
+  try {
+    for (const be of [backend, wasm]) {
+      for (const head of ['lm', 'score'] as const) {
+        const cfg: Qwen2Config = {
+          vocabSize: 29,
+          hiddenSize: 16,
+          intermediateSize: 24,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          numKeyValueHeads: 2,
+          rmsNormEps: 1e-6,
+          ropeTheta: 10000,
+          tieWordEmbeddings: false,
+          attentionBias: true,
+          head,
+        };
+        const m = Qwen2Model.random(cfg, be, 5, 0.3);
+        const ids = Array.from({ length: 2 * 6 }, (_, i) => (i * 7 + 2) % cfg.vocabSize);
+        const a = m.forward(ids, [6, 3], { hidden: true });
+        const b = await m.forwardAsync(ids, [6, 3], { hidden: true });
+        assert.equal(b.numLabels, a.numLabels);
+        if (head === 'lm') {
+          assert.ok(a.numLabels === 7 && a.logp!.some((x) => x !== 0));
+          assert.deepEqual(b.logp, a.logp);
+          assert.deepEqual(b.entropy, a.entropy);
+        } else {
+          assert.ok(a.score!.some((x) => x !== 0));
+          assert.deepEqual(b.score, a.score);
+        }
+        assert.deepEqual(b.hidden, a.hidden);
+        const sync = m.toTensors();
+        const read = await m.readTensors();
+        assert.deepEqual([...read.keys()], [...sync.keys()]);
+        for (const [k, t] of sync) assert.deepEqual(read.get(k)!.data, t.data, k);
+        m.dispose();
+      }
+    }
+  } finally {
+    wasm.dispose();
+  }
+});

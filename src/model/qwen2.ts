@@ -325,6 +325,59 @@ export function lengthsFromMask(mask: ArrayLike<number>, B: number, T: number): 
 }
 
 
+/** A forward queued on the backend: where its outputs are, and how to scatter them back to padded positions. */
+interface EncodedForward {
+  B: number;
+  T: number;
+  H: number;
+  lens: Int32Array;
+  rowStart: Int32Array;
+  labelIndexOf: Int32Array;
+  numLabels: number;
+  /** [labels] log-probs and entropies (LM head), [N] scores (score head), [N, H] normed hidden states. */
+  logp: F32 | null;
+  entropy: F32 | null;
+  score: F32 | null;
+  hidden: F32 | null;
+}
+
+/** The host result of an encoded forward, given the numbers of its output tensors. */
+function collectForward(e: EncodedForward, get: (t: F32) => Float32Array): ForwardResult {
+  const { B, T, H, lens, rowStart, labelIndexOf } = e;
+  const result: ForwardResult = { B, T, numLabels: e.numLabels };
+  if (e.logp) {
+    const lp = get(e.logp);
+    const en = e.entropy ? get(e.entropy) : null;
+    const logp = new Float64Array(B * T);
+    const ent = en ? new Float64Array(B * T) : undefined;
+    for (let i = 0; i < B * T; i++) {
+      const j = labelIndexOf[i]!;
+      if (j < 0) continue;
+      logp[i] = lp[j]!;
+      if (ent) ent[i] = en![j]!;
+    }
+    result.logp = logp;
+    if (ent) result.entropy = ent;
+  }
+  if (e.score) {
+    const spa = get(e.score);
+    const score = new Float64Array(B * T);
+    for (let b = 0; b < B; b++) for (let t = 0; t < lens[b]!; t++) score[b * T + t] = spa[rowStart[b]! + t]!;
+    result.score = score;
+  }
+  if (e.hidden) {
+    const hna = get(e.hidden);
+    const hid = new Float32Array(B * T * H);
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < lens[b]!; t++) {
+        const r = rowStart[b]! + t;
+        hid.set(hna.subarray(r * H, r * H + H), (b * T + t) * H);
+      }
+    result.hidden = hid;
+  }
+  return result;
+}
+
 export class Qwen2Model {
   readonly config: Qwen2Config;
   readonly backend: Backend;
@@ -427,6 +480,13 @@ export class Qwen2Model {
   toTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     for (const { name, shape } of this.shapes) out.set(name, { shape: shape.slice(), data: hostView(this.backend, this.tensors.get(name)!) });
+    return out;
+  }
+
+  /** Host copies of the parameters as HF tensors, read with `backend.read` (any backend; e.g. for a checkpoint). */
+  async readTensors(): Promise<Map<string, Tensor>> {
+    const out = new Map<string, Tensor>();
+    for (const { name, shape } of this.shapes) out.set(name, { shape: shape.slice(), data: await this.backend.read(this.tensors.get(name)!) });
     return out;
   }
 
@@ -582,9 +642,24 @@ export class Qwen2Model {
 
   /**
    * Forward over a right-padded batch: `inputIds` [B·T] (row-major), `lengths` [B] (B = lengths.length).
-   * Activations are kept for one `backward` (the previous micro-batch's are overwritten).
+   * Activations are kept for one `backward` (the previous micro-batch's are overwritten). The returned numbers are
+   * read synchronously (CPU backends); `forwardAsync` reads them with `backend.read` (any backend).
    */
   forward(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions = {}): ForwardResult {
+    const e = this.encodeForward(inputIds, lengths, opts);
+    return collectForward(e, (t) => hostView(this.backend, t));
+  }
+
+  /** `forward`, with its outputs read back asynchronously: the path for a backend that keeps tensors on a device. */
+  async forwardAsync(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const e = this.encodeForward(inputIds, lengths, opts);
+    const host = new Map<F32, Float32Array>();
+    for (const t of [e.logp, e.entropy, e.score, e.hidden]) if (t) host.set(t, await this.backend.read(t));
+    return collectForward(e, (t) => host.get(t)!);
+  }
+
+  /** Queues the whole forward on the backend; the outputs stay there (see `collectForward`). */
+  private encodeForward(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions): EncodedForward {
     const cfg = this.config;
     const be = this.backend;
     const B = lengths.length;
@@ -670,7 +745,7 @@ export class Qwen2Model {
     const hn = ws.get('hn', N * H);
     be.rmsnorm(res, this.tensor('model.norm.weight'), hn, rstdF, H, cfg.rmsNormEps);
 
-    const result: ForwardResult = { B, T, numLabels: 0 };
+    const out: EncodedForward = { B, T, H, lens, rowStart, labelIndexOf: new Int32Array(0), numLabels: 0, logp: null, entropy: null, score: null, hidden: null };
     const labelIndexOf = new Int32Array(B * T).fill(-1);
     let R = 0;
     const labelRowsT = ws.i32('head.rows', 0);
@@ -706,40 +781,18 @@ export class Qwen2Model {
       const entT = wantEnt ? ws.get('head.ent', R) : null;
       be.gatherRows(hn, labelRows, labelH, H);
       be.tokenLogprobs(labelH, this.lmWeight(), labelIds, logpT, labelLse, entT, V, this.logitsChunkRows);
-      const lp = hostView(be, logpT);
-      const en = entT ? hostView(be, entT) : null;
-      const logp = new Float64Array(B * T);
-      const ent = en ? new Float64Array(B * T) : undefined;
-      for (let i = 0; i < B * T; i++) {
-        const j = labelIndexOf[i]!;
-        if (j < 0) continue;
-        logp[i] = lp[j]!;
-        if (ent) ent[i] = en![j]!;
-      }
-      result.logp = logp;
-      if (ent) result.entropy = ent;
-      result.numLabels = R;
+      out.logp = logpT;
+      out.entropy = entT;
+      out.numLabels = R;
     } else {
       const sp = ws.get('head.score', N);
       be.matmul(hn, this.tensor('score.weight'), sp, N, 1, H, false, true, false);
       const sb = this.tensors.get('score.bias');
       if (sb) be.addBias(sp, sb);
-      const spa = hostView(be, sp);
-      const score = new Float64Array(B * T);
-      for (let b = 0; b < B; b++) for (let t = 0; t < lens[b]!; t++) score[b * T + t] = spa[rowStart[b]! + t]!;
-      result.score = score;
+      out.score = sp;
     }
-
-    if (opts.hidden) {
-      const hna = hostView(be, hn);
-      const hid = new Float32Array(B * T * H);
-      for (let b = 0; b < B; b++)
-        for (let t = 0; t < lens[b]!; t++) {
-          const r = rowStart[b]! + t;
-          hid.set(hna.subarray(r * H, r * H + H), (b * T + t) * H);
-        }
-      result.hidden = hid;
-    }
+    if (opts.hidden) out.hidden = hn;
+    out.labelIndexOf = labelIndexOf;
 
     this.saved = save
       ? {
@@ -763,7 +816,7 @@ export class Qwen2Model {
           labelIndexOf,
         }
       : null;
-    return result;
+    return out;
   }
 
   /**
