@@ -400,6 +400,9 @@ test('sampling: sampleTokens gives the seeded reference sampler’s tokens on ev
     const glp = await be.read(lp);
     assert.deepEqual(Array.from(got), want.map((w) => w.token), `${be.name}: tokens`);
     for (let r = 0; r < M; r++) assert.ok(Math.abs(glp[r]! - want[r]!.logprob) < 1e-5, `${be.name}: logprob ${r}`);
+    be.fill(ids, -1);
+    be.sampleTokens(z, V, settings, uniforms, ids, null);
+    assert.deepEqual(Array.from(await be.read(ids)), want.map((w) => w.token), `${be.name}: tokens without log-probs`);
     for (const t of [z, ids, lp]) be.free(t);
   }
   assert.ok(new Set(want.map((w) => w.token)).size > 3, 'the draws are not all the same token');

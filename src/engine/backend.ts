@@ -161,9 +161,9 @@ export interface Backend {
    * One token per row of logits [M, V] (src/engine/sampling.ts: temperature → top-k → top-p, ties to the lower id):
    * row r with settings[r] and the uniform uniforms[r] in [0, 1) (ignored for greedy rows; the caller draws them from
    * its seeded generators, so results do not depend on the batch or the backend). ids i32 [M]; logprobs [M] =
-   * log softmax(raw logits)[token].
+   * log softmax(raw logits)[token] when given (null skips them: a greedy row is then a single argmax pass).
    */
-  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32): void;
+  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32 | null): void;
 
   // ---- optimizer ---------------------------------------------------------------------------------------------------
   /** out[0] = Σ over the tensors of Σ x² (accumulated in at least f32; the CPU backends use f64). out is [1]. */

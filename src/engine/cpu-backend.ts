@@ -659,20 +659,23 @@ export class CpuBackend implements Backend {
   // ---- sampling ----------------------------------------------------------------------------------------------------
   private sampler: TokenSampler | null = null;
 
-  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32): void {
+  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32 | null): void {
     const M = settings.length;
     need('sampleTokens', 'logits', logits, M * V);
     need('sampleTokens', 'ids', ids, M);
-    need('sampleTokens', 'logprobs', logprobs, M);
+    if (logprobs) need('sampleTokens', 'logprobs', logprobs, M);
     if (uniforms.length !== M) throw new RangeError(`sampleTokens: ${uniforms.length} uniforms for ${M} rows`);
     const z = this.f32(logits);
     const out = this.i32(ids);
-    const lp = this.f32(logprobs);
+    const lp = logprobs ? this.f32(logprobs) : null;
     const sampler = (this.sampler ??= new TokenSampler(V));
     for (let r = 0; r < M; r++) {
-      const { token, logprob } = sampler.sampleWith(z.subarray(r * V, (r + 1) * V), settings[r]!, uniforms[r]!);
-      out[r] = token;
-      lp[r] = logprob;
+      const row = z.subarray(r * V, (r + 1) * V);
+      if (lp) {
+        const { token, logprob } = sampler.sampleWith(row, settings[r]!, uniforms[r]!);
+        out[r] = token;
+        lp[r] = logprob;
+      } else out[r] = sampler.pick(row, settings[r]!, uniforms[r]!);
     }
   }
 

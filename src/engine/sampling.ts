@@ -118,20 +118,26 @@ export class TokenSampler {
       return { token: best, logprob: logits[best]! - (m + Math.log(se)) };
     }
     const lse = logSumExp(logits, V);
-    let token: number;
-    {
-      if (!(u >= 0 && u < 1)) throw new Error(`sample: non-greedy sampling needs a uniform in [0, 1), got ${u}`);
-      const d = this.filtered(logits, s);
-      token = d.ids[d.ids.length - 1]!;
-      for (let i = 0; i < d.ids.length; i++) {
-        u -= d.probs[i]!;
-        if (u < 0) {
-          token = d.ids[i]!;
-          break;
-        }
+    const token = this.pick(logits, s, u);
+    return { token, logprob: logits[token]! - lse };
+  }
+
+  /** The token `sampleWith` picks, without its log-probability (greedy: one pass, no exp). */
+  pick(logits: ArrayLike<number>, s: SamplerSettings, u: number): number {
+    const V = logits.length;
+    if (V === 0) throw new Error('sample: empty logits');
+    if (isGreedy(s)) return argmax(logits, V);
+    if (!(u >= 0 && u < 1)) throw new Error(`sample: non-greedy sampling needs a uniform in [0, 1), got ${u}`);
+    const d = this.filtered(logits, s);
+    let token = d.ids[d.ids.length - 1]!;
+    for (let i = 0; i < d.ids.length; i++) {
+      u -= d.probs[i]!;
+      if (u < 0) {
+        token = d.ids[i]!;
+        break;
       }
     }
-    return { token, logprob: logits[token]! - lse };
+    return token;
   }
 
   /**

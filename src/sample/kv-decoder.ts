@@ -33,6 +33,8 @@ export interface KvCache {
   readonly k: F32;
   /** [layers, kvHeads, maxLen, headDim]. */
   readonly v: F32;
+  /** Views of k and v per layer, [kvHeads, maxLen, headDim] each (made once, used by every step). */
+  readonly layers: ReadonlyArray<{ readonly k: F32; readonly v: F32 }>;
 }
 
 /** Tokens to append to one sequence's cache. */
@@ -105,8 +107,16 @@ export class KvDecoder {
   /** A fresh empty cache for up to `maxLen` positions (allocated on the backend). */
   newCache(maxLen: number): KvCache {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw new Error(`newCache: maxLen ${maxLen} is not a positive integer`);
-    const shape = [this.config.numHiddenLayers, this.config.numKeyValueHeads, maxLen, this.hd];
-    return { maxLen, length: 0, k: this.backend.empty(shape), v: this.backend.empty(shape) };
+    const be = this.backend;
+    const { numHiddenLayers: L, numKeyValueHeads: nkv } = this.config;
+    const k = be.empty([L, nkv, maxLen, this.hd]);
+    const v = be.empty([L, nkv, maxLen, this.hd]);
+    const n = nkv * maxLen * this.hd;
+    const layers = Array.from({ length: L }, (_, l) => ({
+      k: be.view(k, l * n, [nkv, maxLen, this.hd]),
+      v: be.view(v, l * n, [nkv, maxLen, this.hd]),
+    }));
+    return { maxLen, length: 0, k, v, layers };
   }
 
   /** Gives a cache's memory back to the backend (the cache must not be used after). */
@@ -278,7 +288,6 @@ export class KvDecoder {
       h: buf.get('h', N * H),
       act: gate,
     };
-    const layerFloats = nkv * hd;
     for (let l = 0; l < cfg.numHiddenLayers; l++) {
       model.layerForward(l, x, N, posT, A, (a) => {
         be.scale(a.q, scale);
@@ -286,9 +295,7 @@ export class KvDecoder {
           const c = segs[s]!.cache;
           const r0 = start[s]!;
           const n = start[s + 1]! - r0;
-          const lo = l * layerFloats * c.maxLen;
-          const kc = be.view(c.k, lo, [nkv, c.maxLen, hd]);
-          const vc = be.view(c.v, lo, [nkv, c.maxLen, hd]);
+          const { k: kc, v: vc } = c.layers[l]!;
           be.kvAppend(be.view(a.k, r0 * kd, [n, kd]), kc, c.length, dims);
           be.kvAppend(be.view(a.v, r0 * kd, [n, kd]), vc, c.length, dims);
           be.cacheAttention(be.view(a.q, r0 * qd, [n, qd]), kc, vc, be.view(a.ctx, r0 * qd, [n, qd]), c.length, dims, this.attnChunk);

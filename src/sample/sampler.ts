@@ -114,15 +114,15 @@ export function sampleNext(
   }
   const z = backend.upload(logits.subarray(0, M * V), [M, V]);
   const ids = backend.empty([M], 'i32');
-  const lp = backend.empty([M]);
   try {
-    backend.sampleTokens(z, V, seqs.map((s) => s.params), uniforms, ids, lp);
+    backend.sampleTokens(z, V, seqs.map((s) => s.params), uniforms, ids, null);
     const tok = hostView(backend, ids);
     return Array.from({ length: M }, (_, r) => {
       const row = logits.subarray(r * V, (r + 1) * V);
       return { token: tok[r]!, logprob: row[tok[r]!]! - logSumExp(row, V) };
     });
   } finally {
-    for (const t of [z, ids, lp]) backend.free(t);
+    backend.free(ids);
+    backend.free(z);
   }
 }
