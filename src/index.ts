@@ -7,7 +7,8 @@ export { computeReward, computeRewards } from './verify/reward.js';
 
 // Compute engine and model I/O.
 export { createBackend, BACKEND_NAMES } from './engine/index.js';
-export type { Backend, BackendName } from './engine/backend.js';
+export type { Backend } from './engine/backend.js';
+export type { BackendName } from './engine/index.js';
 export { Qwen2Model, crossEntropyLoss } from './model/qwen2.js';
 export type { Qwen2Config } from './model/qwen2.js';
 export { loadCheckpoint, saveCheckpoint } from './model/checkpoint.js';

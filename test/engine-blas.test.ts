@@ -6,9 +6,9 @@
 // installing libopenblas-dev): then they fail.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createJsBackend } from '../src/engine/js-backend.js';
+import { createJsKernels } from '../src/engine/js-backend.js';
 import { blasAvailable, createBlasBackend, type BlasBackend } from '../src/engine/blas-backend.js';
-import { createBackend } from '../src/engine/index.js';
+import { createBackend, CpuBackend } from '../src/engine/index.js';
 import { jsRowKernels, ropeTables } from '../src/engine/kernels.js';
 import { Qwen2Model, crossEntropyLoss, type Qwen2Config } from '../src/model/qwen2.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
@@ -27,14 +27,14 @@ function blasOrSkip(t: { skip: (msg: string) => void }, threads = 2): BlasBacken
   return createBlasBackend({ threads });
 }
 
-const js = createJsBackend();
+const js = createJsKernels();
 const { fill } = seededFloats(4242);
 
 test('blas: availability is reported clearly', (t) => {
   if (blasAvailable()) {
     const b = createBackend('blas', { threads: 1 });
     assert.equal(b.name, 'blas');
-    t.diagnostic(`OpenBLAS core: ${(b as BlasBackend).coreName}, threads ${b.threads}`);
+    t.diagnostic(`OpenBLAS core: ${((b as CpuBackend).kernels as BlasBackend).coreName}, threads ${b.threads}`);
     b.dispose();
   } else {
     if (required) assert.fail(`OREAL_REQUIRE_BLAS=1 but the ${NOT_BUILT}`);
@@ -140,8 +140,8 @@ test('Qwen2 forward+backward on blas matches the JS backend', (t) => {
   };
   const ids = Int32Array.from({ length: 3 * 11 }, (_, i) => (i * 17 + 5) % 61);
   const lengths = Int32Array.of(11, 7, 9);
-  const ref = Qwen2Model.random(cfg, js, 3, 0.3);
-  const m = Qwen2Model.random(cfg, be, 3, 0.3);
+  const ref = Qwen2Model.random(cfg, new CpuBackend(js), 3, 0.3);
+  const m = Qwen2Model.random(cfg, new CpuBackend(be), 3, 0.3);
   const l0 = crossEntropyLoss(ref, ids, lengths).loss;
   const l1 = crossEntropyLoss(m, ids, lengths).loss;
   assert.ok(Math.abs(l0 - l1) < 1e-5 * Math.abs(l0), `loss ${l1} vs ${l0}`);

@@ -4,13 +4,13 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createJsBackend } from '../src/engine/js-backend.js';
+import { createJsKernels } from '../src/engine/js-backend.js';
 import { createWasmBackend, partitionGemm, type WasmBackend } from '../src/engine/wasm-backend.js';
-import { createBackend, defaultBackendName, blasAvailable } from '../src/engine/index.js';
+import { createBackend, defaultBackendName, blasAvailable, CpuBackend } from '../src/engine/index.js';
 import { jsRowKernels, ropeTables, rowKernelsOf, type RowKernels } from '../src/engine/kernels.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
 
-const js = createJsBackend();
+const js = createJsKernels();
 // parallelThreshold 0 forces the threaded paths even for tiny products.
 const backends: WasmBackend[] = [
   createWasmBackend({ threads: 1 }),
@@ -297,13 +297,13 @@ test('createBackend: default (blas when built, else wasm), js, clear error for b
   try {
     assert.equal(b.name, defaultBackendName());
     assert.equal(b.threads, 1);
-    assert.notEqual(rowKernelsOf(b), jsRowKernels);
+    assert.notEqual(rowKernelsOf((b as CpuBackend).kernels), jsRowKernels);
   } finally {
     b.dispose();
   }
   const j = createBackend('js');
   assert.equal(j.name, 'js');
-  assert.equal(rowKernelsOf(j), jsRowKernels);
+  assert.equal(rowKernelsOf((j as CpuBackend).kernels), jsRowKernels);
   if (blasAvailable()) assert.equal(createBackend('blas', { threads: 1 }).name, 'blas');
   else assert.throws(() => createBackend('blas'), /BLAS backend not built/);
 });

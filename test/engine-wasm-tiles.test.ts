@@ -3,12 +3,12 @@
 // (claim-protocol races); the tile grid; plain and relaxed kernels agree.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createJsBackend } from '../src/engine/js-backend.js';
+import { createJsKernels } from '../src/engine/js-backend.js';
 import { createWasmBackend, gemmTiles, type WasmBackend } from '../src/engine/wasm-backend.js';
 import { jsRowKernels, ropeTables } from '../src/engine/kernels.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
 
-const js = createJsBackend();
+const js = createJsKernels();
 const wasm2 = createWasmBackend({ threads: 2 });
 const wasm3 = createWasmBackend({ threads: 3, parallelThreshold: 1 });
 const plain = createWasmBackend({ threads: 2, relaxedSimd: false });

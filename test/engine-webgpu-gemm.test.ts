@@ -2,12 +2,12 @@
 // Fails loudly when there is no adapter: CI installs one (see .ci/run).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createJsBackend } from '../src/engine/js-backend.js';
+import { createJsKernels } from '../src/engine/js-backend.js';
 import { WebGpuDevice } from '../src/engine/webgpu/device.js';
 import { WebGpuGemm, type GemmVariant } from '../src/engine/webgpu/gemm.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
 
-const js = createJsBackend();
+const js = createJsKernels();
 
 test('webgpu gemm matches the js reference: every transpose, ragged tiles, offsets, accumulate', async () => {
   const dev = await WebGpuDevice.open();

@@ -14,7 +14,8 @@ import {
   type Qwen2Config,
   type ModelOptions,
 } from '../src/model/qwen2.js';
-import { AdamW, clipGradNorm, globalGradNorm, lrAt } from '../src/train/optim.js';
+import { AdamW, clipGradNorm, globalGradNorm, gradNorm, lrAt } from '../src/train/optim.js';
+import type { F32 } from '../src/engine/tensor.js';
 import { qwen2ConfigFromModelConfig } from '../src/model/qwen2.js';
 import { parseConfig } from '../src/model/config.js';
 import { saveCheckpoint } from '../src/model/checkpoint.js';
@@ -401,16 +402,16 @@ test('finite differences: directional derivatives of a weighted objective on a t
 
 test('AdamW matches a hand-computed step (weight decay, bias correction)', () => {
   const p = new Float32Array([1, -2, 0.5]);
-  const params = new Map([['w', p]]);
-  const opt = new AdamW(params, { lr: 0.1, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+  const params = new Map([['w', backend.wrap(p)]]);
+  const opt = new AdamW(backend, params, { lr: 0.1, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
   const g1 = new Float32Array([0.5, -1, 0]);
-  opt.step(new Map([['w', g1]]));
+  opt.step(new Map([['w', backend.wrap(g1)]]));
   // step 1: m̂ = g, v̂ = g², update = lr·g/(|g| + eps) = lr·sign(g) (0 where g = 0); decay first.
   const exp1 = [1 * (1 - 0.001) - 0.1, -2 * (1 - 0.001) + 0.1, 0.5 * (1 - 0.001)];
   exp1.forEach((e, i) => assert.ok(Math.abs(p[i]! - e) < 1e-6, `step1[${i}] ${p[i]} vs ${e}`));
   const g2 = new Float32Array([0.1, 0.2, -0.3]);
   const before = Array.from(p);
-  opt.step(new Map([['w', g2]]), 0.05);
+  opt.step(new Map([['w', backend.wrap(g2)]]), 0.05);
   for (let i = 0; i < 3; i++) {
     const m = 0.9 * (0.1 * g1[i]!) + 0.1 * g2[i]!;
     const v = 0.999 * (0.001 * g1[i]! * g1[i]!) + 0.001 * g2[i]! * g2[i]!;
@@ -422,9 +423,9 @@ test('AdamW matches a hand-computed step (weight decay, bias correction)', () =>
   // state round trip: a restored optimizer takes the same next step
   const st = opt.exportState();
   const q = new Float32Array(p);
-  const opt2 = new AdamW(new Map([['w', q]]), { lr: 0.1 });
+  const opt2 = new AdamW(backend, new Map([['w', backend.wrap(q)]]), { lr: 0.1 });
   opt2.importState(st);
-  const g3 = new Map([['w', new Float32Array([0.3, 0.3, 0.3])]]);
+  const g3 = new Map([['w', backend.wrap(new Float32Array([0.3, 0.3, 0.3]))]]);
   opt.step(g3, 0.02);
   opt2.step(g3, 0.02);
   assert.deepEqual(q, p);
@@ -432,17 +433,19 @@ test('AdamW matches a hand-computed step (weight decay, bias correction)', () =>
   assert.equal(opt.stateTensors().size, 2);
 });
 
-test('gradient clipping returns the pre-clip norm and scales to maxNorm', () => {
+test('gradient clipping returns the pre-clip norm and scales to maxNorm', async () => {
   const a = new Float32Array([3, 0]);
   const b = new Float32Array([0, 4]);
-  const n = clipGradNorm([a, b], 1);
+  const w = (x: Float32Array): F32 => backend.wrap(x);
+  const n = await clipGradNorm(backend, [w(a), w(b)], 1);
   assert.equal(n, 5);
   assert.ok(Math.abs(globalGradNorm([a, b]) - 1) < 1e-6);
+  assert.ok(Math.abs((await gradNorm(backend, [w(a), w(b)])) - 1) < 1e-6);
   const c = new Float32Array([0.3, 0.4]);
-  assert.ok(Math.abs(clipGradNorm([c], 1) - 0.5) < 1e-7);
+  assert.ok(Math.abs((await clipGradNorm(backend, [w(c)], 1)) - 0.5) < 1e-7);
   assert.deepEqual(c, new Float32Array([0.3, 0.4]));
   const d = new Float32Array([Number.NaN, 1]);
-  assert.ok(Number.isNaN(clipGradNorm([d], 1)));
+  assert.ok(Number.isNaN(await clipGradNorm(backend, [w(d)], 1)));
   assert.equal(d[1], 1);
 });
 
@@ -458,4 +461,48 @@ test('warm-up + cosine schedule', () => {
   for (let s = 10; s < 110; s++) assert.ok(lrAt(s + 1, o) <= lrAt(s, o));
   assert.equal(lrAt(0, { lr: 1, minLr: 0, warmupSteps: 0, totalSteps: 4 }), 1);
   assert.ok(Math.abs(lrAt(2, { lr: 1, minLr: 0, warmupSteps: 0, totalSteps: 4 }) - 0.5) < 1e-12);
+});
+
+test('forwardAsync reads back the numbers forward returns; readTensors equals toTensors (js and wasm)', async () => {
+  const wasm = createBackend('wasm', { threads: 2 });
+  try {
+    for (const be of [backend, wasm]) {
+      for (const head of ['lm', 'score'] as const) {
+        const cfg: Qwen2Config = {
+          vocabSize: 29,
+          hiddenSize: 16,
+          intermediateSize: 24,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          numKeyValueHeads: 2,
+          rmsNormEps: 1e-6,
+          ropeTheta: 10000,
+          tieWordEmbeddings: false,
+          attentionBias: true,
+          head,
+        };
+        const m = Qwen2Model.random(cfg, be, 5, 0.3);
+        const ids = Array.from({ length: 2 * 6 }, (_, i) => (i * 7 + 2) % cfg.vocabSize);
+        const a = m.forward(ids, [6, 3], { hidden: true });
+        const b = await m.forwardAsync(ids, [6, 3], { hidden: true });
+        assert.equal(b.numLabels, a.numLabels);
+        if (head === 'lm') {
+          assert.ok(a.numLabels === 7 && a.logp!.some((x) => x !== 0));
+          assert.deepEqual(b.logp, a.logp);
+          assert.deepEqual(b.entropy, a.entropy);
+        } else {
+          assert.ok(a.score!.some((x) => x !== 0));
+          assert.deepEqual(b.score, a.score);
+        }
+        assert.deepEqual(b.hidden, a.hidden);
+        const sync = m.toTensors();
+        const read = await m.readTensors();
+        assert.deepEqual([...read.keys()], [...sync.keys()]);
+        for (const [k, t] of sync) assert.deepEqual(read.get(k)!.data, t.data, k);
+        m.dispose();
+      }
+    }
+  } finally {
+    wasm.dispose();
+  }
 });

@@ -84,7 +84,7 @@ export interface DecodeBenchResult {
   batch: number;
   prompt_len: number;
   new_tokens: number;
-  backend: BackendName;
+  backend: string;
   threads: number;
 }
 

@@ -25,7 +25,7 @@ export interface StepBenchResult {
   step_s: number;
   /** Median seconds of a forward alone (loss only, no activations kept for backward). */
   forward_s: number;
-  backend: BackendName;
+  backend: string;
   threads: number;
   /** Peak resident set size of the process so far (MiB). */
   peak_rss_mb: number;

@@ -6,7 +6,7 @@ import { registerBenchStep } from './bench-step.js';
 import { registerBenchDecode } from './bench-decode.js';
 
 export interface GemmBenchResult {
-  backend: BackendName;
+  backend: string;
   threads: number;
   /** GFLOP/s (2·M·N·K flops per product) by square size M = N = K. */
   gflops: Record<string, number>;
@@ -28,23 +28,24 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Times square GEMMs on `backend` (inputs allocated with backend.alloc) and returns median GFLOP/s per size. */
+/** Times square GEMMs (the matmul op) on `backend` and returns median GFLOP/s per size. */
 export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBenchResult {
   const sizes = opts.sizes ?? [256, 512, 1024];
   const minReps = opts.reps ?? 5;
   const minSeconds = opts.minSeconds ?? 0.5;
   const gflops: Record<string, number> = {};
   for (const n of sizes) {
-    const A = backend.alloc(n * n);
-    const B = backend.alloc(n * n);
-    const C = backend.alloc(n * n);
-    for (let i = 0; i < n * n; i++) {
-      A[i] = Math.random() - 0.5;
-      B[i] = Math.random() - 0.5;
-    }
+    const host = new Float32Array(n * n);
+    const A = backend.empty([n, n]);
+    const B = backend.empty([n, n]);
+    const C = backend.empty([n, n]);
+    for (let i = 0; i < n * n; i++) host[i] = Math.random() - 0.5;
+    backend.write(A, host);
+    for (let i = 0; i < n * n; i++) host[i] = Math.random() - 0.5;
+    backend.write(B, host);
     const run = (): number => {
       const t0 = process.hrtime.bigint();
-      backend.gemm(opts.transA ?? false, opts.transB ?? false, n, n, n, A, B, C, false);
+      backend.matmul(A, B, C, n, n, n, opts.transA ?? false, opts.transB ?? false, false);
       return Number(process.hrtime.bigint() - t0) / 1e9;
     };
     // Warm-up: at least two runs and ~10% of the timing budget.
@@ -58,12 +59,9 @@ export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBe
       total += t;
     }
     gflops[String(n)] = Math.round(((2 * n * n * n) / median(times) / 1e9) * 100) / 100;
-    if ('free' in backend && typeof backend.free === 'function') {
-      const free = backend.free as (a: Float32Array) => void;
-      free.call(backend, C);
-      free.call(backend, B);
-      free.call(backend, A);
-    }
+    backend.free(C);
+    backend.free(B);
+    backend.free(A);
   }
   return { backend: backend.name, threads: backend.threads, gflops };
 }

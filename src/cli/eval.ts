@@ -34,6 +34,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, s
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { VerifierPool } from '../verify/index.js';
+import { BACKEND_NAMES, type BackendName } from '../engine/index.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { loadBenchmark, readResponses, type BenchmarkProblem } from '../eval/data.js';
 import { computeMetrics, type AnswerEquivalence, type EvalMetrics, type ProblemOutcome, type SampleOutcome } from '../eval/metrics.js';
@@ -74,7 +75,7 @@ export interface EvalCliOptions {
   retries: number;
   verifyTimeout: number;
   threads?: number;
-  backend?: 'wasm' | 'js' | 'blas';
+  backend?: BackendName;
 }
 
 /** One line of samples.jsonl. `sample` is the sample index, or "greedy". */
@@ -206,7 +207,7 @@ export function registerEval(program: Command): void {
     .option('--limit <n>', 'only the first N problems', positiveInt)
     .option('--out <dir>', 'output directory (samples.jsonl, summary.json, settings.json)')
     .option('--json', 'print the summary as JSON (last line)')
-    .addOption(new Option('--backend <name>', 'compute backend of the local engine (default: $OREAL_BACKEND, else blas if built, else wasm)').choices(['wasm', 'js', 'blas']))
+    .addOption(new Option('--backend <name>', 'compute backend of the local engine (default: $OREAL_BACKEND, else blas if built, else wasm)').choices(BACKEND_NAMES))
     .option('--timeout <ms>', 'per-request timeout for --endpoint', positiveInt, 600_000)
     .option('--retries <n>', 'retries per request for --endpoint', nonNegativeInt, 3)
     .option('--verify-timeout <ms>', 'hard time bound of each extraction / comparison', positiveInt, 2000)
@@ -486,7 +487,7 @@ interface EngineBackend {
   dispose(): void;
 }
 interface EngineModule {
-  createBackend(name?: 'wasm' | 'js' | 'blas'): EngineBackend;
+  createBackend(name?: string): EngineBackend;
 }
 
 /**

@@ -8,8 +8,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import type { Backend } from './backend.js';
-import { checkLength, rowKernelChecks, type RowKernels } from './kernels.js';
+import { checkLength, rowKernelChecks, type HostKernels, type RowKernels } from './kernels.js';
 
 /** The addon's functions (see native/oreal_blas.c). */
 interface BlasAddon {
@@ -62,7 +61,7 @@ export interface BlasBackendOptions {
   threads?: number;
 }
 
-export interface BlasBackend extends Backend, RowKernels {
+export interface BlasBackend extends HostKernels, RowKernels {
   readonly name: 'blas';
   /** The OpenBLAS kernel family in use (e.g. 'Haswell', 'SkylakeX'). */
   readonly coreName: string;

@@ -1,7 +1,15 @@
-// Plain-JavaScript reference backend: simple and obviously correct; the oracle for the fast kernels' tests.
-import type { Backend } from './backend.js';
+// Plain-JavaScript reference kernels: simple and obviously correct; the oracle for the fast kernels' tests. The 'js'
+// backend is the engine contract's CPU implementation (src/engine/cpu-backend.ts) on these and `jsRowKernels`.
+import { CpuBackend } from './cpu-backend.js';
+import type { HostKernels } from './kernels.js';
 
-export function createJsBackend(): Backend {
+/** The 'js' backend: the reference implementation of every op. */
+export function createJsBackend(): CpuBackend {
+  return new CpuBackend(createJsKernels());
+}
+
+/** The plain-JS GEMM and memory (row kernels: `jsRowKernels`). */
+export function createJsKernels(): HostKernels {
   return {
     name: 'js',
     threads: 1,

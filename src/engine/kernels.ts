@@ -10,7 +10,42 @@
 //   named input; any other overlap between inputs and outputs is not allowed.
 // - Implementations compute in float32 (the references in float64); results agree within float32 rounding, and exp
 //   is a polynomial approximation with relative error below 1e-6 in the wasm backend.
-import type { Backend } from './backend.js';
+
+/**
+ * What a CPU backend computes with: one GEMM over host Float32Arrays, plus memory those kernels read in place. The
+ * tensor ops of the engine contract (src/engine/backend.ts) are built on these by src/engine/cpu-backend.ts.
+ */
+export interface HostKernels {
+  readonly name: string;
+  /** Number of threads the kernels use. */
+  readonly threads: number;
+  /**
+   * A zeroed f32 array that the kernels read and write without copying (for wasm: a view into its shared memory).
+   * Plain Float32Arrays are accepted everywhere too, possibly through a copy.
+   */
+  alloc(length: number): Float32Array;
+  /** Gives back an array from alloc() (the wasm arena); absent where memory is garbage-collected. */
+  free?(arr: Float32Array): void;
+  /**
+   * Row-major C (M×N) = opA · opB, or C += opA · opB when `accumulate`.
+   * opA is M×K: A stored M×K, or with `transA` the transpose of A stored K×M.
+   * opB is K×N: B stored K×N, or with `transB` the transpose of B stored N×K.
+   * Offsets come from the arrays themselves (use subarray views).
+   */
+  gemm(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    A: Float32Array,
+    B: Float32Array,
+    C: Float32Array,
+    accumulate: boolean,
+  ): void;
+  /** Release threads and memory. */
+  dispose(): void;
+}
 
 export interface RowKernels {
   /**
@@ -284,8 +319,8 @@ export const jsRowKernels: RowKernels = {
   },
 };
 
-/** The backend's own row kernels when it has them (the wasm backend), else the JS references. */
-export function rowKernelsOf(backend: Backend): RowKernels {
-  const b = backend as Backend & Partial<RowKernels>;
-  return typeof b.softmaxRows === 'function' ? (b as Backend & RowKernels) : jsRowKernels;
+/** The kernels' own row kernels when they have them (wasm, blas), else the JS references. */
+export function rowKernelsOf(kernels: HostKernels): RowKernels {
+  const b = kernels as HostKernels & Partial<RowKernels>;
+  return typeof b.softmaxRows === 'function' ? (b as HostKernels & RowKernels) : jsRowKernels;
 }

@@ -18,8 +18,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import v8 from 'node:v8';
-import type { Backend } from './backend.js';
-import { checkLength, rowKernelChecks, type RowKernels } from './kernels.js';
+import { checkLength, rowKernelChecks, type HostKernels, type RowKernels } from './kernels.js';
 import { CTRL, MAX_WORKERS, OP_STOP, OP_TILES, jobBase, WA, type WasmMemory, type WasmModule, type WorkerInit } from './wasm-protocol.js';
 import { claimTiles, MAX_TILES, T_ADD, T_ROPE, T_RMSNORM_F, T_SGEMM, T_SGEMM_SMALL, T_SOFTMAX, T_SWIGLU_B, T_SWIGLU_F, TJOB_INTS } from './wasm-tiles.js';
 
@@ -46,7 +45,7 @@ export interface WasmBackendOptions {
   relaxedSimd?: boolean;
 }
 
-export interface WasmBackend extends Backend, RowKernels {
+export interface WasmBackend extends HostKernels, RowKernels {
   readonly name: 'wasm';
   /** The shared memory every kernel works in. */
   readonly memory: WasmMemory;

@@ -1,22 +1,29 @@
-// The Qwen2 decoder (Hugging Face Qwen2ForCausalLM / Qwen2ForTokenClassification semantics), forward and backward.
+// The Qwen2 decoder (Hugging Face Qwen2ForCausalLM / Qwen2ForTokenClassification semantics), forward and backward,
+// written against the engine contract (src/engine/backend.ts): parameters, gradients and activations are backend
+// tensors and every step is a backend op, so the same code runs wherever the backend keeps its tensors.
 //
 // Layout: a micro-batch is B right-padded sequences of T token ids plus per-sequence lengths. Internally the valid
-// tokens are packed into N = Σ lengths rows, so padded positions are never computed and get no gradient. Every matmul
-// goes through `backend.gemm`; the elementwise ops (RMSNorm, RoPE, SiLU, softmax, causal masking) are plain loops,
-// each forward next to its backward, in the spirit of llm.c. When the backend also implements `RowKernels`
-// (src/engine/kernels.ts, e.g. the wasm SIMD backend), RMSNorm, RoPE and SwiGLU run on those instead (same math);
-// the attention softmax stays here because it is fused with the causal mask and the saved log-sum-exp.
+// tokens are packed into N = Σ lengths rows, so padded positions are never computed and get no gradient.
 //
-// Memory: parameters and gradients (one Float32Array per HF tensor name), plus the activations of the current
-// micro-batch only (a reusable workspace). Attention keeps its output and the per-row log-sum-exp and recomputes the
-// probabilities in backward (no [L, L] matrix is stored; the scores are formed in query chunks). The LM head forms
-// logits for at most `logitsChunkRows` rows at a time, and only for rows that have a label (forward) or a non-zero
-// dL/dlogp (backward), recomputing them in backward.
-import type { Backend } from '../engine/backend.js';
+// One layer path: `layerForward` is the decoder layer for training, the reward model and the KV-cache decoder
+// (src/sample/kv-decoder.ts); they differ only in how attention is done (packed causal attention that saves its
+// log-sum-exp, or append-to-cache and attention over the cache).
+//
+// Memory: parameters and gradients (one tensor per HF name), plus the activations of the current micro-batch only (a
+// reusable workspace). Attention keeps its output and the per-row log-sum-exp and recomputes the probabilities in
+// backward. The LM head forms logits for at most `logitsChunkRows` rows at a time, only for rows that have a label,
+// and recomputes them in backward (the fused tokenLogprobs op).
+//
+// Host edges: `params`/`grads` (Float32Array views) and the numbers `forward` returns are read synchronously, which
+// only a CPU backend can do (`hostView`); a device backend will read them with `await backend.read`.
+import type { AttentionDims, Backend } from '../engine/backend.js';
+import { CpuBackend, hostView } from '../engine/cpu-backend.js';
+import type { DType, DeviceTensor, F32, I32 } from '../engine/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { Tensor } from './safetensors.js';
-import { ropeTables, type RowKernels } from '../engine/kernels.js';
+import { ropeTables } from '../engine/kernels.js';
 
+/** The architecture numbers the decoder needs (camelCase twins of HF's config.json fields). */
 /** The architecture numbers the decoder needs (camelCase twins of HF's config.json fields). */
 export interface Qwen2Config {
   vocabSize: number;
@@ -135,171 +142,63 @@ function validateConfig(cfg: Qwen2Config): void {
   if (hd % 2 !== 0) throw new Error(`head dim ${hd} must be even for RoPE`);
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Elementwise layers: forward next to backward.
-
-/** y = w ⊙ x / sqrt(mean(x²) + eps), per row of H. Saves 1/rms per row. */
-function rmsnormForward(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, N: number, H: number, eps: number): void {
-  for (let r = 0; r < N; r++) {
-    const o = r * H;
-    let ss = 0;
-    for (let i = 0; i < H; i++) {
-      const v = x[o + i]!;
-      ss += v * v;
-    }
-    const rs = 1 / Math.sqrt(ss / H + eps);
-    rstd[r] = rs;
-    for (let i = 0; i < H; i++) y[o + i] = w[i]! * (x[o + i]! * rs);
-  }
-}
-
-/** dx += ∂L/∂x, dw += ∂L/∂w given dy, the forward input x and saved 1/rms. */
-function rmsnormBackward(
-  x: Float32Array,
-  w: Float32Array,
-  rstd: Float32Array,
-  dy: Float32Array,
-  dx: Float32Array,
-  dw: Float32Array,
-  N: number,
-  H: number,
-): void {
-  for (let r = 0; r < N; r++) {
-    const o = r * H;
-    const rs = rstd[r]!;
-    let dot = 0;
-    for (let i = 0; i < H; i++) dot += dy[o + i]! * w[i]! * x[o + i]!;
-    const c = (dot * rs * rs * rs) / H;
-    for (let i = 0; i < H; i++) {
-      const xi = x[o + i]!;
-      const g = dy[o + i]!;
-      dx[o + i]! += g * w[i]! * rs - xi * c;
-      dw[i]! += g * xi * rs;
-    }
-  }
-}
-
-/** RoPE tables [maxPos, hd/2], HF style: inv_freq and angles in float32, cos/sin of those. */
-/**
- * In-place rotary embedding over rows of nHeads·hd (q·cos + rotate_half(q)·sin, rotate_half(x) = [−x₂, x₁]).
- * `inverse` applies the transpose rotation, which is the backward of the forward.
- */
-function ropeApply(
-  x: Float32Array,
-  N: number,
-  nHeads: number,
-  hd: number,
-  pos: Int32Array,
-  cos: Float32Array,
-  sin: Float32Array,
-  inverse: boolean,
-): void {
-  const half = hd / 2;
-  const sgn = inverse ? -1 : 1;
-  for (let r = 0; r < N; r++) {
-    const t = pos[r]! * half;
-    for (let h = 0; h < nHeads; h++) {
-      const base = (r * nHeads + h) * hd;
-      for (let i = 0; i < half; i++) {
-        const c = cos[t + i]!;
-        const s = sgn * sin[t + i]!;
-        const a = x[base + i]!;
-        const b = x[base + half + i]!;
-        x[base + i] = a * c - b * s;
-        x[base + half + i] = b * c + a * s;
-      }
-    }
-  }
-}
-
-/** act = silu(gate) ⊙ up. */
-function swigluForward(gate: Float32Array, up: Float32Array, act: Float32Array, n: number): void {
-  for (let i = 0; i < n; i++) {
-    const g = gate[i]!;
-    act[i] = (g / (1 + Math.exp(-g))) * up[i]!;
-  }
-}
-
-/** From dact (overwritten with dgate) to dgate and dup. */
-function swigluBackward(gate: Float32Array, up: Float32Array, dact: Float32Array, dup: Float32Array, n: number): void {
-  for (let i = 0; i < n; i++) {
-    const g = gate[i]!;
-    const sg = 1 / (1 + Math.exp(-g));
-    const d = dact[i]!;
-    dup[i] = d * g * sg;
-    dact[i] = d * up[i]! * sg * (1 + g * (1 - sg));
-  }
-}
-
-/** y[r, :] += b for each of N rows of width D. */
-export function addBias(y: Float32Array, b: Float32Array, N: number, D: number): void {
-  for (let r = 0; r < N; r++) {
-    const o = r * D;
-    for (let i = 0; i < D; i++) y[o + i]! += b[i]!;
-  }
-}
-
-function biasBackward(dy: Float32Array, db: Float32Array, N: number, D: number): void {
-  for (let r = 0; r < N; r++) {
-    const o = r * D;
-    for (let i = 0; i < D; i++) db[i]! += dy[o + i]!;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Reusable buffers keyed by name, grown geometrically; allocated through the backend (and freed, if it can). */
+/** Reusable backend tensors keyed by name, grown geometrically; `get` hands out a view of the first n elements. */
 class Workspace {
-  private readonly bufs = new Map<string, Float32Array>();
-  private readonly free: ((a: Float32Array) => void) | null;
-  constructor(private readonly backend: Backend) {
-    const f = (backend as Backend & { free?: unknown }).free;
-    this.free = typeof f === 'function' ? (a: Float32Array) => (f as (a: Float32Array) => void).call(backend, a) : null;
+  private readonly bufs = new Map<string, DeviceTensor>();
+  constructor(private readonly backend: Backend) {}
+  get(key: string, n: number, zero = false): F32 {
+    return this.getT(key, n, 'f32', zero);
   }
-  get(key: string, len: number, zero = false): Float32Array {
-    let b = this.bufs.get(key);
-    if (b === undefined || b.length < len) {
-      const cap = b === undefined ? len : Math.max(len, Math.ceil(b.length * 1.5));
-      if (b !== undefined && this.free) this.free(b);
-      b = this.backend.alloc(Math.max(cap, 1));
+  i32(key: string, n: number): I32 {
+    return this.getT(key, n, 'i32', false);
+  }
+  private getT<D extends DType>(key: string, n: number, dtype: D, zero: boolean): DeviceTensor<D> {
+    let b = this.bufs.get(key) as DeviceTensor<D> | undefined;
+    if (b === undefined || b.size < n) {
+      const cap = b === undefined ? n : Math.max(n, Math.ceil(b.size * 1.5));
+      if (b !== undefined) this.backend.free(b);
+      b = this.backend.empty<D>([Math.max(cap, 1)], dtype);
       this.bufs.set(key, b);
-      return b.subarray(0, len);
+      return this.backend.view(b, 0, [n]);
     }
-    const v = b.subarray(0, len);
-    if (zero) v.fill(0);
+    const v = this.backend.view(b, 0, [n]);
+    if (zero) this.backend.fill(v, 0);
     return v;
   }
   clear(): void {
-    if (this.free) for (const b of this.bufs.values()) this.free(b);
+    for (const b of this.bufs.values()) this.backend.free(b);
     this.bufs.clear();
   }
 }
 
-/** One decoder layer's weights, by role (views of the HF tensors `model.layers.{i}.*`). */
+/** One decoder layer's weights, by role (the HF tensors `model.layers.{i}.*`). */
 export interface LayerParams {
-  ln1: Float32Array;
-  wq: Float32Array;
-  bq: Float32Array | null;
-  wk: Float32Array;
-  bk: Float32Array | null;
-  wv: Float32Array;
-  bv: Float32Array | null;
-  wo: Float32Array;
-  ln2: Float32Array;
-  wg: Float32Array;
-  wu: Float32Array;
-  wd: Float32Array;
+  ln1: F32;
+  wq: F32;
+  bq: F32 | null;
+  wk: F32;
+  bk: F32 | null;
+  wv: F32;
+  bv: F32 | null;
+  wo: F32;
+  ln2: F32;
+  wg: F32;
+  wu: F32;
+  wd: F32;
 }
 
 /** The weights of layer `i` in a map of HF tensor names; a missing required tensor is an error naming it. */
-export function layerParamsOf(src: ReadonlyMap<string, Float32Array>, i: number): LayerParams {
+export function layerParamsOf(src: ReadonlyMap<string, F32>, i: number): LayerParams {
   const p = `model.layers.${i}.`;
-  const g = (k: string): Float32Array => {
+  const g = (k: string): F32 => {
     const t = src.get(p + k);
     if (t === undefined) throw new Error(`the model has no parameter ${p}${k}`);
     return t;
   };
-  const o = (k: string): Float32Array | null => src.get(p + k) ?? null;
+  const o = (k: string): F32 | null => src.get(p + k) ?? null;
   return {
     ln1: g('input_layernorm.weight'),
     wq: g('self_attn.q_proj.weight'),
@@ -316,18 +215,26 @@ export function layerParamsOf(src: ReadonlyMap<string, Float32Array>, i: number)
   };
 }
 
-interface LayerActs {
-  xIn: Float32Array;
-  rstd1: Float32Array;
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  ctx: Float32Array;
-  lse: Float32Array;
-  xMid: Float32Array;
-  rstd2: Float32Array;
-  gate: Float32Array;
-  up: Float32Array;
+/**
+ * The tensors one layer forward writes. xIn/xMid (copies of the residual stream before each block), rstd1/rstd2 and
+ * lse are kept for the backward; a caller that needs no backward (the KV decoder) passes null for them.
+ */
+export interface LayerActs {
+  xIn: F32 | null;
+  rstd1: F32 | null;
+  q: F32;
+  k: F32;
+  v: F32;
+  ctx: F32;
+  lse: F32 | null;
+  xMid: F32 | null;
+  rstd2: F32 | null;
+  gate: F32;
+  up: F32;
+  /** The normed input of each block [N, H] (scratch). */
+  h: F32;
+  /** silu(gate)·up [N, I] (scratch; may be `gate` itself). */
+  act: F32;
 }
 
 interface Saved {
@@ -337,36 +244,33 @@ interface Saved {
   /** Packed row of (b, t): rowStart[b] + t for t < lengths[b]. */
   rowStart: Int32Array;
   lengths: Int32Array;
-  seqStart: Int32Array;
-  pos: Int32Array;
-  tokens: Int32Array;
+  pos: I32;
+  tokens: I32;
+  seqStarts: I32;
   layers: LayerActs[];
-  xFinal: Float32Array;
-  rstdF: Float32Array;
-  hn: Float32Array;
-  /** Packed rows that have a label, their labels, and the log-sum-exp of their logits. */
-  labelRows: Int32Array;
-  labelIds: Int32Array;
-  labelLse: Float64Array;
-  /** Index into labelRows of each padded position (−1 when none). */
+  xFinal: F32;
+  rstdF: F32;
+  hn: F32;
+  /** Packed rows that have a label (host and device), their labels, their normed hidden rows and log-sum-exps. */
+  labelCount: number;
+  labelRows: I32;
+  labelIds: I32;
+  labelH: F32;
+  labelLse: F32;
+  /** Index into the label rows of each padded position (−1 when none). */
   labelIndexOf: Int32Array;
-  cos: Float32Array;
-  sin: Float32Array;
 }
-
 export interface ModelOptions {
   /** Rows of [rows, vocab] logits formed at once (default: ≈4M floats worth, at most 256). */
   logitsChunkRows?: number;
   /** Query rows per attention score block (default: as many as keep a block of scores under ≈4M floats). */
   attnChunk?: number;
-  /** Use this file's plain loops for the elementwise ops even when the backend has row kernels. */
-  plainLoops?: boolean;
   /** Allocate gradient arrays (default true). False: an inference-only model (half the memory); backward throws. */
   grads?: boolean;
   /**
    * Keep the matrices (embedding, projections, LM head) in ordinary Float32Arrays instead of backend memory (default
-   * false). For the wasm backend they then stay outside its 4 GiB memory and every GEMM copies them in: slower, but it
-   * lets models larger than the wasm memory run. Norm weights and biases stay in backend memory.
+   * false; CPU backends only). For the wasm backend they then stay outside its 4 GiB memory and every GEMM copies them
+   * in: slower, but it lets models larger than the wasm memory run. Norm weights and biases stay in backend memory.
    */
   paramsOutsideBackend?: boolean;
 }
@@ -424,59 +328,118 @@ export function lengthsFromMask(mask: ArrayLike<number>, B: number, T: number): 
   return out;
 }
 
+
+/** A forward queued on the backend: where its outputs are, and how to scatter them back to padded positions. */
+interface EncodedForward {
+  B: number;
+  T: number;
+  H: number;
+  lens: Int32Array;
+  rowStart: Int32Array;
+  labelIndexOf: Int32Array;
+  numLabels: number;
+  /** [labels] log-probs and entropies (LM head), [N] scores (score head), [N, H] normed hidden states. */
+  logp: F32 | null;
+  entropy: F32 | null;
+  score: F32 | null;
+  hidden: F32 | null;
+}
+
+/** The host result of an encoded forward, given the numbers of its output tensors. */
+function collectForward(e: EncodedForward, get: (t: F32) => Float32Array): ForwardResult {
+  const { B, T, H, lens, rowStart, labelIndexOf } = e;
+  const result: ForwardResult = { B, T, numLabels: e.numLabels };
+  if (e.logp) {
+    const lp = get(e.logp);
+    const en = e.entropy ? get(e.entropy) : null;
+    const logp = new Float64Array(B * T);
+    const ent = en ? new Float64Array(B * T) : undefined;
+    for (let i = 0; i < B * T; i++) {
+      const j = labelIndexOf[i]!;
+      if (j < 0) continue;
+      logp[i] = lp[j]!;
+      if (ent) ent[i] = en![j]!;
+    }
+    result.logp = logp;
+    if (ent) result.entropy = ent;
+  }
+  if (e.score) {
+    const spa = get(e.score);
+    const score = new Float64Array(B * T);
+    for (let b = 0; b < B; b++) for (let t = 0; t < lens[b]!; t++) score[b * T + t] = spa[rowStart[b]! + t]!;
+    result.score = score;
+  }
+  if (e.hidden) {
+    const hna = get(e.hidden);
+    const hid = new Float32Array(B * T * H);
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < lens[b]!; t++) {
+        const r = rowStart[b]! + t;
+        hid.set(hna.subarray(r * H, r * H + H), (b * T + t) * H);
+      }
+    result.hidden = hid;
+  }
+  return result;
+}
+
 export class Qwen2Model {
   readonly config: Qwen2Config;
   readonly backend: Backend;
-  /** Parameters by HF tensor name (fp32 master weights). */
-  readonly params = new Map<string, Float32Array>();
+  /** Parameters by HF tensor name (fp32 master weights), as backend tensors. */
+  readonly tensors = new Map<string, F32>();
   /** Gradients by HF tensor name, accumulated by `backward` until `zeroGrad`. */
+  readonly gradTensors = new Map<string, F32>();
+  /** Host views of `tensors` (CPU backends only: empty on a device backend). */
+  readonly params = new Map<string, Float32Array>();
+  /** Host views of `gradTensors` (CPU backends only). */
   readonly grads = new Map<string, Float32Array>();
   readonly shapes: TensorShape[];
   private readonly hd: number;
+  private readonly dims: AttentionDims;
   private readonly layers: LayerParams[] = [];
   private readonly glayers: LayerParams[] = [];
   private readonly ws: Workspace;
   private readonly logitsChunkRows: number;
   private readonly attnChunk: number | undefined;
   private saved: Saved | null = null;
-  /** The backend's own row kernels (e.g. wasm SIMD) when it has them; otherwise the plain loops in this file. */
-  private readonly rk: RowKernels | null;
-  private rope: { maxPos: number; cos: Float32Array; sin: Float32Array } = {
-    maxPos: 0,
-    cos: new Float32Array(0),
-    sin: new Float32Array(0),
-  };
+  private rope: { maxPos: number; cos: F32 | null; sin: F32 | null } = { maxPos: 0, cos: null, sin: null };
+  /** Tensors this model allocated from its backend (freed by dispose). */
+  private readonly owned: F32[] = [];
 
   private constructor(config: Qwen2Config, backend: Backend, opts: ModelOptions) {
     validateConfig(config);
     this.config = config;
     this.backend = backend;
     this.hd = headDimOf(config);
+    this.dims = { heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: this.hd };
     this.shapes = qwen2TensorShapes(config);
     this.ws = new Workspace(backend);
     this.logitsChunkRows = opts.logitsChunkRows ?? Math.max(1, Math.min(256, Math.floor((1 << 22) / config.vocabSize)));
     this.attnChunk = opts.attnChunk;
-    const maybe = backend as Backend & Partial<RowKernels>;
-    this.rk = opts.plainLoops !== true && typeof maybe.rmsnormForward === 'function' ? (maybe as Backend & RowKernels) : null;
     const withGrads = opts.grads ?? true;
+    const cpu = backend instanceof CpuBackend ? backend : null;
     for (const { name, shape } of this.shapes) {
       const n = shape.reduce((a, b) => a * b, 1);
-      // Norm weights and biases are read by row kernels and loops: keep them in backend memory in any case.
-      const gemmOnly = shape.length === 2;
-      this.params.set(name, opts.paramsOutsideBackend && gemmOnly ? new Float32Array(n) : this.own(backend.alloc(n)));
-      if (withGrads) this.grads.set(name, this.own(backend.alloc(n)));
+      // Norm weights and biases are read by row ops: keep them in backend memory in any case.
+      const outside = opts.paramsOutsideBackend === true && shape.length === 2 && cpu !== null;
+      const p: F32 = outside && cpu ? cpu.wrap(new Float32Array(n), shape) : this.own(backend.empty(shape));
+      this.tensors.set(name, p);
+      if (cpu) this.params.set(name, cpu.f32(p));
+      if (withGrads) {
+        const g = this.own(backend.empty(shape));
+        this.gradTensors.set(name, g);
+        if (cpu) this.grads.set(name, cpu.f32(g));
+      }
     }
     for (let i = 0; i < config.numHiddenLayers; i++) {
-      this.layers.push(this.layerView(this.params, i));
-      if (withGrads) this.glayers.push(this.layerView(this.grads, i));
+      this.layers.push(layerParamsOf(this.tensors, i));
+      if (withGrads) this.glayers.push(layerParamsOf(this.gradTensors, i));
     }
   }
 
-  /** Arrays this model allocated from its backend (freed by dispose). */
-  private readonly owned: Float32Array[] = [];
-  private own(a: Float32Array): Float32Array {
-    this.owned.push(a);
-    return a;
+  private own(t: F32): F32 {
+    this.owned.push(t);
+    return t;
   }
 
   /**
@@ -495,14 +458,14 @@ export class Qwen2Model {
       tensors instanceof Map ? tensors.get(k) : (tensors as Readonly<Record<string, Float32Array | Tensor>>)[k];
     for (const { name, shape } of m.shapes) {
       const src = get(name);
-      const dst = m.params.get(name)!;
+      const dst = m.tensors.get(name)!;
       if (src === undefined) throw new Error(`missing tensor ${name} [${shape.join(', ')}]`);
       const data = src instanceof Float32Array ? src : src.data;
       if (!(src instanceof Float32Array) && src.shape.join(',') !== shape.join(','))
         throw new Error(`tensor ${name}: shape [${src.shape.join(', ')}], expected [${shape.join(', ')}]`);
-      if (data.length !== dst.length)
-        throw new Error(`tensor ${name}: ${data.length} elements, expected ${dst.length} ([${shape.join(', ')}])`);
-      dst.set(data);
+      if (data.length !== dst.size)
+        throw new Error(`tensor ${name}: ${data.length} elements, expected ${dst.size} ([${shape.join(', ')}])`);
+      backend.write(dst, data);
     }
     return m;
   }
@@ -522,13 +485,25 @@ export class Qwen2Model {
   }
 
   /**
-   * The parameters as HF tensors (views of the live arrays, not copies), e.g. for `saveCheckpoint`. A bias-free score
-   * head also gets a zero `score.bias`: transformers' Qwen2ForTokenClassification has one and would otherwise
-   * initialise it at random on load.
+   * The parameters as HF tensors (views of the live arrays, not copies), e.g. for `saveCheckpoint`. CPU backends. A
+   * bias-free score head also gets a zero `score.bias`: transformers' Qwen2ForTokenClassification has one and would
+   * otherwise initialise it at random on load.
    */
   toTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
-    for (const { name, shape } of this.shapes) out.set(name, { shape: shape.slice(), data: this.params.get(name)! });
+    for (const { name, shape } of this.shapes) out.set(name, { shape: shape.slice(), data: hostView(this.backend, this.tensors.get(name)!) });
+    return this.withScoreBias(out);
+  }
+
+  /** Host copies of the parameters as HF tensors, read with `backend.read` (any backend; e.g. for a checkpoint). */
+  async readTensors(): Promise<Map<string, Tensor>> {
+    const out = new Map<string, Tensor>();
+    for (const { name, shape } of this.shapes) out.set(name, { shape: shape.slice(), data: await this.backend.read(this.tensors.get(name)!) });
+    return this.withScoreBias(out);
+  }
+
+  /** Adds the zero `score.bias` a bias-free score head is saved with (see toTensors). */
+  private withScoreBias(out: Map<string, Tensor>): Map<string, Tensor> {
     if (this.config.head === 'score' && !this.config.scoreBias) out.set('score.bias', { shape: [1], data: new Float32Array(1) });
     return out;
   }
@@ -545,20 +520,27 @@ export class Qwen2Model {
       return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
     };
     for (const { name } of m.shapes) {
-      const p = m.params.get(name)!;
-      if (name.endsWith('norm.weight')) p.fill(1);
-      else if (name.endsWith('.bias')) p.fill(0);
-      else for (let i = 0; i < p.length; i++) p[i] = std * Math.sqrt(-2 * Math.log(uni())) * Math.cos(2 * Math.PI * uni());
+      const t = m.tensors.get(name)!;
+      if (name.endsWith('norm.weight')) backend.fill(t, 1);
+      else if (name.endsWith('.bias')) backend.fill(t, 0);
+      else {
+        const p = new Float32Array(t.size);
+        for (let i = 0; i < p.length; i++) p[i] = std * Math.sqrt(-2 * Math.log(uni())) * Math.cos(2 * Math.PI * uni());
+        backend.write(t, p);
+      }
     }
     return m;
   }
 
-  private layerView(src: Map<string, Float32Array>, i: number): LayerParams {
-    return layerParamsOf(src, i);
+  /** The parameter tensor of an HF name (throws when the model has none). */
+  tensor(name: string): F32 {
+    const t = this.tensors.get(name);
+    if (t === undefined) throw new Error(`the model has no parameter ${name}`);
+    return t;
   }
 
   /** The [V, H] matrix of the LM head (the embedding when tied). */
-  private lmWeight(src: Map<string, Float32Array>): Float32Array {
+  lmWeight(src: ReadonlyMap<string, F32> = this.tensors): F32 {
     return this.config.tieWordEmbeddings ? src.get('model.embed_tokens.weight')! : src.get('lm_head.weight')!;
   }
 
@@ -568,18 +550,19 @@ export class Qwen2Model {
 
   numParameters(): number {
     let n = 0;
-    for (const p of this.params.values()) n += p.length;
+    for (const p of this.tensors.values()) n += p.size;
     return n;
   }
 
   zeroGrad(): void {
-    for (const g of this.grads.values()) g.fill(0);
+    for (const g of this.gradTensors.values()) this.backend.fill(g, 0);
   }
 
-  /** L2 norm of each parameter's gradient. */
+  /** L2 norm of each parameter's gradient (CPU backends: read in place). */
   gradNorms(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const [k, g] of this.grads) {
+    for (const [k, t] of this.gradTensors) {
+      const g = hostView(this.backend, t);
       let s = 0;
       for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
       out[k] = Math.sqrt(s);
@@ -590,9 +573,10 @@ export class Qwen2Model {
   /** Free everything this model allocated from its backend (parameters included); the model is unusable after. */
   dispose(): void {
     this.releaseActivations();
-    const f = (this.backend as Backend & { free?: unknown }).free;
-    if (typeof f === 'function') for (const a of this.owned) (f as (a: Float32Array) => void).call(this.backend, a);
+    for (const t of this.owned) this.backend.free(t);
     this.owned.length = 0;
+    this.tensors.clear();
+    this.gradTensors.clear();
     this.params.clear();
     this.grads.clear();
   }
@@ -601,20 +585,99 @@ export class Qwen2Model {
   releaseActivations(): void {
     this.saved = null;
     this.ws.clear();
+    if (this.rope.cos) {
+      this.backend.free(this.rope.cos);
+      this.backend.free(this.rope.sin!);
+      this.rope = { maxPos: 0, cos: null, sin: null };
+    }
   }
 
-  private ensureRope(maxPos: number): void {
-    if (this.rope.maxPos >= maxPos) return;
-    const n = Math.max(maxPos, this.rope.maxPos * 2, 64);
-    const { cos, sin } = ropeTables(n, this.hd, this.config.ropeTheta);
-    this.rope = { maxPos: n, cos, sin };
+  /** RoPE cos/sin tables [P, hd/2] on the backend covering positions < maxPos (HF's float32 construction). */
+  ropeTables(maxPos: number): { cos: F32; sin: F32 } {
+    if (this.rope.cos === null || this.rope.maxPos < maxPos) {
+      const n = Math.max(maxPos, this.rope.maxPos * 2, 64);
+      const { cos, sin } = ropeTables(n, this.hd, this.config.ropeTheta);
+      if (this.rope.cos) {
+        this.backend.free(this.rope.cos);
+        this.backend.free(this.rope.sin!);
+      }
+      this.rope = { maxPos: n, cos: this.backend.upload(cos, [n, this.hd / 2]), sin: this.backend.upload(sin, [n, this.hd / 2]) };
+    }
+    return { cos: this.rope.cos!, sin: this.rope.sin! };
+  }
+
+  /** The attention shape (heads, kv heads, head dim). */
+  attentionDims(): AttentionDims {
+    return this.dims;
+  }
+
+  /**
+   * One decoder layer over the N rows of the residual stream x [N, H] (updated in place), tokens at positions
+   * pos (i32 [N]). `attend` turns A.q, A.k, A.v (after bias and RoPE) into A.ctx: the only part that differs between
+   * training (packed causal attention) and decoding (KV cache). When A.xIn/A.xMid are given, the block inputs are
+   * copied there for the backward.
+   */
+  layerForward(l: number, x: F32, N: number, pos: I32, A: LayerActs, attend: (A: LayerActs) => void): void {
+    const be = this.backend;
+    const cfg = this.config;
+    const P = this.layers[l]!;
+    const H = cfg.hiddenSize;
+    const I = cfg.intermediateSize;
+    const nh = cfg.numAttentionHeads;
+    const nkv = cfg.numKeyValueHeads;
+    const hd = this.hd;
+    const qd = nh * hd;
+    const kd = nkv * hd;
+    const { cos, sin } = this.ropeTables(0);
+    // Attention block: x += o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm1(x).
+    if (A.xIn) be.copy(x, A.xIn);
+    be.rmsnorm(x, P.ln1, A.h, A.rstd1, H, cfg.rmsNormEps);
+    be.matmul(A.h, P.wq, A.q, N, qd, H, false, true, false);
+    be.matmul(A.h, P.wk, A.k, N, kd, H, false, true, false);
+    be.matmul(A.h, P.wv, A.v, N, kd, H, false, true, false);
+    if (P.bq) be.addBias(A.q, P.bq);
+    if (P.bk) be.addBias(A.k, P.bk);
+    if (P.bv) be.addBias(A.v, P.bv);
+    be.rope(A.q, A.q, pos, cos, sin, nh, hd, false);
+    be.rope(A.k, A.k, pos, cos, sin, nkv, hd, false);
+    attend(A);
+    be.matmul(A.ctx, P.wo, x, N, H, qd, false, true, true);
+    // MLP block: x += down(silu(gate(h2)) ⊙ up(h2)), h2 = norm2(x).
+    if (A.xMid) be.copy(x, A.xMid);
+    be.rmsnorm(x, P.ln2, A.h, A.rstd2, H, cfg.rmsNormEps);
+    be.matmul(A.h, P.wg, A.gate, N, I, H, false, true, false);
+    be.matmul(A.h, P.wu, A.up, N, I, H, false, true, false);
+    be.swiglu(A.gate, A.up, A.act);
+    be.matmul(A.act, P.wd, x, N, H, I, false, true, true);
+  }
+
+  /** Query rows per attention score block: `attnChunk`, else as many as keep one block under about 4M floats. */
+  private attnRows(maxL: number): number {
+    const group = this.config.numAttentionHeads / this.config.numKeyValueHeads;
+    if (this.attnChunk !== undefined) return Math.max(1, Math.min(this.attnChunk, maxL));
+    return Math.max(1, Math.min(maxL, Math.floor((1 << 22) / (group * Math.max(1, maxL)))));
   }
 
   /**
    * Forward over a right-padded batch: `inputIds` [B·T] (row-major), `lengths` [B] (B = lengths.length).
-   * Activations are kept for one `backward` (the previous micro-batch's are overwritten).
+   * Activations are kept for one `backward` (the previous micro-batch's are overwritten). The returned numbers are
+   * read synchronously (CPU backends); `forwardAsync` reads them with `backend.read` (any backend).
    */
   forward(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions = {}): ForwardResult {
+    const e = this.encodeForward(inputIds, lengths, opts);
+    return collectForward(e, (t) => hostView(this.backend, t));
+  }
+
+  /** `forward`, with its outputs read back asynchronously: the path for a backend that keeps tensors on a device. */
+  async forwardAsync(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const e = this.encodeForward(inputIds, lengths, opts);
+    const host = new Map<F32, Float32Array>();
+    for (const t of [e.logp, e.entropy, e.score, e.hidden]) if (t) host.set(t, await this.backend.read(t));
+    return collectForward(e, (t) => host.get(t)!);
+  }
+
+  /** Queues the whole forward on the backend; the outputs stay there (see `collectForward`). */
+  private encodeForward(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions): EncodedForward {
     const cfg = this.config;
     const be = this.backend;
     const B = lengths.length;
@@ -625,10 +688,9 @@ export class Qwen2Model {
     const I = cfg.intermediateSize;
     const V = cfg.vocabSize;
     const nh = cfg.numAttentionHeads;
-    const nkv = cfg.numKeyValueHeads;
     const hd = this.hd;
     const qd = nh * hd;
-    const kd = nkv * hd;
+    const kd = cfg.numKeyValueHeads * hd;
     const save = opts.saveForBackward ?? true;
     this.saved = null; // the workspace is about to be overwritten
 
@@ -655,20 +717,27 @@ export class Qwen2Model {
         pos[rowStart[b]! + t] = t;
       }
     }
-    this.ensureRope(maxL);
-    const { cos, sin } = this.rope;
+    const starts = new Int32Array(B + 1);
+    starts.set(rowStart);
+    starts[B] = N;
     const ws = this.ws;
-    const E = this.params.get('model.embed_tokens.weight')!;
+    const tokensT = ws.i32('tokens', N);
+    const posT = ws.i32('pos', N);
+    const startsT = ws.i32('starts', B + 1);
+    be.write(tokensT, tokens);
+    be.write(posT, pos);
+    be.write(startsT, starts);
+    this.ropeTables(maxL);
+    const chunk = this.attnRows(maxL);
 
     // Embedding → residual stream.
     const res = ws.get('res', N * H);
-    for (let r = 0; r < N; r++) res.set(E.subarray(tokens[r]! * H, tokens[r]! * H + H), r * H);
+    be.gatherRows(this.tensor('model.embed_tokens.weight'), tokensT, res, H);
 
     const h = ws.get('h', N * H);
     const act = ws.get('act', N * I);
     const layersActs: LayerActs[] = [];
     for (let l = 0; l < cfg.numHiddenLayers; l++) {
-      const P = this.layers[l]!;
       const key = save ? `L${l}.` : 'L*.';
       const A: LayerActs = {
         xIn: ws.get(key + 'xIn', N * H),
@@ -682,40 +751,26 @@ export class Qwen2Model {
         rstd2: ws.get(key + 'rstd2', N),
         gate: ws.get(key + 'gate', N * I),
         up: ws.get(key + 'up', N * I),
+        h,
+        act,
       };
       layersActs.push(A);
-      // Attention block.
-      A.xIn.set(res);
-      this.k_rmsnormForward(res, P.ln1, h, A.rstd1, N, H, cfg.rmsNormEps);
-      be.gemm(false, true, N, qd, H, h, P.wq, A.q, false);
-      be.gemm(false, true, N, kd, H, h, P.wk, A.k, false);
-      be.gemm(false, true, N, kd, H, h, P.wv, A.v, false);
-      if (P.bq) addBias(A.q, P.bq, N, qd);
-      if (P.bk) addBias(A.k, P.bk, N, kd);
-      if (P.bv) addBias(A.v, P.bv, N, kd);
-      this.k_ropeApply(A.q, N, nh, hd, pos, cos, sin, false);
-      this.k_ropeApply(A.k, N, nkv, hd, pos, cos, sin, false);
-      this.attentionForward(A, lens, rowStart, N, maxL);
-      be.gemm(false, true, N, H, qd, A.ctx, P.wo, res, true);
-      // MLP block.
-      A.xMid.set(res);
-      this.k_rmsnormForward(res, P.ln2, h, A.rstd2, N, H, cfg.rmsNormEps);
-      be.gemm(false, true, N, I, H, h, P.wg, A.gate, false);
-      be.gemm(false, true, N, I, H, h, P.wu, A.up, false);
-      this.k_swigluForward(A.gate, A.up, act, N * I);
-      be.gemm(false, true, N, H, I, act, P.wd, res, true);
+      this.layerForward(l, res, N, posT, A, (a) => be.attention(a.q, a.k, a.v, a.ctx, a.lse!, startsT, this.dims, chunk));
     }
     const xFinal = ws.get('xFinal', N * H);
-    xFinal.set(res);
+    be.copy(res, xFinal);
     const rstdF = ws.get('rstdF', N);
     const hn = ws.get('hn', N * H);
-    this.k_rmsnormForward(res, this.params.get('model.norm.weight')!, hn, rstdF, N, H, cfg.rmsNormEps);
+    be.rmsnorm(res, this.tensor('model.norm.weight'), hn, rstdF, H, cfg.rmsNormEps);
 
-    const result: ForwardResult = { B, T, numLabels: 0 };
-    let labelRows = new Int32Array(0);
-    let labelIds = new Int32Array(0);
-    let labelLse = new Float64Array(0);
+    const out: EncodedForward = { B, T, H, lens, rowStart, labelIndexOf: new Int32Array(0), numLabels: 0, logp: null, entropy: null, score: null, hidden: null };
     const labelIndexOf = new Int32Array(B * T).fill(-1);
+    let R = 0;
+    const labelRowsT = ws.i32('head.rows', 0);
+    let labelRows = labelRowsT;
+    let labelIds = ws.i32('head.ids', 0);
+    let labelH = ws.get('head.sel', 0);
+    let labelLse = ws.get('head.lse', 0);
 
     if (cfg.head === 'lm') {
       const labels = opts.labels ?? nextTokenLabels(inputIds, lens, T);
@@ -732,71 +787,31 @@ export class Qwen2Model {
           ids.push(y);
         }
       }
-      labelRows = Int32Array.from(rows);
-      labelIds = Int32Array.from(ids);
-      labelLse = new Float64Array(rows.length);
+      R = rows.length;
+      labelRows = ws.i32('head.rows', R);
+      labelIds = ws.i32('head.ids', R);
+      be.write(labelRows, rows);
+      be.write(labelIds, ids);
+      labelH = ws.get('head.sel', R * H);
+      labelLse = ws.get('head.lse', R);
       const wantEnt = opts.entropy ?? true;
-      const logpPacked = new Float64Array(rows.length);
-      const entPacked = new Float64Array(rows.length);
-      const W = this.lmWeight(this.params);
-      const R = this.logitsChunkRows;
-      const hc = ws.get('head.h', Math.min(R, rows.length) * H);
-      const logits = ws.get('head.logits', Math.min(R, rows.length) * V);
-      for (let c0 = 0; c0 < rows.length; c0 += R) {
-        const c = Math.min(R, rows.length - c0);
-        for (let r = 0; r < c; r++) hc.set(hn.subarray(labelRows[c0 + r]! * H, labelRows[c0 + r]! * H + H), r * H);
-        be.gemm(false, true, c, V, H, hc, W, logits, false);
-        for (let r = 0; r < c; r++) {
-          const o = r * V;
-          let m = -Infinity;
-          for (let j = 0; j < V; j++) if (logits[o + j]! > m) m = logits[o + j]!;
-          let se = 0;
-          let sz = 0;
-          for (let j = 0; j < V; j++) {
-            const z = logits[o + j]!;
-            const e = Math.exp(z - m);
-            se += e;
-            sz += e * z;
-          }
-          const lse = m + Math.log(se);
-          labelLse[c0 + r] = lse;
-          logpPacked[c0 + r] = logits[o + labelIds[c0 + r]!]! - lse;
-          if (wantEnt) entPacked[c0 + r] = lse - sz / se;
-        }
-      }
-      const logp = new Float64Array(B * T);
-      const ent = wantEnt ? new Float64Array(B * T) : undefined;
-      for (let i = 0; i < B * T; i++) {
-        const j = labelIndexOf[i]!;
-        if (j < 0) continue;
-        logp[i] = logpPacked[j]!;
-        if (ent) ent[i] = entPacked[j]!;
-      }
-      result.logp = logp;
-      if (ent) result.entropy = ent;
-      result.numLabels = rows.length;
+      const logpT = ws.get('head.logp', R);
+      const entT = wantEnt ? ws.get('head.ent', R) : null;
+      be.gatherRows(hn, labelRows, labelH, H);
+      be.tokenLogprobs(labelH, this.lmWeight(), labelIds, logpT, labelLse, entT, V, this.logitsChunkRows);
+      out.logp = logpT;
+      out.entropy = entT;
+      out.numLabels = R;
     } else {
-      const sw = this.params.get('score.weight')!;
       const sp = ws.get('head.score', N);
-      be.gemm(false, true, N, 1, H, hn, sw, sp, false);
-      const sb = this.params.get('score.bias');
-      if (sb) for (let r = 0; r < N; r++) sp[r]! += sb[0]!;
-      const score = new Float64Array(B * T);
-      for (let b = 0; b < B; b++) for (let t = 0; t < lens[b]!; t++) score[b * T + t] = sp[rowStart[b]! + t]!;
-      result.score = score;
+      be.matmul(hn, this.tensor('score.weight'), sp, N, 1, H, false, true, false);
+      const sb = this.tensors.get('score.bias');
+      if (sb) be.addBias(sp, sb);
+      out.score = sp;
     }
+    if (opts.hidden) out.hidden = hn;
+    out.labelIndexOf = labelIndexOf;
 
-    if (opts.hidden) {
-      const hid = new Float32Array(B * T * H);
-      for (let b = 0; b < B; b++)
-        for (let t = 0; t < lens[b]!; t++) {
-          const r = rowStart[b]! + t;
-          hid.set(hn.subarray(r * H, r * H + H), (b * T + t) * H);
-        }
-      result.hidden = hid;
-    }
-
-    const seqStart = rowStart;
     this.saved = save
       ? {
           B,
@@ -804,22 +819,22 @@ export class Qwen2Model {
           N,
           rowStart,
           lengths: lens,
-          seqStart,
-          pos,
-          tokens,
+          pos: posT,
+          tokens: tokensT,
+          seqStarts: startsT,
           layers: layersActs,
           xFinal,
           rstdF,
           hn,
+          labelCount: R,
           labelRows,
           labelIds,
+          labelH,
           labelLse,
           labelIndexOf,
-          cos,
-          sin,
         }
       : null;
-    return result;
+    return out;
   }
 
   /**
@@ -829,7 +844,7 @@ export class Qwen2Model {
   backward(dLogp?: ArrayLike<number> | null, dScore?: ArrayLike<number> | null): void {
     const S = this.saved;
     if (!S) throw new Error('backward: no saved activations (call forward with saveForBackward first)');
-    if (this.grads.size === 0) throw new Error('backward: this model has no gradients (created with grads: false)');
+    if (this.gradTensors.size === 0) throw new Error('backward: this model has no gradients (created with grads: false)');
     if (!dLogp && !dScore) return;
     const cfg = this.config;
     const be = this.backend;
@@ -843,68 +858,40 @@ export class Qwen2Model {
     const qd = nh * hd;
     const kd = nkv * hd;
     const ws = this.ws;
+    const G = this.gradTensors;
     const dhn = ws.get('b.dhn', N * H, true);
 
     if (dLogp) {
       if (cfg.head !== 'lm') throw new Error('backward: dLogp given but the model has no LM head');
       if (dLogp.length !== B * T) throw new Error(`backward: dLogp has ${dLogp.length} entries, expected ${B * T}`);
-      // Labelled rows with a non-zero upstream gradient.
-      const sel: number[] = [];
-      const gsel: number[] = [];
+      const R = S.labelCount;
+      const g = new Float32Array(R);
       for (let i = 0; i < B * T; i++) {
         const j = S.labelIndexOf[i]!;
-        const g = dLogp[i]!;
-        if (j >= 0 && g !== 0) {
-          sel.push(j);
-          gsel.push(g);
-        }
+        if (j >= 0) g[j] = dLogp[i]!;
       }
-      const W = this.lmWeight(this.params);
-      const dW = this.lmWeight(this.grads);
-      const R = this.logitsChunkRows;
-      const hc = ws.get('head.h', Math.min(R, sel.length) * H);
-      const dz = ws.get('head.logits', Math.min(R, sel.length) * V);
-      const dhc = ws.get('head.dh', Math.min(R, sel.length) * H);
-      for (let c0 = 0; c0 < sel.length; c0 += R) {
-        const c = Math.min(R, sel.length - c0);
-        for (let r = 0; r < c; r++) {
-          const row = S.labelRows[sel[c0 + r]!]!;
-          hc.set(S.hn.subarray(row * H, row * H + H), r * H);
-        }
-        be.gemm(false, true, c, V, H, hc, W, dz, false);
-        for (let r = 0; r < c; r++) {
-          const j = sel[c0 + r]!;
-          const lse = S.labelLse[j]!;
-          const g = gsel[c0 + r]!;
-          const o = r * V;
-          // d logp / d z = onehot(label) − softmax(z)
-          for (let v = 0; v < V; v++) dz[o + v] = -g * Math.exp(dz[o + v]! - lse);
-          dz[o + S.labelIds[j]!]! += g;
-        }
-        be.gemm(true, false, V, H, c, dz, hc, dW, true);
-        be.gemm(false, false, c, H, V, dz, W, dhc, false);
-        for (let r = 0; r < c; r++) {
-          const row = S.labelRows[sel[c0 + r]!]!;
-          const o = row * H;
-          for (let i = 0; i < H; i++) dhn[o + i]! += dhc[r * H + i]!;
-        }
-      }
+      const gT = ws.get('b.glogp', R);
+      be.write(gT, g);
+      const dH = ws.get('b.dsel', R * H);
+      be.tokenLogprobsBackward(S.labelH, this.lmWeight(), S.labelIds, S.labelLse, gT, dH, this.lmWeight(G), V, this.logitsChunkRows);
+      be.scatterAddRows(dH, S.labelRows, dhn, H);
     }
     if (dScore) {
       if (cfg.head !== 'score') throw new Error('backward: dScore given but the model has no score head');
       if (dScore.length !== B * T) throw new Error(`backward: dScore has ${dScore.length} entries, expected ${B * T}`);
-      const ds = ws.get('b.dscore', N);
+      const ds = new Float32Array(N);
       for (let b = 0; b < B; b++) for (let t = 0; t < S.lengths[b]!; t++) ds[S.rowStart[b]! + t] = dScore[b * T + t]!;
-      const sw = this.params.get('score.weight')!;
-      be.gemm(false, false, N, H, 1, ds, sw, dhn, true);
-      be.gemm(true, false, 1, H, N, ds, S.hn, this.grads.get('score.weight')!, true);
-      const gb = this.grads.get('score.bias');
-      if (gb) for (let r = 0; r < N; r++) gb[0]! += ds[r]!;
+      const dsT = ws.get('b.dscore', N);
+      be.write(dsT, ds);
+      be.matmul(dsT, this.tensor('score.weight'), dhn, N, H, 1, false, false, true);
+      be.matmul(dsT, S.hn, G.get('score.weight')!, 1, H, N, true, false, true);
+      const gb = G.get('score.bias');
+      if (gb) be.biasBackward(dsT, gb);
     }
 
     // Final norm.
     const dres = ws.get('b.dres', N * H, true);
-    this.k_rmsnormBackward(S.xFinal, this.params.get('model.norm.weight')!, S.rstdF, dhn, dres, this.grads.get('model.norm.weight')!, N, H);
+    be.rmsnormBackward(S.xFinal, this.tensor('model.norm.weight'), S.rstdF, dhn, dres, G.get('model.norm.weight')!, H);
 
     const h = ws.get('h', N * H);
     const dh = ws.get('b.dh', N * H);
@@ -915,282 +902,45 @@ export class Qwen2Model {
     const dq = ws.get('b.dq', N * qd);
     const dk = ws.get('b.dk', N * kd);
     const dv = ws.get('b.dv', N * kd);
-    for (let l = cfg.numHiddenLayers - 1; l >= 0; l--) {
-      const P = this.layers[l]!;
-      const G = this.glayers[l]!;
-      const A = S.layers[l]!;
-      // MLP block: res_out = xMid + down(silu(gate(h2)) ⊙ up(h2)), h2 = norm2(xMid).
-      this.k_rmsnormForward(A.xMid, P.ln2, h, A.rstd2, N, H, cfg.rmsNormEps);
-      this.k_swigluForward(A.gate, A.up, act, N * I);
-      be.gemm(false, false, N, I, H, dres, P.wd, dact, false);
-      be.gemm(true, false, H, I, N, dres, act, G.wd, true);
-      this.k_swigluBackward(A.gate, A.up, dact, dup, N * I);
-      be.gemm(true, false, I, H, N, dact, h, G.wg, true);
-      be.gemm(true, false, I, H, N, dup, h, G.wu, true);
-      be.gemm(false, false, N, H, I, dact, P.wg, dh, false);
-      be.gemm(false, false, N, H, I, dup, P.wu, dh, true);
-      this.k_rmsnormBackward(A.xMid, P.ln2, A.rstd2, dh, dres, G.ln2, N, H);
-      // Attention block: res_mid = xIn + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm1(xIn).
-      this.k_rmsnormForward(A.xIn, P.ln1, h, A.rstd1, N, H, cfg.rmsNormEps);
-      be.gemm(false, false, N, qd, H, dres, P.wo, dctx, false);
-      be.gemm(true, false, H, qd, N, dres, A.ctx, G.wo, true);
-      this.attentionBackward(A, dctx, dq, dk, dv, S);
-      this.k_ropeApply(dq, N, nh, hd, S.pos, S.cos, S.sin, true);
-      this.k_ropeApply(dk, N, nkv, hd, S.pos, S.cos, S.sin, true);
-      if (G.bq) biasBackward(dq, G.bq, N, qd);
-      if (G.bk) biasBackward(dk, G.bk, N, kd);
-      if (G.bv) biasBackward(dv, G.bv, N, kd);
-      be.gemm(true, false, qd, H, N, dq, h, G.wq, true);
-      be.gemm(true, false, kd, H, N, dk, h, G.wk, true);
-      be.gemm(true, false, kd, H, N, dv, h, G.wv, true);
-      be.gemm(false, false, N, H, qd, dq, P.wq, dh, false);
-      be.gemm(false, false, N, H, kd, dk, P.wk, dh, true);
-      be.gemm(false, false, N, H, kd, dv, P.wv, dh, true);
-      this.k_rmsnormBackward(A.xIn, P.ln1, A.rstd1, dh, dres, G.ln1, N, H);
-    }
-    // Embedding: scatter-add.
-    const dE = this.grads.get('model.embed_tokens.weight')!;
-    for (let r = 0; r < N; r++) {
-      const o = S.tokens[r]! * H;
-      const s = r * H;
-      for (let i = 0; i < H; i++) dE[o + i]! += dres[s + i]!;
-    }
-  }
-
-  // -------------------------------------------------------------------------------------------------------------
-  // Elementwise ops: the backend's row kernels when it has them (same math), else the plain loops above.
-
-  private k_rmsnormForward(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, N: number, H: number, eps: number): void {
-    if (this.rk) this.rk.rmsnormForward(x, w, y, rstd, N, H, eps);
-    else rmsnormForward(x, w, y, rstd, N, H, eps);
-  }
-
-  /** dx += ∂L/∂x (dy is scratch: the row-kernel path overwrites it), dw += ∂L/∂w. */
-  private k_rmsnormBackward(
-    x: Float32Array,
-    w: Float32Array,
-    rstd: Float32Array,
-    dy: Float32Array,
-    dx: Float32Array,
-    dw: Float32Array,
-    N: number,
-    H: number,
-  ): void {
-    if (this.rk) {
-      this.rk.rmsnormBackward(x, w, rstd, dy, dy, dw, N, H);
-      this.rk.add(dx, dy, dx, N * H);
-    } else rmsnormBackward(x, w, rstd, dy, dx, dw, N, H);
-  }
-
-  private k_swigluForward(gate: Float32Array, up: Float32Array, act: Float32Array, n: number): void {
-    if (this.rk) this.rk.swigluForward(gate, up, act, n);
-    else swigluForward(gate, up, act, n);
-  }
-
-  private k_swigluBackward(gate: Float32Array, up: Float32Array, dact: Float32Array, dup: Float32Array, n: number): void {
-    if (this.rk) this.rk.swigluBackward(gate, up, dact, dact, dup, n);
-    else swigluBackward(gate, up, dact, dup, n);
-  }
-
-  private k_ropeApply(
-    x: Float32Array,
-    N: number,
-    nHeads: number,
-    hd: number,
-    pos: Int32Array,
-    cos: Float32Array,
-    sin: Float32Array,
-    inverse: boolean,
-  ): void {
-    if (this.rk) this.rk.rope(x, x, N, nHeads, hd, pos, cos, sin, inverse);
-    else ropeApply(x, N, nHeads, hd, pos, cos, sin, inverse);
-  }
-
-  // -------------------------------------------------------------------------------------------------------------
-  // Causal attention per sequence and head, with query chunks: S = Q Kᵀ·scale, P = softmax(S + causal mask), O = P V.
-
-  /**
-   * Query rows per score block: `attnChunk` when given, else as many as keep one block (all heads of a KV group ×
-   * rows × keys) under about 4M floats.
-   */
-  private attnRows(maxL: number, group: number): number {
-    if (this.attnChunk !== undefined) return Math.max(1, Math.min(this.attnChunk, maxL));
-    return Math.max(1, Math.min(maxL, Math.floor((1 << 22) / (group * Math.max(1, maxL)))));
-  }
-
-  private attentionForward(A: LayerActs, lens: Int32Array, seqStart: Int32Array, N: number, maxL: number): void {
-    const be = this.backend;
-    const nh = this.config.numAttentionHeads;
-    const nkv = this.config.numKeyValueHeads;
-    const hd = this.hd;
-    const group = nh / nkv;
-    const qd = nh * hd;
-    const kd = nkv * hd;
-    const scale = 1 / Math.sqrt(hd);
-    const CH = this.attnRows(maxL, group);
-    const ws = this.ws;
-    // The query heads of one KV group are stacked: block row hl·c + r is head g·group + hl at query i0 + r, so one
-    // GEMM forms the scores of all of them.
-    const Kh = ws.get('att.k', maxL * hd);
-    const Vh = ws.get('att.v', maxL * hd);
-    const Qc = ws.get('att.q', group * CH * hd);
-    const Sc = ws.get('att.s', group * CH * maxL);
-    const Oc = ws.get('att.o', group * CH * hd);
-    const q = A.q;
-    const ctx = A.ctx;
-    const lseOut = A.lse;
-    for (let s = 0; s < lens.length; s++) {
-      const L = lens[s]!;
-      const off = seqStart[s]!;
-      for (let g = 0; g < nkv; g++) {
-        for (let i = 0; i < L; i++) {
-          const src = (off + i) * kd + g * hd;
-          Kh.set(A.k.subarray(src, src + hd), i * hd);
-          Vh.set(A.v.subarray(src, src + hd), i * hd);
-        }
-        for (let i0 = 0; i0 < L; i0 += CH) {
-          const c = Math.min(CH, L - i0);
-          const nk = i0 + c;
-          const rows = group * c;
-          for (let hl = 0; hl < group; hl++) {
-            const h = g * group + hl;
-            for (let r = 0; r < c; r++) {
-              const src = (off + i0 + r) * qd + h * hd;
-              Qc.set(q.subarray(src, src + hd), (hl * c + r) * hd);
-            }
-          }
-          const S = Sc.subarray(0, rows * nk);
-          be.gemm(false, true, rows, nk, hd, Qc.subarray(0, rows * hd), Kh.subarray(0, nk * hd), S, false);
-          for (let hl = 0; hl < group; hl++) {
-            const lseBase = (g * group + hl) * N + off + i0;
-            for (let r = 0; r < c; r++) {
-              const o = (hl * c + r) * nk;
-              const end = o + i0 + r + 1; // keys j <= i
-              let m = -Infinity;
-              for (let j = o; j < end; j++) {
-                const z = S[j]!;
-                if (z > m) m = z;
-              }
-              m *= scale;
-              let se = 0;
-              for (let j = o; j < end; j++) {
-                const e = Math.exp(S[j]! * scale - m);
-                S[j] = e;
-                se += e;
-              }
-              lseOut[lseBase + r] = m + Math.log(se);
-              const inv = 1 / se;
-              for (let j = o; j < end; j++) S[j] = S[j]! * inv;
-              S.fill(0, end, o + nk);
-            }
-          }
-          be.gemm(false, false, rows, hd, nk, S, Vh.subarray(0, nk * hd), Oc.subarray(0, rows * hd), false);
-          for (let hl = 0; hl < group; hl++) {
-            const h = g * group + hl;
-            for (let r = 0; r < c; r++) {
-              const src = (hl * c + r) * hd;
-              ctx.set(Oc.subarray(src, src + hd), (off + i0 + r) * qd + h * hd);
-            }
-          }
-        }
-      }
-    }
-  }
-
-  /** dq, dk, dv (w.r.t. the post-RoPE q, k and v) from dctx, recomputing P from the saved log-sum-exp. */
-  private attentionBackward(A: LayerActs, dctx: Float32Array, dq: Float32Array, dk: Float32Array, dv: Float32Array, S: Saved): void {
-    const be = this.backend;
-    const nh = this.config.numAttentionHeads;
-    const nkv = this.config.numKeyValueHeads;
-    const hd = this.hd;
-    const group = nh / nkv;
-    const qd = nh * hd;
-    const kd = nkv * hd;
-    const N = S.N;
-    const scale = 1 / Math.sqrt(hd);
+    const { cos, sin } = this.ropeTables(0);
     let maxL = 0;
     for (let s = 0; s < S.lengths.length; s++) if (S.lengths[s]! > maxL) maxL = S.lengths[s]!;
-    const CH = this.attnRows(maxL, group);
-    const ws = this.ws;
-    const Kh = ws.get('att.k', maxL * hd);
-    const Vh = ws.get('att.v', maxL * hd);
-    const dKh = ws.get('att.dk', maxL * hd);
-    const dVh = ws.get('att.dv', maxL * hd);
-    const Qc = ws.get('att.q', group * CH * hd);
-    const dOc = ws.get('att.do', group * CH * hd);
-    const dQc = ws.get('att.o', group * CH * hd);
-    const Pc = ws.get('att.s', group * CH * maxL);
-    const dPc = ws.get('att.ds', group * CH * maxL);
-    const Dr = new Float64Array(group * CH);
-    const q = A.q;
-    const ctx = A.ctx;
-    for (let s = 0; s < S.lengths.length; s++) {
-      const L = S.lengths[s]!;
-      const off = S.seqStart[s]!;
-      for (let g = 0; g < nkv; g++) {
-        for (let i = 0; i < L; i++) {
-          const src = (off + i) * kd + g * hd;
-          Kh.set(A.k.subarray(src, src + hd), i * hd);
-          Vh.set(A.v.subarray(src, src + hd), i * hd);
-        }
-        dKh.fill(0, 0, L * hd);
-        dVh.fill(0, 0, L * hd);
-        for (let i0 = 0; i0 < L; i0 += CH) {
-          const c = Math.min(CH, L - i0);
-          const nk = i0 + c;
-          const rows = group * c;
-          for (let hl = 0; hl < group; hl++) {
-            const h = g * group + hl;
-            for (let r = 0; r < c; r++) {
-              const src = (off + i0 + r) * qd + h * hd;
-              const dst = (hl * c + r) * hd;
-              Qc.set(q.subarray(src, src + hd), dst);
-              dOc.set(dctx.subarray(src, src + hd), dst);
-              let d = 0;
-              for (let e = 0; e < hd; e++) d += dctx[src + e]! * ctx[src + e]!;
-              Dr[hl * c + r] = d;
-            }
-          }
-          const P = Pc.subarray(0, rows * nk);
-          const dP = dPc.subarray(0, rows * nk);
-          const Qb = Qc.subarray(0, rows * hd);
-          const dOb = dOc.subarray(0, rows * hd);
-          be.gemm(false, true, rows, nk, hd, Qb, Kh.subarray(0, nk * hd), P, false);
-          be.gemm(false, true, rows, nk, hd, dOb, Vh.subarray(0, nk * hd), dP, false);
-          for (let hl = 0; hl < group; hl++) {
-            const lseBase = (g * group + hl) * N + off + i0;
-            for (let r = 0; r < c; r++) {
-              const o = (hl * c + r) * nk;
-              const end = o + i0 + r + 1;
-              const lse = A.lse[lseBase + r]!;
-              const D = Dr[hl * c + r]!;
-              for (let j = o; j < end; j++) {
-                const p = Math.exp(P[j]! * scale - lse);
-                P[j] = p;
-                dP[j] = p * (dP[j]! - D) * scale;
-              }
-              P.fill(0, end, o + nk);
-              dP.fill(0, end, o + nk);
-            }
-          }
-          be.gemm(false, false, rows, hd, nk, dP, Kh.subarray(0, nk * hd), dQc.subarray(0, rows * hd), false);
-          for (let hl = 0; hl < group; hl++) {
-            const h = g * group + hl;
-            for (let r = 0; r < c; r++) {
-              const src = (hl * c + r) * hd;
-              dq.set(dQc.subarray(src, src + hd), (off + i0 + r) * qd + h * hd);
-            }
-          }
-          be.gemm(true, false, nk, hd, rows, dP, Qb, dKh.subarray(0, nk * hd), true);
-          be.gemm(true, false, nk, hd, rows, P, dOb, dVh.subarray(0, nk * hd), true);
-        }
-        for (let i = 0; i < L; i++) {
-          const dst = (off + i) * kd + g * hd;
-          dk.set(dKh.subarray(i * hd, i * hd + hd), dst);
-          dv.set(dVh.subarray(i * hd, i * hd + hd), dst);
-        }
-      }
+    const chunk = this.attnRows(maxL);
+    for (let l = cfg.numHiddenLayers - 1; l >= 0; l--) {
+      const P = this.layers[l]!;
+      const GL = this.glayers[l]!;
+      const A = S.layers[l]!;
+      // MLP block: res_out = xMid + down(silu(gate(h2)) ⊙ up(h2)), h2 = norm2(xMid).
+      be.rmsnorm(A.xMid!, P.ln2, h, A.rstd2, H, cfg.rmsNormEps);
+      be.swiglu(A.gate, A.up, act);
+      be.matmul(dres, P.wd, dact, N, I, H, false, false, false);
+      be.matmul(dres, act, GL.wd, H, I, N, true, false, true);
+      be.swigluBackward(A.gate, A.up, dact, dact, dup);
+      be.matmul(dact, h, GL.wg, I, H, N, true, false, true);
+      be.matmul(dup, h, GL.wu, I, H, N, true, false, true);
+      be.matmul(dact, P.wg, dh, N, H, I, false, false, false);
+      be.matmul(dup, P.wu, dh, N, H, I, false, false, true);
+      be.rmsnormBackward(A.xMid!, P.ln2, A.rstd2!, dh, dres, GL.ln2, H);
+      // Attention block: res_mid = xIn + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm1(xIn).
+      be.rmsnorm(A.xIn!, P.ln1, h, A.rstd1, H, cfg.rmsNormEps);
+      be.matmul(dres, P.wo, dctx, N, qd, H, false, false, false);
+      be.matmul(dres, A.ctx, GL.wo, H, qd, N, true, false, true);
+      be.attentionBackward(A.q, A.k, A.v, A.ctx, A.lse!, dctx, dq, dk, dv, S.seqStarts, this.dims, chunk);
+      be.rope(dq, dq, S.pos, cos, sin, nh, hd, true);
+      be.rope(dk, dk, S.pos, cos, sin, nkv, hd, true);
+      if (GL.bq) be.biasBackward(dq, GL.bq);
+      if (GL.bk) be.biasBackward(dk, GL.bk);
+      if (GL.bv) be.biasBackward(dv, GL.bv);
+      be.matmul(dq, h, GL.wq, qd, H, N, true, false, true);
+      be.matmul(dk, h, GL.wk, kd, H, N, true, false, true);
+      be.matmul(dv, h, GL.wv, kd, H, N, true, false, true);
+      be.matmul(dq, P.wq, dh, N, H, qd, false, false, false);
+      be.matmul(dk, P.wk, dh, N, H, kd, false, false, true);
+      be.matmul(dv, P.wv, dh, N, H, kd, false, false, true);
+      be.rmsnormBackward(A.xIn!, P.ln1, A.rstd1!, dh, dres, GL.ln1, H);
     }
+    // Embedding: scatter-add.
+    be.scatterAddRows(dres, S.tokens, G.get('model.embed_tokens.weight')!, H);
   }
 }
 

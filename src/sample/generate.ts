@@ -17,7 +17,7 @@
 import { randomInt } from 'node:crypto';
 import type { Qwen2Model } from '../model/qwen2.js';
 import { KvDecoder, type KvCache, type KvDecoderOptions } from './kv-decoder.js';
-import { Rng, TokenSampler, checkSamplerSettings, isGreedy } from './sampler.js';
+import { Rng, checkSamplerSettings, isGreedy, sampleNext, type Sampled } from './sampler.js';
 import type { Generation, GenerationRequest, SamplingParams } from './types.js';
 
 export interface GenerateOptions {
@@ -136,12 +136,10 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
   if (pending.length === 0) return finish();
 
   const decoder = opts.decoder ?? new KvDecoder(model, opts.decoderOptions);
-  const sampler = new TokenSampler(V);
   let active: Seq[] = [];
 
   /** Appends a sampled token; true when the sequence is finished (its result is then set). */
-  const accept = (s: Seq, logits: Float32Array): boolean => {
-    const { token, logprob } = sampler.sample(logits, s.params, s.rng);
+  const accept = (s: Seq, { token, logprob }: Sampled): boolean => {
     s.tokens.push(token);
     s.logprobs.push(logprob);
     const p = s.params;
@@ -193,15 +191,23 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
         if (stats) {
           for (const s of heads) stats.prefillTokens += prompts[s.req]!.length;
         }
+        // Each sample draws from its prompt's row.
+        const order = [...groups.values()].flat();
+        const rows = new Float32Array(order.length * V);
+        let j = 0;
         let gi = 0;
         for (const g of groups.values()) {
-          const row = logits.subarray(gi * V, (gi + 1) * V);
+          for (let k = 0; k < g.length; k++) rows.set(logits.subarray(gi * V, (gi + 1) * V), (j++) * V);
           gi++;
+        }
+        const picks = sampleNext(model.backend, rows, V, order);
+        j = 0;
+        for (const g of groups.values()) {
           // Copy the prompt's cache to every sample before any of them can finish (and free the head's cache).
           for (const s of g) if (s !== g[0]) decoder.copyCache(g[0]!.cache!, s.cache!);
           for (const s of g) {
             if (stats) stats.generatedTokens++;
-            if (accept(s, row)) release(s);
+            if (accept(s, picks[j++]!)) release(s);
             else active.push(s);
           }
         }
@@ -214,10 +220,11 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
         active.map((s) => s.cache!),
         active.map((s) => s.tokens[s.tokens.length - 1]!),
       );
+      const picks = sampleNext(model.backend, logits, V, active);
       const still: Seq[] = [];
       for (let i = 0; i < active.length; i++) {
         const s = active[i]!;
-        if (accept(s, logits.subarray(i * V, (i + 1) * V))) release(s);
+        if (accept(s, picks[i]!)) release(s);
         else still.push(s);
       }
       if (stats) {

@@ -26,7 +26,7 @@ import { randomInt } from 'node:crypto';
 import type { Qwen2Model } from '../model/qwen2.js';
 import { loadWeightsInto } from '../sample/local-backend.js';
 import { KvDecoder, type KvCache, type KvDecoderOptions } from '../sample/kv-decoder.js';
-import { Rng, TokenSampler, checkSamplerSettings, isGreedy, logSumExp } from '../sample/sampler.js';
+import { Rng, checkSamplerSettings, isGreedy, logSumExp, sampleNext, type Sampled } from '../sample/sampler.js';
 import type { SamplingParams } from '../sample/types.js';
 
 /** One alternative of `top_logprobs`. */
@@ -178,7 +178,6 @@ export function topLogprobsOf(logits: ArrayLike<number>, k: number, lse: number)
 export class Scheduler {
   readonly model: Qwen2Model;
   private readonly decoder: KvDecoder;
-  private readonly sampler: TokenSampler;
   private readonly decodeText: ((ids: readonly number[]) => string) | undefined;
   readonly maxBatch: number;
   readonly kvCacheBytes: number;
@@ -205,7 +204,6 @@ export class Scheduler {
   constructor(model: Qwen2Model, opts: SchedulerOptions = {}) {
     this.model = model;
     this.decoder = new KvDecoder(model, opts.decoderOptions);
-    this.sampler = new TokenSampler(model.config.vocabSize);
     this.decodeText = opts.decode;
     this.maxBatch = Math.max(1, Math.floor(opts.maxBatch ?? 64));
     this.kvCacheBytes = Math.max(1, opts.kvCacheBytes ?? 2 * 1024 ** 3);
@@ -450,7 +448,18 @@ export class Scheduler {
       heads.map((s) => s.cache!),
     );
     const V = this.model.config.vocabSize;
+    // Each sample draws from its prompt's row.
+    const order = [...groups.values()].flat();
+    const rows = new Float32Array(order.length * V);
+    let j = 0;
     let gi = 0;
+    for (const g of groups.values()) {
+      for (let k = 0; k < g.length; k++) rows.set(logits.subarray(gi * V, (gi + 1) * V), (j++) * V);
+      gi++;
+    }
+    const picks = sampleNext(this.model.backend, rows, V, order.map((s) => ({ params: s.job.params, rng: s.rng })));
+    j = 0;
+    gi = 0;
     for (const g of groups.values()) {
       this.counters.prefillTokens += g[0]!.job.prompt.length;
       const row = logits.subarray(gi * V, (gi + 1) * V);
@@ -459,7 +468,7 @@ export class Scheduler {
       for (const s of g) if (s !== g[0]) this.decoder.copyCache(g[0]!.cache!, s.cache!);
       for (const s of g) {
         this.counters.generatedTokens++;
-        if (this.accept(s, row)) this.release(s);
+        if (this.accept(s, row, picks[j++]!)) this.release(s);
         else this.active.push(s);
       }
     }
@@ -474,20 +483,20 @@ export class Scheduler {
     );
     this.counters.decodeSteps++;
     this.counters.generatedTokens += batch.length;
+    const picks = sampleNext(this.model.backend, logits, V, batch.map((s) => ({ params: s.job.params, rng: s.rng })));
     const still: Seq[] = [];
     for (let i = 0; i < batch.length; i++) {
       const s = batch[i]!;
-      if (this.accept(s, logits.subarray(i * V, (i + 1) * V))) this.release(s);
+      if (this.accept(s, logits.subarray(i * V, (i + 1) * V), picks[i]!)) this.release(s);
       else still.push(s);
     }
     this.active = still;
   }
 
-  /** Appends a sampled token; true when the sequence is finished (its result is then stored). */
-  private accept(s: Seq, logits: Float32Array): boolean {
+  /** Appends a sampled token (drawn from `logits`); true when the sequence is finished (its result is then stored). */
+  private accept(s: Seq, logits: Float32Array, { token, logprob }: Sampled): boolean {
     const job = s.job;
     const p = job.params;
-    const { token, logprob } = this.sampler.sample(logits, p, s.rng);
     s.tokens.push(token);
     s.logprobs.push(logprob);
     let top: TopLogprob[] | null = null;

@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { BACKEND_NAMES } from '../engine/index.js';
 import YAML from 'yaml';
 import type { AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
@@ -187,7 +188,7 @@ const baseSchema = z
     eval_at_start: z.boolean().default(false),
 
     // Compute.
-    backend: z.enum(['wasm', 'js']).default('wasm'),
+    backend: z.enum(BACKEND_NAMES).default('wasm'),
     /** Kernel threads (null = all available cores). */
     threads: posInt.nullable().default(null),
   })

@@ -1,6 +1,12 @@
 // AdamW (decoupled weight decay, PyTorch's update order), global gradient-norm clipping, and the warm-up + cosine
 // learning-rate schedule. The parameters themselves are the fp32 master weights; the optimizer keeps fp32 first and
-// second moments per parameter name, which `exportState` / `importState` move in and out (for resume).
+// second moments per parameter name on the backend, which `exportState` / `importState` move in and out (for resume).
+//
+// The update and the clipping run as backend ops (`adamw`, `sumSquares`, `scale`); the one number read back per step
+// is the global gradient norm (a metric, and the non-finite guard needs it).
+import type { AdamWHyper, Backend } from '../engine/backend.js';
+import { hostView } from '../engine/cpu-backend.js';
+import type { F32 } from '../engine/tensor.js';
 
 export interface AdamWOptions {
   /** Base learning rate (a schedule may pass a different one to each `step`). */
@@ -37,7 +43,8 @@ export interface UpdatePreview {
 }
 
 export class AdamW {
-  readonly params: ReadonlyMap<string, Float32Array>;
+  readonly backend: Backend;
+  readonly params: ReadonlyMap<string, F32>;
   lr: number;
   readonly beta1: number;
   readonly beta2: number;
@@ -46,10 +53,11 @@ export class AdamW {
   /** Number of steps taken. */
   stepCount = 0;
   private readonly noDecay: (name: string) => boolean;
-  private readonly m = new Map<string, Float32Array>();
-  private readonly v = new Map<string, Float32Array>();
+  private readonly m = new Map<string, F32>();
+  private readonly v = new Map<string, F32>();
 
-  constructor(params: ReadonlyMap<string, Float32Array>, opts: AdamWOptions) {
+  constructor(backend: Backend, params: ReadonlyMap<string, F32>, opts: AdamWOptions) {
+    this.backend = backend;
     this.params = params;
     this.lr = opts.lr;
     this.beta1 = opts.beta1 ?? 0.9;
@@ -58,8 +66,8 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     this.noDecay = opts.noDecay ?? (() => false);
     for (const [k, p] of params) {
-      this.m.set(k, new Float32Array(p.length));
-      this.v.set(k, new Float32Array(p.length));
+      this.m.set(k, backend.empty(p.shape));
+      this.v.set(k, backend.empty(p.shape));
     }
   }
 
@@ -67,61 +75,50 @@ export class AdamW {
    * One update from `grads` (same names as the params; a missing gradient skips that parameter):
    * p ← p·(1 − lr·wd); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
    */
-  step(grads: ReadonlyMap<string, Float32Array>, lr: number = this.lr): void {
-    this.run(grads, lr, true);
+  step(grads: ReadonlyMap<string, F32>, lr: number = this.lr): void {
+    this.stepCount++;
+    this.forEachUpdate(grads, lr, this.stepCount, (p, g, m, v, h) => this.backend.adamw(p, g, m, v, h));
   }
 
   /**
    * What `step(grads, lr)` would do, without doing it: the global L2 norms of the update Δp and of the parameters
    * before it (so `update / param` is the step's relative size), and whether every new value is finite. Nothing is
-   * written, so a caller can refuse an exploding update and leave weights and moments exactly as they were.
+   * written (the backend's `adamwPreview` op, the same arithmetic as `adamw`), so a caller can refuse an exploding
+   * update and leave weights and moments exactly as they were. Reads back two numbers.
    */
-  preview(grads: ReadonlyMap<string, Float32Array>, lr: number = this.lr): UpdatePreview {
-    return this.run(grads, lr, false);
+  async preview(grads: ReadonlyMap<string, F32>, lr: number = this.lr): Promise<UpdatePreview> {
+    const out = this.backend.empty([2]);
+    try {
+      this.forEachUpdate(grads, lr, this.stepCount + 1, (p, g, m, v, h) => this.backend.adamwPreview(p, g, m, v, h, out));
+      const [du2, p2] = await this.backend.read(out);
+      const update = Math.sqrt(du2!);
+      const param = Math.sqrt(p2!);
+      return { update, param, finite: Number.isFinite(update) && Number.isFinite(param) };
+    } finally {
+      this.backend.free(out);
+    }
   }
 
-  /** The AdamW update; `apply` false only measures it (the arithmetic is the same, so preview and step agree). */
-  private run(grads: ReadonlyMap<string, Float32Array>, lr: number, apply: boolean): UpdatePreview {
-    const t = this.stepCount + 1;
-    if (apply) this.stepCount = t;
-    const b1 = this.beta1;
-    const b2 = this.beta2;
-    const bc1 = 1 - Math.pow(b1, t);
-    const bc2sqrt = Math.sqrt(1 - Math.pow(b2, t));
-    const stepSize = lr / bc1;
-    let du2 = 0;
-    let p2 = 0;
+  /** Calls `f` for every parameter with a gradient, with the hyper-parameters of optimizer step `t`. */
+  private forEachUpdate(grads: ReadonlyMap<string, F32>, lr: number, t: number, f: (p: F32, g: F32, m: F32, v: F32, h: AdamWHyper) => void): void {
+    const beta1 = this.beta1;
+    const beta2 = this.beta2;
+    const stepSize = lr / (1 - Math.pow(beta1, t));
+    const bc2sqrt = Math.sqrt(1 - Math.pow(beta2, t));
     for (const [k, p] of this.params) {
       const g = grads.get(k);
       if (g === undefined) continue;
-      if (g.length !== p.length) throw new Error(`AdamW: gradient ${k} has ${g.length} elements, parameter ${p.length}`);
-      const m = this.m.get(k)!;
-      const v = this.v.get(k)!;
+      if (g.size !== p.size) throw new Error(`AdamW: gradient ${k} has ${g.size} elements, parameter ${p.size}`);
       const decay = this.noDecay(k) ? 1 : 1 - lr * this.weightDecay;
-      for (let i = 0; i < p.length; i++) {
-        const gi = g[i]!;
-        const mi = b1 * m[i]! + (1 - b1) * gi;
-        const vi = b2 * v[i]! + (1 - b2) * gi * gi;
-        const old = p[i]!;
-        const next = Math.fround(old * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + this.eps));
-        du2 += (next - old) * (next - old);
-        p2 += old * old;
-        if (apply) {
-          m[i] = mi;
-          v[i] = vi;
-          p[i] = next;
-        }
-      }
+      f(p, g, this.m.get(k)!, this.v.get(k)!, { beta1, beta2, eps: this.eps, decay, stepSize, bc2sqrt });
     }
-    const update = Math.sqrt(du2);
-    const param = Math.sqrt(p2);
-    return { update, param, finite: Number.isFinite(update) && Number.isFinite(param) };
   }
 
+  /** A host copy of the state (CPU backends: read in place). */
   exportState(): AdamWState {
-    const copy = (src: Map<string, Float32Array>): Map<string, Float32Array> => {
+    const copy = (src: Map<string, F32>): Map<string, Float32Array> => {
       const out = new Map<string, Float32Array>();
-      for (const [k, a] of src) out.set(k, a.slice());
+      for (const [k, a] of src) out.set(k, hostView(this.backend, a).slice());
       return out;
     };
     return {
@@ -142,28 +139,46 @@ export class AdamW {
       const m = state.expAvg.get(k);
       const v = state.expAvgSq.get(k);
       if (m === undefined || v === undefined) throw new Error(`AdamW state: no moments for parameter ${k}`);
-      if (m.length !== p.length || v.length !== p.length) throw new Error(`AdamW state: moments of ${k} have the wrong size`);
-      this.m.get(k)!.set(m);
-      this.v.get(k)!.set(v);
+      if (m.length !== p.size || v.length !== p.size) throw new Error(`AdamW state: moments of ${k} have the wrong size`);
+      this.backend.write(this.m.get(k)!, m);
+      this.backend.write(this.v.get(k)!, v);
     }
     this.stepCount = state.step;
     this.lr = state.lr;
   }
 
   /** The state as flat named tensors (e.g. for a safetensors file): `exp_avg.<name>`, `exp_avg_sq.<name>`. */
-  stateTensors(): Map<string, Float32Array> {
-    const out = new Map<string, Float32Array>();
+  stateTensors(): Map<string, F32> {
+    const out = new Map<string, F32>();
     for (const [k, a] of this.m) out.set(`exp_avg.${k}`, a);
     for (const [k, a] of this.v) out.set(`exp_avg_sq.${k}`, a);
     return out;
   }
+
+  /** Gives the moments back to the backend; the optimizer is unusable after. */
+  dispose(): void {
+    for (const a of [...this.m.values(), ...this.v.values()]) this.backend.free(a);
+    this.m.clear();
+    this.v.clear();
+  }
 }
 
-/** Global L2 norm over all gradients (accumulated in double precision). */
+/** Global L2 norm over host gradient arrays (accumulated in double precision), for metrics read on the host. */
 export function globalGradNorm(grads: Iterable<Float32Array>): number {
   let s = 0;
   for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
   return Math.sqrt(s);
+}
+
+/** Global L2 norm of backend gradients: one `sumSquares` op and one read of a single number. */
+export async function gradNorm(backend: Backend, grads: Iterable<F32>): Promise<number> {
+  const out = backend.empty([1]);
+  try {
+    backend.sumSquares([...grads], out);
+    return Math.sqrt((await backend.read(out))[0]!);
+  } finally {
+    backend.free(out);
+  }
 }
 
 /**
@@ -171,12 +186,12 @@ export function globalGradNorm(grads: Iterable<Float32Array>): number {
  * maxNorm / (norm + 1e-6), capped at 1). Returns the norm before clipping. A non-finite norm leaves the gradients
  * untouched and is returned as is: the caller should skip the step.
  */
-export function clipGradNorm(grads: Iterable<Float32Array>, maxNorm: number): number {
+export async function clipGradNorm(backend: Backend, grads: Iterable<F32>, maxNorm: number): Promise<number> {
   const list = [...grads];
-  const norm = globalGradNorm(list);
+  const norm = await gradNorm(backend, list);
   if (!Number.isFinite(norm) || !(maxNorm > 0)) return norm;
   const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) for (const g of list) for (let i = 0; i < g.length; i++) g[i] = g[i]! * coef;
+  if (coef < 1) for (const g of list) backend.scale(g, coef);
   return norm;
 }
 

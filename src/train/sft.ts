@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { createBackend, type Backend } from '../engine/index.js';
+import { BACKEND_NAMES, createBackend, type Backend } from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { parseConfig, type ModelConfig } from '../model/config.js';
 import { Qwen2Model, qwen2ConfigFromModelConfig } from '../model/qwen2.js';
@@ -77,7 +77,7 @@ export const sftConfigSchema = z
     log_every: z.number().int().positive().default(10),
     /** Stored dtype of saved weights. */
     dtype: z.enum(['f32', 'bf16', 'f16']).default('f32'),
-    backend: z.enum(['wasm', 'js']).default('wasm'),
+    backend: z.enum(BACKEND_NAMES).default('wasm'),
     /** Kernel threads (default: all cores). */
     threads: z.number().int().positive().optional(),
     /** `{prompt, response}` lines: wrap in the chat template (true) or concatenate as plain text (false). */
@@ -508,7 +508,7 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
     const bs = Math.min(cfg.batch_size, train.examples.length);
     const mb = Math.min(cfg.micro_batch_size, bs);
     const totalSteps = cfg.max_steps ?? Math.max(1, Math.ceil((cfg.epochs * train.examples.length) / bs));
-    const opt = new AdamW(model.params, {
+    const opt = new AdamW(backend, model.tensors, {
       lr: cfg.lr,
       beta1: cfg.beta1,
       beta2: cfg.beta2,
@@ -555,9 +555,9 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       model.zeroGrad();
       let nll = 0;
       for (const b of micro) if (b.tokens > 0) nll += maskedNll(model, b, 1 / tokens);
-      const gnorm = clipGradNorm(model.grads.values(), cfg.grad_clip > 0 ? cfg.grad_clip : Infinity);
+      const gnorm = await clipGradNorm(backend, model.gradTensors.values(), cfg.grad_clip > 0 ? cfg.grad_clip : Infinity);
       const lr = lrAt(step, sched);
-      if (Number.isFinite(gnorm)) opt.step(model.grads, lr);
+      if (Number.isFinite(gnorm)) opt.step(model.gradTensors, lr);
       else info(`step ${step + 1}: non-finite gradient norm, update skipped`);
       step++;
       lastLoss = nll / tokens;

@@ -501,8 +501,8 @@ export class Trainer {
       if (rm.config.head !== 'score') throw new Error('token_level_rm: the reward model has no score head');
       rmModelConfig = rmConfigFrom(actorCk.config);
     }
-    const actorOpt = new AdamW(policy.params, { lr: cfg.actor_lr, weightDecay: cfg.wd });
-    const rmOpt = rm ? new AdamW(rm.params, { lr: cfg.token_level_rm_lr, weightDecay: cfg.wd }) : null;
+    const actorOpt = new AdamW(policy.backend, policy.tensors, { lr: cfg.actor_lr, weightDecay: cfg.wd });
+    const rmOpt = rm ? new AdamW(rm.backend, rm.tensors, { lr: cfg.token_level_rm_lr, weightDecay: cfg.wd }) : null;
     let step = 0;
     let elapsed = 0;
     let position: StreamPosition = { epoch: 0, offset: 0 };
@@ -543,8 +543,8 @@ export class Trainer {
    * recorded in `skipped`; DIVERGENCE_PATIENCE refusals in a row for a reason other than the loss stop the run.
    * Returns the gradient norm before clipping.
    */
-  private guardedUpdate(who: 'actor' | 'token_rm', model: Qwen2Model, opt: AdamW, loss: number, lr: number, step: number, skipped: string[]): number {
-    const gradNorm = clipGradNorm(model.grads.values(), this.cfg.max_grad_norm);
+  private async guardedUpdate(who: 'actor' | 'token_rm', model: Qwen2Model, opt: AdamW, loss: number, lr: number, step: number, skipped: string[]): Promise<number> {
+    const gradNorm = await clipGradNorm(model.backend, model.gradTensors.values(), this.cfg.max_grad_norm);
     let why: string | null = null;
     let diverging = true;
     if (!Number.isFinite(loss)) {
@@ -552,13 +552,13 @@ export class Trainer {
       diverging = false;
     } else if (!Number.isFinite(gradNorm)) why = `${who}: non-finite gradient norm`;
     else {
-      const pv = opt.preview(model.grads, lr);
+      const pv = await opt.preview(model.gradTensors, lr);
       if (!pv.finite) why = `${who}: update would make weights non-finite`;
       else if (pv.update > MAX_UPDATE_RATIO * pv.param)
         why = `${who}: exploding update (|Δw| ${pv.update.toExponential(2)} > |w| ${pv.param.toExponential(2)})`;
     }
     if (why === null) {
-      opt.step(model.grads, lr);
+      opt.step(model.gradTensors, lr);
       this.rejectedInARow[who] = 0;
       return gradNorm;
     }
@@ -740,8 +740,8 @@ export class Trainer {
       skipped.push('all groups filtered out');
       this.log(`step ${step}: no trainable group (every group all-correct, all-wrong or dropped): no update`);
     } else {
-      if (!frozen) actorGradNorm = this.guardedUpdate('actor', this.policy, this.actorOpt, res.rl_loss, actorLr, step, skipped);
-      if (this.rm && this.rmOpt) rmGradNorm = this.guardedUpdate('token_rm', this.rm, this.rmOpt, res.token_level_rm_loss, rmLr, step, skipped);
+      if (!frozen) actorGradNorm = await this.guardedUpdate('actor', this.policy, this.actorOpt, res.rl_loss, actorLr, step, skipped);
+      if (this.rm && this.rmOpt) rmGradNorm = await this.guardedUpdate('token_rm', this.rm, this.rmOpt, res.token_level_rm_loss, rmLr, step, skipped);
     }
     this.policy.releaseActivations();
     this.ref.releaseActivations();
