@@ -10,7 +10,7 @@
 // them in); --small uses the 4-layer step-benchmark model instead (a quick check).
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createBackend, BACKEND_NAMES, type BackendName } from '../src/engine/index.js';
+import { createBackend, BACKEND_NAMES, CpuBackend, type BackendName } from '../src/engine/index.js';
 import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
 import { randomTokens } from '../src/cli/bench-step.js';
 
@@ -92,7 +92,8 @@ function runOne(o: Opts): Record<string, unknown> {
     times.push(secs());
     logp0 = res.logp![0]!;
   }
-  const heap = 'heapBytes' in be && typeof be.heapBytes === 'function' ? mb((be.heapBytes as () => number).call(be)) : null;
+  const k = be instanceof CpuBackend ? be.kernels : null;
+  const heap = k && 'heapBytes' in k && typeof k.heapBytes === 'function' ? mb((k.heapBytes as () => number).call(k)) : null;
   const out = {
     model: o.small ? 'step-bench 4L/256' : 'Qwen2.5-0.5B shape',
     backend: be.name,

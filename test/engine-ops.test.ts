@@ -185,43 +185,76 @@ test('attention: packed causal GQA forward and backward, any chunk', async () =>
   }
 });
 
-test('KV cache: append + attention over the cache equals packed attention of the whole sequence', async () => {
-  const L = 9;
+test('KV cache: batched append + attention over the caches equals packed attention of each whole sequence', async () => {
+  // Two sequences decoded together: each step appends a chunk of each to its own cache in one op.
+  const lensKv = [9, 6];
   const maxLen = 12;
-  const q = f32(L * qd);
-  const k = f32(L * kd);
-  const v = f32(L * kd);
+  const Ntot = lensKv[0]! + lensKv[1]!;
+  const q = f32(Ntot * qd);
+  const k = f32(Ntot * kd);
+  const v = f32(Ntot * kd);
+  const base = [0, lensKv[0]!];
+  const steps: Array<Array<[number, number]>> = [
+    [[0, 4], [0, 2]],
+    [[4, 1], [2, 1]],
+    [[5, 1], [3, 1]],
+    [[6, 3], [4, 2]],
+  ];
   for (const be of [js, ...fast.map(([, b]) => b)]) {
-    // Reference: packed attention of one sequence.
+    // Reference: packed attention of both sequences.
     const want = await run(
       be,
-      { q, k, v, o: new Float32Array(L * qd), lse: new Float32Array(dims.heads * L), starts: Int32Array.from([0, L]) },
+      { q, k, v, o: new Float32Array(Ntot * qd), lse: new Float32Array(dims.heads * Ntot), starts: Int32Array.from([0, lensKv[0]!, Ntot]) },
       (b, t) => b.attention(F(t, 'q'), F(t, 'k'), F(t, 'v'), F(t, 'o'), F(t, 'lse'), I(t, 'starts'), dims, 64),
       ['o'],
     );
-    // Prefill 4 positions in chunks of 3 rows, then decode the rest one at a time; q pre-scaled by 1/√hd.
-    const qs = q.map((x) => x / Math.sqrt(dims.headDim));
-    const kc = be.empty([dims.kvHeads, maxLen, dims.headDim]);
-    const vc = be.empty([dims.kvHeads, maxLen, dims.headDim]);
-    const qT = be.upload(qs, [L, qd]);
-    const kT = be.upload(k, [L, kd]);
-    const vT = be.upload(v, [L, kd]);
-    const out = be.empty([L, qd]);
-    const steps: Array<[number, number]> = [[0, 4], [4, 1], [5, 1], [6, 3]];
-    for (const [p0, n] of steps) {
-      be.kvAppend(be.view(kT, p0 * kd, [n, kd]), kc, p0, dims);
-      be.kvAppend(be.view(vT, p0 * kd, [n, kd]), vc, p0, dims);
-      be.cacheAttention(be.view(qT, p0 * qd, [n, qd]), kc, vc, be.view(out, p0 * qd, [n, qd]), p0, dims, 3);
+    const caches = lensKv.map(() => ({ k: be.empty([dims.kvHeads, maxLen, dims.headDim]), v: be.empty([dims.kvHeads, maxLen, dims.headDim]) }));
+    const got = new Float32Array(Ntot * qd);
+    for (const step of steps) {
+      // This step's rows: sequence 0's chunk, then sequence 1's; q pre-scaled by 1/√hd.
+      const n = step[0]![1] + step[1]![1];
+      const qs = new Float32Array(n * qd);
+      const ks = new Float32Array(n * kd);
+      const vs = new Float32Array(n * kd);
+      let r = 0;
+      const segs = step.map(([p0, m], s) => {
+        const src = base[s]! + p0;
+        qs.set(q.subarray(src * qd, (src + m) * qd).map((x) => x / Math.sqrt(dims.headDim)), r * qd);
+        ks.set(k.subarray(src * kd, (src + m) * kd), r * kd);
+        vs.set(v.subarray(src * kd, (src + m) * kd), r * kd);
+        const seg = { kc: caches[s]!.k, vc: caches[s]!.v, r0: r, n: m, pos0: p0 };
+        r += m;
+        return seg;
+      });
+      const qT = be.upload(qs, [n, qd]);
+      const kT = be.upload(ks, [n, kd]);
+      const vT = be.upload(vs, [n, kd]);
+      const out = be.empty([n, qd]);
+      be.kvAppend(kT, vT, segs, dims);
+      be.cacheAttention(qT, out, segs, dims, 3);
+      const o = await be.read(out);
+      step.forEach(([p0, m], s) => got.set(o.subarray(segs[s]!.r0 * qd, (segs[s]!.r0 + m) * qd), (base[s]! + p0) * qd));
+      for (const t of [qT, kT, vT, out]) be.free(t);
     }
-    const got = await be.read(out);
     assert.ok(relErr(got, want.o!) < 1e-5, `${be.name}: cache attention differs by ${relErr(got, want.o!)}`);
-    for (const t of [kc, vc, qT, kT, vT, out]) be.free(t);
+    for (const c of caches) {
+      be.free(c.k);
+      be.free(c.v);
+    }
   }
+  const cacheSize = dims.kvHeads * maxLen * dims.headDim;
   await agree(
-    'cacheAttention decode step',
-    { q: f32(qd), kc: f32(dims.kvHeads * maxLen * dims.headDim), vc: f32(dims.kvHeads * maxLen * dims.headDim), o: f32(qd) },
-    (be, t) => be.cacheAttention(F(t, 'q'), F(t, 'kc'), F(t, 'vc'), F(t, 'o'), 7, dims, 4),
-    ['o'],
+    'kvAppend + cacheAttention decode step of two sequences',
+    { q: f32(2 * qd), k: f32(2 * kd), v: f32(2 * kd), kc0: f32(cacheSize), vc0: f32(cacheSize), kc1: f32(cacheSize), vc1: f32(cacheSize), o: f32(2 * qd) },
+    (be, t) => {
+      const segs = [
+        { kc: F(t, 'kc0'), vc: F(t, 'vc0'), r0: 0, n: 1, pos0: 7 },
+        { kc: F(t, 'kc1'), vc: F(t, 'vc1'), r0: 1, n: 1, pos0: 3 },
+      ];
+      be.kvAppend(F(t, 'k'), F(t, 'v'), segs, dims);
+      be.cacheAttention(F(t, 'q'), F(t, 'o'), segs, dims, 4);
+    },
+    ['o', 'kc0', 'vc1'],
   );
 });
 

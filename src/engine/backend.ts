@@ -25,6 +25,19 @@ export interface AttentionDims {
   headDim: number;
 }
 
+/**
+ * One sequence's share of a KV-cache op: rows [r0, r0+n) of the batch belong to the sequence whose cache layers are
+ * kc, vc [kvHeads, maxLen, headDim], with pos0 positions already filled. (A device backend that keeps every cache in
+ * one pool buffer can run a whole batch of segments in one dispatch.)
+ */
+export interface CacheSegment {
+  kc: F32;
+  vc: F32;
+  r0: number;
+  n: number;
+  pos0: number;
+}
+
 /** The per-step numbers of one AdamW update (computed on the host from the step count and learning rate). */
 export interface AdamWHyper {
   beta1: number;
@@ -133,15 +146,16 @@ export interface Backend {
     chunk: number,
   ): void;
   /**
-   * Writes rows of k [n, kvHeads·hd] into a KV cache layer [kvHeads, maxLen, hd] at positions pos0 … pos0+n−1.
+   * Appends to KV caches: for each segment, rows [r0, r0+n) of k and v [N, kvHeads·hd] go to positions pos0 … pos0+n−1
+   * of its cache layers kc, vc [kvHeads, maxLen, hd]. One op for the whole batch of sequences.
    */
-  kvAppend(k: F32, cache: F32, pos0: number, dims: AttentionDims): void;
+  kvAppend(k: F32, v: F32, segs: readonly CacheSegment[], dims: AttentionDims): void;
   /**
-   * Causal attention of n queries q [n, heads·hd] at positions pos0 … over the cache layers kc, vc [kvHeads, maxLen,
-   * hd] (positions up to pos0+n−1 already appended): query i sees keys 0 … pos0+i. q must be pre-scaled by 1/√hd.
-   * out [n, heads·hd]. `chunk` bounds the query rows formed at once.
+   * Causal attention over KV caches: for each segment, its queries q[r0 … r0+n) [·, heads·hd] at positions pos0 … attend
+   * over its cache (positions up to pos0+n−1 already appended): query i sees keys 0 … pos0+i. q must be pre-scaled by
+   * 1/√hd. Writes the same rows of out. `chunk` bounds the query rows formed at once. One op for the whole batch.
    */
-  cacheAttention(q: F32, kc: F32, vc: F32, out: F32, pos0: number, dims: AttentionDims, chunk: number): void;
+  cacheAttention(q: F32, out: F32, segs: readonly CacheSegment[], dims: AttentionDims, chunk: number): void;
 
   // ---- heads -------------------------------------------------------------------------------------------------------
   /**

@@ -6,7 +6,7 @@
 // Attention, the fused LM-head log-softmax and the KV-cache attention are written here once, as loops around the
 // kernels' GEMM (query chunks, scores formed per KV group, the T×T matrix never stored whole), so every CPU backend
 // gets them at the speed of its GEMM.
-import type { AdamWHyper, AttentionDims, Backend } from './backend.js';
+import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from './backend.js';
 import { rowKernelsOf, type HostKernels, type RowKernels } from './kernels.js';
 import { TokenSampler, type SamplerSettings } from './sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from './tensor.js';
@@ -483,40 +483,60 @@ export class CpuBackend implements Backend {
     }
   }
 
-  kvAppend(k: F32, cache: F32, pos0: number, dims: AttentionDims): void {
+  kvAppend(k: F32, v: F32, segs: readonly CacheSegment[], dims: AttentionDims): void {
     const { kvHeads: nkv, headDim: hd } = dims;
     const kd = nkv * hd;
-    const n = k.size / kd;
-    const maxLen = cache.size / kd;
-    if (!Number.isInteger(n) || !Number.isInteger(maxLen)) throw new RangeError('kvAppend: sizes are not whole rows of kvHeads·headDim');
-    if (!(pos0 >= 0 && pos0 + n <= maxLen)) throw new RangeError(`kvAppend: positions [${pos0}, ${pos0 + n}) outside a cache of ${maxLen}`);
-    const src = this.f32(k);
-    const c = this.f32(cache);
-    for (let r = 0; r < n; r++) {
-      for (let g = 0; g < nkv; g++) {
-        const s = r * kd + g * hd;
-        c.set(src.subarray(s, s + hd), (g * maxLen + pos0 + r) * hd);
+    need('kvAppend', 'v', v, k.size);
+    const ks = this.f32(k);
+    const vs = this.f32(v);
+    const N = ks.length / kd;
+    for (const sg of segs) {
+      const { r0, n, pos0 } = sg;
+      const maxLen = sg.kc.size / kd;
+      need('kvAppend', 'vc', sg.vc, sg.kc.size);
+      if (!(Number.isInteger(maxLen) && r0 >= 0 && r0 + n <= N && pos0 >= 0 && pos0 + n <= maxLen))
+        throw new RangeError(`kvAppend: rows [${r0}, ${r0 + n}) at positions ${pos0}… do not fit (N ${N}, cache ${maxLen})`);
+      const kc = this.f32(sg.kc);
+      const vc = this.f32(sg.vc);
+      for (let r = 0; r < n; r++) {
+        for (let g = 0; g < nkv; g++) {
+          const src = (r0 + r) * kd + g * hd;
+          const dst = (g * maxLen + pos0 + r) * hd;
+          kc.set(ks.subarray(src, src + hd), dst);
+          vc.set(vs.subarray(src, src + hd), dst);
+        }
       }
     }
   }
 
-  cacheAttention(q: F32, kc: F32, vc: F32, out: F32, pos0: number, dims: AttentionDims, chunk: number): void {
+  cacheAttention(q: F32, out: F32, segs: readonly CacheSegment[], dims: AttentionDims, chunk: number): void {
+    const qd = dims.heads * dims.headDim;
+    need('cacheAttention', 'out', out, q.size);
+    const qa = this.f32(q);
+    const ctx = this.f32(out);
+    const N = qa.length / qd;
+    for (const sg of segs) {
+      if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
+      need('cacheAttention', 'vc', sg.vc, sg.kc.size);
+      this.segmentAttention(qa.subarray(sg.r0 * qd, (sg.r0 + sg.n) * qd), ctx.subarray(sg.r0 * qd, (sg.r0 + sg.n) * qd), sg, dims, chunk);
+    }
+  }
+
+  /** Causal attention of one segment's queries (q, ctx: its rows) over its cache. */
+  private segmentAttention(qa: Float32Array, ctx: Float32Array, sg: CacheSegment, dims: AttentionDims, chunk: number): void {
     const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
     const group = nh / nkv;
     const qd = nh * hd;
     const gw = group * hd;
-    const len = q.size / qd;
-    const maxLen = kc.size / (nkv * hd);
-    need('cacheAttention', 'vc', vc, kc.size);
-    need('cacheAttention', 'out', out, q.size);
-    if (!(Number.isInteger(len) && pos0 >= 0 && pos0 + len <= maxLen))
+    const len = sg.n;
+    const pos0 = sg.pos0;
+    const maxLen = sg.kc.size / (nkv * hd);
+    if (!(Number.isInteger(maxLen) && pos0 >= 0 && pos0 + len <= maxLen))
       throw new RangeError(`cacheAttention: ${len} queries at ${pos0} outside a cache of ${maxLen}`);
     const gemm = this.kernels;
     const rk = this.rk;
-    const qa = this.f32(q);
-    const ctx = this.f32(out);
-    const K = this.f32(kc);
-    const Va = this.f32(vc);
+    const K = this.f32(sg.kc);
+    const Va = this.f32(sg.vc);
     const blockLen = maxLen * hd;
     if (len === 1) {
       // A decode step: scores of the group's heads straight from q, softmax, values straight into out.

@@ -12,13 +12,14 @@
 // so the batch compacts itself and they stop costing compute.
 //
 // The layers are the model's own (`Qwen2Model.layerForward`); this file only supplies the attention: the keys and
-// values are appended to the cache (`kvAppend`) and each segment's queries attend over it (`cacheAttention`, with the
-// 1/√headDim scale folded into the queries, exact for power-of-four head dims such as 64).
+// values of every segment are appended to its cache (`kvAppend`) and each segment's queries attend over its cache
+// (`cacheAttention`, with the 1/√headDim scale folded into the queries, exact for power-of-four head dims such as
+// 64), one op each per layer for the whole batch.
 //
 // KV cache layout, per sequence, preallocated for `maxLen` positions: k and v are backend tensors
 // [layers, kvHeads, maxLen, headDim] (post-RoPE keys), so the keys of one (layer, kv head) are one contiguous
 // [maxLen, headDim] block that attention reads in place, and one layer is a view at offset l·kvHeads·maxLen·headDim.
-import type { Backend } from '../engine/backend.js';
+import type { Backend, CacheSegment } from '../engine/backend.js';
 import { hostView } from '../engine/cpu-backend.js';
 import type { DType, DeviceTensor, F32, I32 } from '../engine/tensor.js';
 import { headDimOf, type LayerActs, type Qwen2Config, type Qwen2Model } from '../model/qwen2.js';
@@ -302,18 +303,25 @@ export class KvDecoder {
       h: buf.get('h', N * H),
       act: gate,
     };
+    // Each segment's rows, positions and (per layer) cache: one kvAppend and one cacheAttention per layer.
+    const cacheSegs: CacheSegment[] = segs.map((sg, s) => ({
+      kc: sg.cache.layers[0]!.k,
+      vc: sg.cache.layers[0]!.v,
+      r0: start[s]!,
+      n: start[s + 1]! - start[s]!,
+      pos0: sg.cache.length,
+    }));
     for (let l = 0; l < cfg.numHiddenLayers; l++) {
+      for (let s = 0; s < S; s++) {
+        const c = segs[s]!.cache;
+        const cs = cacheSegs[s]!;
+        cs.kc = c.layers[l]!.k;
+        cs.vc = c.layers[l]!.v;
+      }
       model.layerForward(l, x, N, posT, A, (a) => {
         be.scale(a.q, scale);
-        for (let s = 0; s < S; s++) {
-          const c = segs[s]!.cache;
-          const r0 = start[s]!;
-          const n = start[s + 1]! - r0;
-          const { k: kc, v: vc } = c.layers[l]!;
-          be.kvAppend(be.view(a.k, r0 * kd, [n, kd]), kc, c.length, dims);
-          be.kvAppend(be.view(a.v, r0 * kd, [n, kd]), vc, c.length, dims);
-          be.cacheAttention(be.view(a.q, r0 * qd, [n, qd]), kc, vc, be.view(a.ctx, r0 * qd, [n, qd]), c.length, dims, this.attnChunk);
-        }
+        be.kvAppend(a.k, a.v, cacheSegs, dims);
+        be.cacheAttention(a.q, a.ctx, cacheSegs, dims, this.attnChunk);
       });
     }
     for (let s = 0; s < S; s++) segs[s]!.cache.length += start[s + 1]! - start[s]!;
