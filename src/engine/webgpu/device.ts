@@ -92,7 +92,10 @@ export class WebGpuDevice {
       },
     });
     const i = adapter.info;
-    const name = [i.description || i.device, i.vendor && `(${i.vendor}${i.architecture ? ' ' + i.architecture : ''})`].filter(Boolean).join(' ') || 'unknown adapter';
+    // The device first, then the driver's own description, e.g. "llvmpipe-llvm-15-0-6-256-bits- (llvmpipe: Mesa
+    // 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1)".
+    const parts = [i.device, i.description].filter((x) => x !== undefined && x !== '');
+    const name = parts.length === 2 ? `${parts[0]} (${parts[1]})` : (parts[0] ?? `${i.vendor || 'unknown'} adapter`);
     return new WebGpuDevice(adapter, device, name);
   }
 
