@@ -1,0 +1,391 @@
+// The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
+// the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
+// as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
+// Still to come: rope, attention and its backward, the fused LM head, the KV-cache ops, the sampler, sumSquares and
+// adamwPreview, matmul through gemm.ts (whose A, B and C bindings must first share one binding when they share a
+// buffer, as here), and tensors larger than one binding. Until then this is not a `Backend` and is not listed among
+// the backends.
+//
+// Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
+// packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
+// every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
+// binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
+import type { AdamWHyper } from '../backend.js';
+import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
+import type { WebGpuDevice } from './device.js';
+
+/** A device buffer and what it holds. */
+export interface GpuStorage {
+  readonly buffer: GPUBuffer;
+  readonly dtype: DType;
+  /** Elements the buffer holds. */
+  readonly elements: number;
+}
+
+/** A tensor of the WebGPU backend: a window of `size` elements at `offset` into a device buffer. */
+export class GpuTensor<D extends DType = DType> implements DeviceTensor<D> {
+  constructor(
+    readonly dtype: D,
+    readonly shape: readonly number[],
+    readonly size: number,
+    readonly storage: GpuStorage,
+    readonly offset: number,
+  ) {}
+}
+
+function gpu<D extends DType>(t: DeviceTensor<D>, op: string, arg: string): GpuTensor<D> {
+  if (!(t instanceof GpuTensor)) throw new TypeError(`${op}: ${arg} is not a tensor of the webgpu backend`);
+  return t;
+}
+
+function need(op: string, arg: string, t: DeviceTensor, n: number): void {
+  if (t.size !== n) throw new RangeError(`${op}: ${arg} has ${t.size} elements, expected ${n}`);
+}
+
+/** One argument of a kernel: the tensor and the name the WGSL body uses for it (`X[i]` reads element i of it). */
+type KernelArg = readonly [name: string, t: GpuTensor];
+
+const WG = 256;
+
+export class WebGpuOps {
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+
+  constructor(readonly dev: WebGpuDevice) {}
+
+  // ---- memory ------------------------------------------------------------------------------------------------------
+
+  empty<D extends DType = 'f32'>(shape: readonly number[], dtype?: D): GpuTensor<D> {
+    const dt = (dtype ?? 'f32') as D;
+    const n = shapeSize(shape);
+    const bytes = Math.max(16, Math.ceil((n * 4) / 16) * 16);
+    const L = this.dev.limits;
+    if (bytes > L.maxBufferSize) throw new RangeError(`webgpu: a tensor of ${n} elements exceeds this adapter's maxBufferSize (${L.maxBufferSize} bytes)`);
+    if (bytes > L.maxStorageBufferBindingSize)
+      throw new RangeError(`webgpu: a tensor of ${n} elements exceeds one binding (${L.maxStorageBufferBindingSize} bytes); split tensors are not written yet`);
+    const buffer = this.dev.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    return new GpuTensor(dt, shape.slice(), n, { buffer, dtype: dt, elements: n }, 0);
+  }
+
+  upload(data: Float32Array | Int32Array, shape: readonly number[] = [data.length]): GpuTensor {
+    const t = this.empty(shape, data instanceof Int32Array ? 'i32' : 'f32');
+    need('upload', 'data', t, data.length);
+    this.write(t, data);
+    return t;
+  }
+
+  write(t: DeviceTensor, data: ArrayLike<number>, at = 0): void {
+    const g = gpu(t, 'write', 't');
+    if (!Number.isInteger(at) || at < 0 || at + data.length > g.size) throw new RangeError(`write: ${data.length} elements at ${at} do not fit in ${g.size}`);
+    const arr = g.dtype === 'i32' ? Int32Array.from(data) : Float32Array.from(data);
+    this.dev.write(g.storage.buffer, arr as Float32Array, g.offset + at);
+  }
+
+  async read<D extends DType>(t: DeviceTensor<D>): Promise<HostArray<D>> {
+    const g = gpu(t, 'read', 't');
+    const f = await this.dev.read(g.storage.buffer, g.size, g.offset);
+    return (g.dtype === 'i32' ? new Int32Array(f.buffer, f.byteOffset, f.length) : f) as HostArray<D>;
+  }
+
+  view<D extends DType>(t: DeviceTensor<D>, offset: number, shape: readonly number[]): GpuTensor<D> {
+    const g = gpu(t, 'view', 't');
+    const n = shapeSize(shape);
+    if (!Number.isInteger(offset) || offset < 0 || offset + n > g.size) throw new RangeError(`view: [${offset}, ${offset + n}) is outside a tensor of ${g.size}`);
+    return new GpuTensor(g.dtype, shape.slice(), n, g.storage, g.offset + offset);
+  }
+
+  copy<D extends DType>(src: DeviceTensor<D>, dst: DeviceTensor<D>): void {
+    const s = gpu(src, 'copy', 'src');
+    const d = gpu(dst, 'copy', 'dst');
+    need('copy', 'dst', d, s.size);
+    if (s.dtype !== d.dtype) throw new TypeError(`copy: ${s.dtype} into ${d.dtype}`);
+    this.run('copy', `Y[i] = X[i];`, s.size, [['X', s], ['Y', d]], []);
+  }
+
+  fill(t: DeviceTensor, value: number): void {
+    const g = gpu(t, 'fill', 't');
+    this.run(`fill_${g.dtype}`, g.dtype === 'i32' ? `X[i] = i32(s0);` : `X[i] = s0;`, g.size, [['X', g]], [value]);
+  }
+
+  free(t: DeviceTensor): void {
+    const g = gpu(t, 'free', 't');
+    if (g.offset !== 0 || g.size !== g.storage.elements) throw new Error('free: a view cannot be freed (free the tensor it views)');
+    this.dev.flush();
+    g.storage.buffer.destroy();
+  }
+
+  sync(): Promise<void> {
+    return this.dev.sync();
+  }
+
+  // ---- elementwise ------------------------------------------------------------------------------------------------
+
+  add(a: F32, b: F32, out: F32): void {
+    const [A, B, O] = [gpu(a, 'add', 'a'), gpu(b, 'add', 'b'), gpu(out, 'add', 'out')];
+    need('add', 'b', B, A.size);
+    need('add', 'out', O, A.size);
+    this.run('add', `O[i] = A[i] + B[i];`, A.size, [['A', A], ['B', B], ['O', O]], []);
+  }
+
+  axpy(alpha: number, x: F32, y: F32): void {
+    const [X, Y] = [gpu(x, 'axpy', 'x'), gpu(y, 'axpy', 'y')];
+    need('axpy', 'y', Y, X.size);
+    this.run('axpy', `Y[i] = Y[i] + s0 * X[i];`, X.size, [['X', X], ['Y', Y]], [alpha]);
+  }
+
+  scale(x: F32, alpha: number): void {
+    const X = gpu(x, 'scale', 'x');
+    this.run('scale', `X[i] = s0 * X[i];`, X.size, [['X', X]], [alpha]);
+  }
+
+  /** y[r, :] += b for every row of y [R, D]. */
+  addBias(y: F32, b: F32): void {
+    const [Y, Bv] = [gpu(y, 'addBias', 'y'), gpu(b, 'addBias', 'b')];
+    const D = Bv.size;
+    if (D === 0 || Y.size % D !== 0) throw new RangeError(`addBias: y has ${Y.size} elements, not rows of ${D}`);
+    this.run('addBias', `Y[i] = Y[i] + Bv[i % u32(s0)];`, Y.size, [['Y', Y], ['Bv', Bv]], [D]);
+  }
+
+  /** db += Σ_r dy[r, :] (ACCUMULATES), one thread per column summing its rows in order. */
+  biasBackward(dy: F32, db: F32): void {
+    const [DY, DB] = [gpu(dy, 'biasBackward', 'dy'), gpu(db, 'biasBackward', 'db')];
+    const D = DB.size;
+    if (D === 0 || DY.size % D !== 0) throw new RangeError(`biasBackward: dy has ${DY.size} elements, not rows of ${D}`);
+    this.run('biasBackward', `var s = 0.0; for (var r = 0u; r < u32(s0); r++) { s += DY[r * ${'u32(s1)'} + i]; } DB[i] = DB[i] + s;`, D, [['DY', DY], ['DB', DB]], [DY.size / D, D]);
+  }
+
+  swiglu(gate: F32, up: F32, out: F32): void {
+    const [G, U, O] = [gpu(gate, 'swiglu', 'gate'), gpu(up, 'swiglu', 'up'), gpu(out, 'swiglu', 'out')];
+    need('swiglu', 'up', U, G.size);
+    need('swiglu', 'out', O, G.size);
+    this.run('swiglu', `let g = G[i]; O[i] = g / (1.0 + exp(-g)) * U[i];`, G.size, [['G', G], ['U', U], ['O', O]], []);
+  }
+
+  swigluBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32): void {
+    const op = 'swigluBackward';
+    const [G, U, DO, DG, DU] = [gpu(gate, op, 'gate'), gpu(up, op, 'up'), gpu(dout, op, 'dout'), gpu(dgate, op, 'dgate'), gpu(dup, op, 'dup')];
+    for (const [n, t] of [['up', U], ['dout', DO], ['dgate', DG], ['dup', DU]] as const) need(op, n, t, G.size);
+    this.run(
+      op,
+      `let g = G[i]; let u = U[i]; let d = DO[i]; let s = 1.0 / (1.0 + exp(-g));
+       DU[i] = d * g * s; DG[i] = d * u * s * (1.0 + g * (1.0 - s));`,
+      G.size,
+      [['G', G], ['U', U], ['DO', DO], ['DG', DG], ['DU', DU]],
+      [],
+    );
+  }
+
+  // ---- rows ----------------------------------------------------------------------------------------------------
+
+  /** dst[i, :] = src[ids[i], :]. */
+  gatherRows(src: F32, ids: I32, dst: F32, D: number): void {
+    const [S, I, O] = [gpu(src, 'gatherRows', 'src'), gpu(ids, 'gatherRows', 'ids'), gpu(dst, 'gatherRows', 'dst')];
+    need('gatherRows', 'dst', O, I.size * D);
+    if (D <= 0 || S.size % D !== 0) throw new RangeError(`gatherRows: src has ${S.size} elements, not rows of ${D}`);
+    this.run('gatherRows', `let d = u32(s0); let r = i / d; O[i] = S[u32(I[r]) * d + i % d];`, O.size, [['S', S], ['I', I], ['O', O]], [D]);
+  }
+
+  /**
+   * dst[ids[i], :] += src[i, :] (ACCUMULATES; repeated ids add up). The first occurrence of each id sums all of its
+   * rows in id order, so results are deterministic without float atomics. Cost O(N²·D) for N ids: right for tests and
+   * short batches, to be replaced (sorted ids, or segment sums) before long-sequence training.
+   */
+  scatterAddRows(src: F32, ids: I32, dst: F32, D: number): void {
+    const [S, I, O] = [gpu(src, 'scatterAddRows', 'src'), gpu(ids, 'scatterAddRows', 'ids'), gpu(dst, 'scatterAddRows', 'dst')];
+    need('scatterAddRows', 'src', S, I.size * D);
+    if (D <= 0 || O.size % D !== 0) throw new RangeError(`scatterAddRows: dst has ${O.size} elements, not rows of ${D}`);
+    // Thread (n, c) for each id position n and column c adds the rows of all later equal ids only when it is the
+    // first occurrence: each destination row is summed once, in id order.
+    this.run(
+      'scatterAddRows',
+      `let d = u32(s0); let n = i / d; let c = i % d; let id = I[n];
+       var first = true;
+       for (var j = 0u; j < n; j++) { if (I[j] == id) { first = false; break; } }
+       if (first) {
+         var s = 0.0;
+         for (var j = n; j < u32(s1); j++) { if (I[j] == id) { s += S[j * d + c]; } }
+         O[u32(id) * d + c] = O[u32(id) * d + c] + s;
+       }`,
+      S.size,
+      [['S', S], ['I', I], ['O', O]],
+      [D, I.size],
+    );
+  }
+
+  /** RMSNorm over rows of x [R, C]: one workgroup per row. */
+  rmsnorm(x: F32, w: F32, y: F32, rstd: F32 | null, C: number, eps: number): void {
+    const [X, W, Y] = [gpu(x, 'rmsnorm', 'x'), gpu(w, 'rmsnorm', 'w'), gpu(y, 'rmsnorm', 'y')];
+    need('rmsnorm', 'w', W, C);
+    need('rmsnorm', 'y', Y, X.size);
+    const R = X.size / C;
+    if (!Number.isInteger(R)) throw new RangeError(`rmsnorm: x has ${X.size} elements, not rows of ${C}`);
+    const args: KernelArg[] = [['X', X], ['W', W], ['Y', Y]];
+    if (rstd !== null) {
+      const RS = gpu(rstd, 'rmsnorm', 'rstd');
+      need('rmsnorm', 'rstd', RS, R);
+      args.push(['RS', RS]);
+    }
+    this.runRows(
+      `rmsnorm${rstd ? '_r' : ''}`,
+      `let c = u32(s0);
+       var ss = 0.0;
+       for (var j = lid; j < c; j += ${WG}u) { let v = X[row * c + j]; ss += v * v; }
+       let total = rowSum(ss, lid);
+       let rs = 1.0 / sqrt(total / f32(c) + s1);
+       ${rstd ? 'if (lid == 0u) { RS[row] = rs; }' : ''}
+       for (var j = lid; j < c; j += ${WG}u) { Y[row * c + j] = W[j] * (X[row * c + j] * rs); }`,
+      R,
+      args,
+      [C, eps],
+    );
+  }
+
+  /** dx += ∂L/∂x, dw += ∂L/∂w (when given); dy is consumed (left as it was here). */
+  rmsnormBackward(x: F32, w: F32, rstd: F32, dy: F32, dx: F32, dw: F32 | null, C: number): void {
+    const op = 'rmsnormBackward';
+    const [X, W, RS, DY, DX] = [gpu(x, op, 'x'), gpu(w, op, 'w'), gpu(rstd, op, 'rstd'), gpu(dy, op, 'dy'), gpu(dx, op, 'dx')];
+    const R = X.size / C;
+    need(op, 'w', W, C);
+    need(op, 'rstd', RS, R);
+    need(op, 'dy', DY, X.size);
+    need(op, 'dx', DX, X.size);
+    this.runRows(
+      op,
+      `let c = u32(s0);
+       let rs = RS[row];
+       var dot = 0.0;
+       for (var j = lid; j < c; j += ${WG}u) { dot += DY[row * c + j] * W[j] * X[row * c + j]; }
+       let m = rowSum(dot, lid) / f32(c);
+       for (var j = lid; j < c; j += ${WG}u) {
+         let k = row * c + j;
+         DX[k] = DX[k] + rs * (DY[k] * W[j] - X[k] * rs * rs * m);
+       }`,
+      R,
+      [['X', X], ['W', W], ['RS', RS], ['DY', DY], ['DX', DX]],
+      [C],
+    );
+    if (dw !== null) {
+      const DW = gpu(dw, op, 'dw');
+      need(op, 'dw', DW, C);
+      // dw[c] += Σ_r dy[r, c] · x[r, c] · rstd[r], one thread per column over the rows in order.
+      this.run(
+        'rmsnormBackward_dw',
+        `let c = u32(s0); var s = 0.0; for (var r = 0u; r < u32(s1); r++) { s += DY[r * c + i] * X[r * c + i] * RS[r]; } DW[i] = DW[i] + s;`,
+        C,
+        [['X', X], ['RS', RS], ['DY', DY], ['DW', DW]],
+        [C, R],
+      );
+    }
+  }
+
+  // ---- optimizer -----------------------------------------------------------------------------------------------
+
+  adamw(p: F32, g: F32, m: F32, v: F32, h: AdamWHyper): void {
+    const op = 'adamw';
+    const [P, G, Mm, V] = [gpu(p, op, 'p'), gpu(g, op, 'g'), gpu(m, op, 'm'), gpu(v, op, 'v')];
+    for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
+    this.run(
+      op,
+      `let gi = G[i];
+       let mi = s0 * M[i] + (1.0 - s0) * gi;
+       let vi = s1 * V[i] + (1.0 - s1) * gi * gi;
+       M[i] = mi; V[i] = vi;
+       P[i] = P[i] * s3 - (s4 * mi) / (sqrt(vi) / s5 + s2);`,
+      P.size,
+      [['P', P], ['G', G], ['M', Mm], ['V', V]],
+      [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt],
+    );
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------------------------------
+
+  /**
+   * Runs `body` for every i < n (one invocation each), with the tensors named in `args` (reads and writes of
+   * NAME[k] reach element k of that tensor) and the scalars as s0, s1, … (f32).
+   */
+  private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly number[]): void {
+    if (n === 0) return;
+    const groups = Math.ceil(n / WG);
+    const gx = Math.min(groups, 65535);
+    const gy = Math.ceil(groups / gx);
+    this.dispatch(key, 'flat', body, n, args, scalars, [gx, gy]);
+  }
+
+  /** Runs `body` once per row (row < rows), by one workgroup of WG invocations (`lid`), with `rowSum(x, lid)`. */
+  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly number[]): void {
+    if (rows === 0) return;
+    const gx = Math.min(rows, 65535);
+    this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)]);
+  }
+
+  private dispatch(key: string, kind: 'flat' | 'rows', body: string, n: number, args: readonly KernelArg[], scalars: readonly number[], grid: [number, number]): void {
+    // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset.
+    const buffers: GpuStorage[] = [];
+    const slotOf = args.map(([, t]) => {
+      let s = buffers.indexOf(t.storage);
+      if (s < 0) s = buffers.push(t.storage) - 1;
+      return s;
+    });
+    const pattern = slotOf.join('.');
+    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}`;
+    let pl = this.pipelines.get(pkey);
+    if (pl === undefined) {
+      const decls = buffers.map((b, s) => `@group(0) @binding(${s + 1}) var<storage, read_write> buf${s}: array<${b.dtype}>;`).join('\n');
+      // NAME[k] → buf{slot}[u.off{j} + k], by text substitution of the argument names in the body.
+      let code = body;
+      args.forEach(([name], j) => {
+        code = code.replace(new RegExp(`\\b${name}\\[`, 'g'), `buf${slotOf[j]}[kparams.off${j} + `);
+      });
+      const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
+      const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
+      const main =
+        kind === 'flat'
+          ? `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= kparams.n) { return; }
+  ${scalarLets}
+  ${code}
+}`
+          : `var<workgroup> red: array<f32, ${WG}>;
+fn rowSum(x: f32, lid: u32) -> f32 {
+  red[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= kparams.n) { return; }
+  ${scalarLets}
+  ${code}
+}`;
+      const wgsl = `struct KParams { ${fields.join(', ')} }\n@group(0) @binding(0) var<uniform> kparams: KParams;\n${decls}\n${main}\n`;
+      const module = this.dev.device.createShaderModule({ code: wgsl, label: key });
+      pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+      this.pipelines.set(pkey, pl);
+    }
+    // Uniform: n, the offsets (u32), then the scalars (f32), each 4 bytes.
+    const words = 1 + args.length + Math.max(1, scalars.length);
+    const u = new ArrayBuffer(Math.ceil((words * 4) / 16) * 16);
+    const u32 = new Uint32Array(u);
+    const f32 = new Float32Array(u);
+    u32[0] = n;
+    args.forEach(([, t], j) => (u32[1 + j] = t.offset));
+    scalars.forEach((s, j) => (f32[1 + args.length + j] = s));
+    const bind = this.dev.device.createBindGroup({
+      layout: pl.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...buffers.map((b, s) => ({ binding: s + 1, resource: { buffer: b.buffer } }))],
+    });
+    const pass = this.dev.commandEncoder().beginComputePass();
+    pass.setPipeline(pl);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(grid[0], grid[1]);
+    pass.end();
+  }
+}

@@ -1,0 +1,126 @@
+// The WebGPU kernels written so far (src/engine/webgpu/ops.ts) against the js backend, the reference of the engine
+// contract: the same op on the same numbers, 1e-5 relative (float32 on both sides; exp and sqrt differ in the last
+// bits). Includes tensors that share a buffer (views, in-place outputs), which the kernels must bind once.
+// Runs on whatever adapter Dawn finds (lavapipe in CI) and fails loudly when there is none.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createJsBackend } from '../src/engine/js-backend.js';
+import { hostView } from '../src/engine/cpu-backend.js';
+import type { F32, I32 } from '../src/engine/tensor.js';
+import { WebGpuDevice } from '../src/engine/webgpu/device.js';
+import { WebGpuOps } from '../src/engine/webgpu/ops.js';
+import { relErr, seededFloats } from './helpers/numeric.js';
+
+const js = createJsBackend();
+const { fill } = seededFloats(21);
+const rand = (n: number): Float32Array => fill(new Float32Array(n));
+
+async function withOps(f: (g: WebGpuOps) => Promise<void>): Promise<void> {
+  const dev = await WebGpuDevice.open();
+  try {
+    await f(new WebGpuOps(dev));
+  } finally {
+    dev.dispose();
+  }
+}
+
+/** Runs `op` on both backends from the same host inputs; compares every tensor afterwards (but `undefinedAfter`). */
+async function same(
+  g: WebGpuOps,
+  label: string,
+  inputs: Array<Float32Array | Int32Array>,
+  op: (b: 'js' | 'gpu', t: Array<F32 | I32>) => void,
+  undefinedAfter: readonly number[] = [],
+): Promise<void> {
+  const tj = inputs.map((d) => js.upload(d as Float32Array)) as Array<F32 | I32>;
+  const tg = inputs.map((d) => g.upload(d)) as Array<F32 | I32>;
+  op('js', tj);
+  op('gpu', tg);
+  for (let i = 0; i < inputs.length; i++) {
+    if (undefinedAfter.includes(i)) continue;
+    const want = hostView(js, tj[i] as F32);
+    const got = await g.read(tg[i]!);
+    if (inputs[i] instanceof Int32Array) assert.deepEqual(Array.from(got), Array.from(want), `${label}: tensor ${i}`);
+    else {
+      const e = relErr(got as Float32Array, want as Float32Array);
+      assert.ok(e < 1e-5, `${label}: tensor ${i} relative error ${e.toExponential(2)}`);
+    }
+  }
+}
+
+test('webgpu memory ops: upload, read, write at an offset, views, copy, fill', async () => {
+  await withOps(async (g) => {
+    const a = g.upload(Float32Array.from([1, 2, 3, 4, 5, 6]));
+    g.write(a, [9, 8], 2);
+    assert.deepEqual(Array.from(await g.read(a)), [1, 2, 9, 8, 5, 6]);
+    const v = g.view(a, 3, [2]);
+    assert.deepEqual(Array.from(await g.read(v)), [8, 5]);
+    g.fill(v, 7);
+    assert.deepEqual(Array.from(await g.read(a)), [1, 2, 9, 7, 7, 6]);
+    const b = g.empty([2]);
+    g.copy(g.view(a, 0, [2]), b);
+    assert.deepEqual(Array.from(await g.read(b)), [1, 2]);
+    const ids = g.upload(Int32Array.from([3, -1, 7]));
+    g.fill(g.view(ids, 1, [1]), 5);
+    assert.deepEqual(Array.from(await g.read(ids)), [3, 5, 7]);
+    assert.throws(() => g.view(a, 5, [2]), /outside a tensor of 6/);
+    assert.throws(() => g.free(v), /a view cannot be freed/);
+  });
+});
+
+test('webgpu elementwise, bias and row ops match the js backend', async () => {
+  await withOps(async (g) => {
+    const R = 37;
+    const D = 29;
+    await same(g, 'add', [rand(R * D), rand(R * D), rand(R * D)], (b, [x, y, o]) => (b === 'js' ? js : g).add(x as F32, y as F32, o as F32));
+    await same(g, 'add in place', [rand(R * D), rand(R * D)], (b, [x, y]) => (b === 'js' ? js : g).add(x as F32, y as F32, x as F32));
+    await same(g, 'axpy', [rand(R * D), rand(R * D)], (b, [x, y]) => (b === 'js' ? js : g).axpy(-0.37, x as F32, y as F32));
+    await same(g, 'scale', [rand(R * D)], (b, [x]) => (b === 'js' ? js : g).scale(x as F32, 1.7));
+    await same(g, 'addBias', [rand(R * D), rand(D)], (b, [y, bb]) => (b === 'js' ? js : g).addBias(y as F32, bb as F32));
+    await same(g, 'biasBackward', [rand(R * D), rand(D)], (b, [dy, db]) => (b === 'js' ? js : g).biasBackward(dy as F32, db as F32));
+    const n = R * D;
+    await same(g, 'swiglu', [rand(n).map((x) => 8 * x), rand(n), rand(n)], (b, [ga, up, o]) => (b === 'js' ? js : g).swiglu(ga as F32, up as F32, o as F32));
+    await same(g, 'swigluBackward', [rand(n).map((x) => 8 * x), rand(n), rand(n), rand(n), rand(n)], (b, [ga, up, d, dg, du]) =>
+      (b === 'js' ? js : g).swigluBackward(ga as F32, up as F32, d as F32, dg as F32, du as F32),
+    );
+    const V = 11;
+    const ids = Int32Array.from({ length: R }, (_, i) => (i * 7 + (i % 3)) % V); // repeated ids
+    await same(g, 'gatherRows', [rand(V * D), ids, rand(R * D)], (b, [src, id, dst]) => (b === 'js' ? js : g).gatherRows(src as F32, id as I32, dst as F32, D));
+    await same(g, 'scatterAddRows', [rand(R * D), ids, rand(V * D)], (b, [src, id, dst]) => (b === 'js' ? js : g).scatterAddRows(src as F32, id as I32, dst as F32, D));
+    for (const C of [29, 300]) {
+      await same(g, `rmsnorm C=${C}`, [rand(R * C), rand(C), rand(R * C), rand(R)], (b, [x, w, y, rs]) => (b === 'js' ? js : g).rmsnorm(x as F32, w as F32, y as F32, rs as F32, C, 1e-6));
+      await same(g, `rmsnorm in place C=${C}`, [rand(R * C), rand(C)], (b, [x, w]) => (b === 'js' ? js : g).rmsnorm(x as F32, w as F32, x as F32, null, C, 1e-5));
+      // The backward needs the forward's rstd: run it on each backend first, then compare every gradient.
+      await same(g, `rmsnormBackward C=${C}`, [rand(R * C), rand(C), rand(R), rand(R * C), rand(R * C), rand(C)], (b, [x, w, rs, dy, dx, dw]) => {
+        const be = b === 'js' ? js : g;
+        be.rmsnorm(x as F32, w as F32, be.empty([R * C]) as F32, rs as F32, C, 1e-6);
+        be.rmsnormBackward(x as F32, w as F32, rs as F32, dy as F32, dx as F32, dw as F32, C);
+      }, [3]); // dy is consumed: the contract leaves its contents undefined
+    }
+  });
+});
+
+test('webgpu ops on views that share one buffer', async () => {
+  await withOps(async (g) => {
+    const n = 50;
+    const flatJ = js.upload(rand(3 * n));
+    const flatG = g.upload(hostView(js, flatJ).slice());
+    for (const [be, flat] of [[js, flatJ], [g, flatG]] as const) {
+      const [a, b2, o] = [0, 1, 2].map((k) => be.view(flat as never, k * n, [n])) as [F32, F32, F32];
+      be.add(a, b2, o);
+      be.axpy(2, o, a);
+    }
+    const e = relErr((await g.read(flatG)) as Float32Array, hostView(js, flatJ));
+    assert.ok(e < 1e-6, `relative error ${e}`);
+  });
+});
+
+test('webgpu adamw matches the js backend', async () => {
+  await withOps(async (g) => {
+    const n = 333;
+    const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 1e-3 * 0.01, stepSize: 1e-3 / (1 - 0.9 ** 3), bc2sqrt: Math.sqrt(1 - 0.999 ** 3) };
+    await same(g, 'adamw', [rand(n), rand(n), rand(n).map((x) => 0.1 * x), rand(n).map((x) => x * x)], (b, [p, gr, m, v]) =>
+      (b === 'js' ? js : g).adamw(p as F32, gr as F32, m as F32, v as F32, h),
+    );
+  });
+});
