@@ -115,6 +115,38 @@ test('webgpu ops on views that share one buffer', async () => {
   });
 });
 
+test('webgpu rope (forward, inverse, in place) matches the js backend', async () => {
+  await withOps(async (g) => {
+    const T = 13;
+    const heads = 3;
+    const D = 8;
+    const P = 40;
+    const cos = Float32Array.from({ length: P * (D / 2) }, (_, k) => Math.cos(0.1 * k));
+    const sin = Float32Array.from({ length: P * (D / 2) }, (_, k) => Math.sin(0.1 * k));
+    const pos = Int32Array.from({ length: T }, (_, t) => (t * 3) % P);
+    for (const inverse of [false, true]) {
+      await same(g, `rope inverse=${inverse}`, [rand(T * heads * D), rand(T * heads * D), pos, cos, sin], (b, [x, o, p, c, s]) =>
+        (b === 'js' ? js : g).rope(x as F32, o as F32, p as I32, c as F32, s as F32, heads, D, inverse),
+      );
+      await same(g, `rope in place inverse=${inverse}`, [rand(T * heads * D), pos, cos, sin], (b, [x, p, c, s]) =>
+        (b === 'js' ? js : g).rope(x as F32, x as F32, p as I32, c as F32, s as F32, heads, D, inverse),
+      );
+    }
+  });
+});
+
+test('webgpu sumSquares and adamwPreview match the js backend', async () => {
+  await withOps(async (g) => {
+    const xs = [rand(1000), rand(7), rand(3000)];
+    await same(g, 'sumSquares', [...xs, new Float32Array(1)], (b, t) => (b === 'js' ? js : g).sumSquares(t.slice(0, 3) as F32[], t[3] as F32));
+    const n = 555;
+    const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 1e-3 * 0.01, stepSize: 1e-3 / (1 - 0.9 ** 2), bc2sqrt: Math.sqrt(1 - 0.999 ** 2) };
+    await same(g, 'adamwPreview', [rand(n), rand(n), rand(n).map((x) => 0.1 * x), rand(n).map((x) => x * x), Float32Array.from([0.5, 0.25])], (b, [p, gr, m, v, o]) =>
+      (b === 'js' ? js : g).adamwPreview(p as F32, gr as F32, m as F32, v as F32, h, o as F32),
+    );
+  });
+});
+
 test('webgpu adamw matches the js backend', async () => {
   await withOps(async (g) => {
     const n = 333;

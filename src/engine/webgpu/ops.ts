@@ -1,10 +1,9 @@
 // The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
 // the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
 // as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
-// Still to come: rope, attention and its backward, the fused LM head, the KV-cache ops, the sampler, sumSquares and
-// adamwPreview, matmul through gemm.ts (whose A, B and C bindings must first share one binding when they share a
-// buffer, as here), and tensors larger than one binding. Until then this is not a `Backend` and is not listed among
-// the backends.
+// Still to come: attention and its backward, the fused LM head, the KV-cache ops, the sampler, matmul through
+// gemm.ts (whose A, B and C bindings must first share one binding when they share a buffer, as here), and tensors
+// larger than one binding. Until then this is not a `Backend` and is not listed among the backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
@@ -174,6 +173,34 @@ export class WebGpuOps {
     );
   }
 
+  /**
+   * Rotary embedding (rotate-half) of x [T, heads·D] into out, token t at positions[t], with cos/sin [P, D/2]; inverse
+   * is the transposed rotation. One invocation per rotated pair, which reads both halves before writing: out may
+   * alias x.
+   */
+  rope(x: F32, out: F32, positions: I32, cos: F32, sin: F32, heads: number, D: number, inverse: boolean): void {
+    const op = 'rope';
+    const [X, O, P, C, S] = [gpu(x, op, 'x'), gpu(out, op, 'out'), gpu(positions, op, 'positions'), gpu(cos, op, 'cos'), gpu(sin, op, 'sin')];
+    const T = P.size;
+    need(op, 'x', X, T * heads * D);
+    need(op, 'out', O, T * heads * D);
+    if (D % 2 !== 0) throw new RangeError(`rope: head dim ${D} is not even`);
+    const half = D / 2;
+    this.run(
+      `rope${inverse ? '_inv' : ''}`,
+      `let h = u32(s0); let hd = u32(s1); let q = i % h; let row = i / h;
+       let t = row / u32(s2);
+       let base = row * hd;
+       let a = X[base + q]; let b = X[base + q + h];
+       let k = u32(P[t]) * h + q;
+       let c = C[k]; let sn = S[k];
+       ${inverse ? 'O[base + q] = a * c + b * sn; O[base + q + h] = b * c - a * sn;' : 'O[base + q] = a * c - b * sn; O[base + q + h] = b * c + a * sn;'}`,
+      T * heads * half,
+      [['X', X], ['O', O], ['P', P], ['C', C], ['S', S]],
+      [half, D, heads],
+    );
+  }
+
   // ---- rows ----------------------------------------------------------------------------------------------------
 
   /** dst[i, :] = src[ids[i], :]. */
@@ -293,6 +320,58 @@ export class WebGpuOps {
       P.size,
       [['P', P], ['G', G], ['M', Mm], ['V', V]],
       [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt],
+    );
+  }
+
+  /**
+   * out[0] = Σ over the tensors of Σ x². One workgroup per tensor adds its tree-reduced sum to out[0], tensor after
+   * tensor, so the result does not depend on timing (f32 accumulation, as the contract allows).
+   */
+  sumSquares(xs: readonly F32[], out: F32): void {
+    const O = gpu(out, 'sumSquares', 'out');
+    need('sumSquares', 'out', O, 1);
+    this.fill(O, 0);
+    for (const x of xs) {
+      const X = gpu(x, 'sumSquares', 'x');
+      if (X.size === 0) continue;
+      this.runRows(
+        'sumSquares',
+        `var s = 0.0;
+         for (var j = lid; j < u32(s0); j += ${WG}u) { let v = X[j]; s += v * v; }
+         let total = rowSum(s, lid);
+         if (lid == 0u) { O[0] = O[0] + total; }`,
+        1,
+        [['X', X], ['O', O]],
+        [X.size],
+      );
+    }
+  }
+
+  /** The update adamw would make, measured: out[0] += Σ (p_new − p)², out[1] += Σ p²; p, m, v untouched. */
+  adamwPreview(p: F32, g: F32, m: F32, v: F32, h: AdamWHyper, out: F32): void {
+    const op = 'adamwPreview';
+    const [P, G, Mm, V, O] = [gpu(p, op, 'p'), gpu(g, op, 'g'), gpu(m, op, 'm'), gpu(v, op, 'v'), gpu(out, op, 'out')];
+    for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
+    need(op, 'out', O, 2);
+    if (P.size === 0) return;
+    this.runRows(
+      op,
+      `var du = 0.0; var pp = 0.0;
+       for (var j = lid; j < u32(s6); j += ${WG}u) {
+         let gi = G[j];
+         let mi = s0 * M[j] + (1.0 - s0) * gi;
+         let vi = s1 * V[j] + (1.0 - s1) * gi * gi;
+         let old = P[j];
+         let nw = old * s3 - (s4 * mi) / (sqrt(vi) / s5 + s2);
+         du += (nw - old) * (nw - old);
+         pp += old * old;
+       }
+       let tdu = rowSum(du, lid);
+       let tpp = rowSum(pp, lid);
+       if (lid == 0u) { O[0] = O[0] + tdu; O[1] = O[1] + tpp; }`,
+      1,
+      [['P', P], ['G', G], ['M', Mm], ['V', V], ['O', O]],
+      [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, P.size],
     );
   }
 
