@@ -100,6 +100,23 @@ test('webgpu elementwise, bias and row ops match the js backend', async () => {
   });
 });
 
+test('webgpu matmul matches the js backend, also with operands and output in one buffer', async () => {
+  await withOps(async (g) => {
+    const [M, N, K] = [19, 23, 17];
+    for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+      await same(g, `matmul tA${+tA} tB${+tB}`, [rand(M * K), rand(K * N), rand(M * N)], (b, [x, y, o]) =>
+        (b === 'js' ? js : g).matmul(x as F32, y as F32, o as F32, M, N, K, tA, tB, true),
+      );
+      // a, b and c as views of one buffer (as packed activations are)
+      await same(g, `matmul in one buffer tA${+tA} tB${+tB}`, [rand(M * K + K * N + M * N)], (b, [flat]) => {
+        const be = b === 'js' ? js : g;
+        const f = flat as F32;
+        be.matmul(be.view(f, 0, [M * K]), be.view(f, M * K, [K * N]), be.view(f, M * K + K * N, [M * N]), M, N, K, tA, tB, false);
+      });
+    }
+  });
+});
+
 test('webgpu ops on views that share one buffer', async () => {
   await withOps(async (g) => {
     const n = 50;

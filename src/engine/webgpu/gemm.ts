@@ -49,7 +49,11 @@ export interface GemmArgs {
   accumulate: boolean;
 }
 
-function shader(transA: boolean, transB: boolean, bk: number, vec: boolean): string {
+/**
+ * The WGSL of one variant. `fromC` names the operands that live in C's buffer (views of one buffer): WebGPU cannot bind
+ * a buffer twice when one binding writes it, so those operands are read through C's binding (and not as vec4).
+ */
+function shader(transA: boolean, transB: boolean, bk: number, vec: boolean, fromC: { A: boolean; B: boolean }): string {
   // Staging: each thread stores two vec4s of opA's slice and two of opB's, each four consecutive rows (columns) of one
   // k. Where storage is contiguous along those four, consecutive threads take consecutive groups of four; otherwise
   // they take consecutive k, so that a warp still reads 64-byte runs. Out-of-range lanes are zero.
@@ -61,12 +65,13 @@ function shader(transA: boolean, transB: boolean, bk: number, vec: boolean): str
     // Element (r, k) of opA, or (k, r) of opB, in storage; r is a row of opA or a column of opB.
     const at = (r: string, k: string): string =>
       name === 'A' ? (trans ? `${off} + ${k} * p.M + ${r}` : `${off} + ${r} * p.K + ${k}`) : trans ? `${off} + ${r} * p.K + ${k}` : `${off} + ${k} * p.N + ${r}`;
-    const get = (i: string): string => (vec ? `${name}[(${i}) / 4u][(${i}) % 4u]` : `${name}[${i}]`);
+    const src = fromC[name] ? 'C' : name;
+    const get = (i: string): string => (vec && src !== 'C' ? `${src}[(${i}) / 4u][(${i}) % 4u]` : `${src}[${i}]`);
     const pick = contig ? 'let r4 = idx % 32u; let k = idx / 32u;' : 'let k = idx % BK; let r4 = idx / BK;';
     const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${get(at(`(gr + ${c}u)`, 'gk'))}, gr + ${c}u < ${lim} && gk < p.K)`).join(',\n            ');
     const scalar = `vec4<f32>(\n            ${lanes})`;
     // Aligned contiguous storage: one vec4 load when the four lanes are all in range.
-    const value = vec && contig ? `select(${scalar}, ${name}[(${at('gr', 'gk')}) / 4u], gr + 3u < ${lim} && gk < p.K)` : scalar;
+    const value = vec && contig && src !== 'C' ? `select(${scalar}, ${src}[(${at('gr', 'gk')}) / 4u], gr + 3u < ${lim} && gk < p.K)` : scalar;
     return `for (var h = 0u; h < ${(bk * BM) / 4 / 256}u; h++) {
         let idx = tid + h * 256u;
         ${pick}
@@ -92,8 +97,8 @@ function shader(transA: boolean, transB: boolean, bk: number, vec: boolean): str
   }
   return /* wgsl */ `
 struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, pad: u32 }
-@group(0) @binding(0) var<storage, read> A: array<${vec ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(1) var<storage, read> B: array<${vec ? 'vec4<f32>' : 'f32'}>;
+${fromC.A ? '' : `@group(0) @binding(0) var<storage, read> A: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
+${fromC.B ? '' : `@group(0) @binding(1) var<storage, read> B: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -152,11 +157,11 @@ export class WebGpuGemm {
       throw new Error(`gemm: bk ${this.variant.bk} needs ${wgBytes} bytes of workgroup memory; this adapter has ${dev.limits.maxComputeWorkgroupStorageSize}`);
   }
 
-  private pipeline(transA: boolean, transB: boolean, vec: boolean): GPUComputePipeline {
-    const key = `${+transA}${+transB}${+vec}`;
+  private pipeline(transA: boolean, transB: boolean, vec: boolean, fromC: { A: boolean; B: boolean }): GPUComputePipeline {
+    const key = `${+transA}${+transB}${+vec}${+fromC.A}${+fromC.B}`;
     let pl = this.pipelines.get(key);
     if (pl === undefined) {
-      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant.bk, vec), label: `gemm${key}` });
+      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant.bk, vec, fromC), label: `gemm${key}` });
       pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
       this.pipelines.set(key, pl);
     }
@@ -182,17 +187,18 @@ export class WebGpuGemm {
     // vec4 loads need 16-byte alignment of every vec4 the contiguous operand reads (and of the strided one's base).
     const ldA = a.transA ? M : K;
     const ldB = a.transB ? K : N;
-    const vec = this.variant.vec4Loads === 'auto' && offA % 4 === 0 && offB % 4 === 0 && ldA % 4 === 0 && ldB % 4 === 0;
-    const pl = this.pipeline(a.transA, a.transB, vec);
-    const bind = this.dev.device.createBindGroup({
-      layout: pl.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: a.A } },
-        { binding: 1, resource: { buffer: a.B } },
-        { binding: 2, resource: { buffer: a.C } },
-        { binding: 3, resource: { buffer: this.dev.uniform(params.buffer) } },
-      ],
-    });
+    const fromC = { A: a.A === a.C, B: a.B === a.C };
+    const vec = this.variant.vec4Loads === 'auto' && !fromC.A && !fromC.B && offA % 4 === 0 && offB % 4 === 0 && ldA % 4 === 0 && ldB % 4 === 0;
+    const overlaps = (o: number, n: number): boolean => o < offC + M * N && offC < o + n;
+    if ((fromC.A && overlaps(offA, M * K)) || (fromC.B && overlaps(offB, K * N))) throw new RangeError('gemm: C overlaps an input');
+    const pl = this.pipeline(a.transA, a.transB, vec, fromC);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 2, resource: { buffer: a.C } },
+      { binding: 3, resource: { buffer: this.dev.uniform(params.buffer) } },
+    ];
+    if (!fromC.A) entries.push({ binding: 0, resource: { buffer: a.A } });
+    if (!fromC.B) entries.push({ binding: 1, resource: { buffer: a.B } });
+    const bind = this.dev.device.createBindGroup({ layout: pl.getBindGroupLayout(0), entries });
     const pass = this.dev.commandEncoder().beginComputePass();
     pass.setPipeline(pl);
     pass.setBindGroup(0, bind);

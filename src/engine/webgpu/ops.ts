@@ -1,9 +1,8 @@
 // The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
 // the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
 // as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
-// Still to come: attention and its backward, the fused LM head, the KV-cache ops, the sampler, matmul through
-// gemm.ts (whose A, B and C bindings must first share one binding when they share a buffer, as here), and tensors
-// larger than one binding. Until then this is not a `Backend` and is not listed among the backends.
+// Still to come: attention and its backward, the fused LM head, the KV-cache ops, the sampler, and tensors larger
+// than one binding. Until then this is not a `Backend` and is not listed among the backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
@@ -12,6 +11,7 @@
 import type { AdamWHyper } from '../backend.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import type { WebGpuDevice } from './device.js';
+import { WebGpuGemm } from './gemm.js';
 
 /** A device buffer and what it holds. */
 export interface GpuStorage {
@@ -48,8 +48,11 @@ const WG = 256;
 
 export class WebGpuOps {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly gemm: WebGpuGemm;
 
-  constructor(readonly dev: WebGpuDevice) {}
+  constructor(readonly dev: WebGpuDevice) {
+    this.gemm = new WebGpuGemm(dev);
+  }
 
   // ---- memory ------------------------------------------------------------------------------------------------------
 
@@ -114,6 +117,17 @@ export class WebGpuOps {
 
   sync(): Promise<void> {
     return this.dev.sync();
+  }
+
+  // ---- dense algebra ----------------------------------------------------------------------------------------------
+
+  /** c = op(a)·op(b), or c += with `accumulate` (src/engine/webgpu/gemm.ts). */
+  matmul(a: F32, b: F32, c: F32, M: number, N: number, K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+    const [A, B, C] = [gpu(a, 'matmul', 'a'), gpu(b, 'matmul', 'b'), gpu(c, 'matmul', 'c')];
+    need('matmul', 'a', A, M * K);
+    need('matmul', 'b', B, K * N);
+    need('matmul', 'c', C, M * N);
+    this.gemm.encode({ transA, transB, M, N, K, A: A.storage.buffer, B: B.storage.buffer, C: C.storage.buffer, offA: A.offset, offB: B.offset, offC: C.offset, accumulate });
   }
 
   // ---- elementwise ------------------------------------------------------------------------------------------------
