@@ -164,6 +164,25 @@ test('webgpu sumSquares and adamwPreview match the js backend', async () => {
   });
 });
 
+test('webgpu attention forward and backward match the js backend (GQA, ragged and empty sequences)', async () => {
+  await withOps(async (g) => {
+    const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+    const starts = Int32Array.from([0, 5, 12, 12, 20]);
+    const N = 20;
+    const qd = N * dims.heads * dims.headDim;
+    const kd = N * dims.kvHeads * dims.headDim;
+    await same(g, 'attention', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), starts], (b, [q, k, v, o, l, ss]) =>
+      (b === 'js' ? js : g).attention(q as F32, k as F32, v as F32, o as F32, l as F32, ss as I32, dims, 4),
+    );
+    await same(g, 'attentionBackward', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), rand(qd), rand(qd), rand(kd), rand(kd), starts], (b, t) => {
+      const be = b === 'js' ? js : g;
+      const [q, k, v, o, l, dout, dq, dk, dv, ss] = t as [F32, F32, F32, F32, F32, F32, F32, F32, F32, I32];
+      be.attention(q, k, v, o, l, ss, dims, 4);
+      be.attentionBackward(q, k, v, o, l, dout, dq, dk, dv, ss, dims, 4);
+    });
+  });
+});
+
 test('webgpu adamw matches the js backend', async () => {
   await withOps(async (g) => {
     const n = 333;

@@ -1,14 +1,14 @@
 // The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
 // the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
 // as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
-// Still to come: attention and its backward, the fused LM head, the KV-cache ops, the sampler, and tensors larger
-// than one binding. Until then this is not a `Backend` and is not listed among the backends.
+// Still to come: the fused LM head, the KV-cache ops, the sampler, fast (tiled) attention, and tensors larger than
+// one binding. Until then this is not a `Backend` and is not listed among the backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
 // every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
 // binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
-import type { AdamWHyper } from '../backend.js';
+import type { AdamWHyper, AttentionDims } from '../backend.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import type { WebGpuDevice } from './device.js';
 import { WebGpuGemm } from './gemm.js';
@@ -212,6 +212,122 @@ export class WebGpuOps {
       T * heads * half,
       [['X', X], ['O', O], ['P', P], ['C', C], ['S', S]],
       [half, D, heads],
+    );
+  }
+
+  // ---- attention -------------------------------------------------------------------------------------------------
+  //
+  // First versions, correct and simple: one invocation per (query row, head) with an online softmax over its keys
+  // (forward), the same for dq, and one per (key row, kv head) for dk and dv, each walking its sequence in order
+  // (deterministic, no atomics). Per-thread vectors of the head dim live in function memory. Tiled, shared-memory
+  // versions are the next step for speed; these are the reference the fast ones will be tested against too.
+
+  private attnArgs(op: string, q: F32, k: F32, v: F32, seqStarts: I32, dims: AttentionDims): { N: number; S: number } {
+    const { heads, kvHeads, headDim } = dims;
+    if (!(heads > 0 && kvHeads > 0 && heads % kvHeads === 0)) throw new RangeError(`${op}: ${heads} heads over ${kvHeads} kv heads`);
+    const N = q.size / (heads * headDim);
+    need(op, 'q', q, N * heads * headDim);
+    need(op, 'k', k, N * kvHeads * headDim);
+    need(op, 'v', v, N * kvHeads * headDim);
+    return { N, S: seqStarts.size - 1 };
+  }
+
+  /** The WGSL that finds row `r`'s sequence start (a linear scan of the sequence starts, few in a batch). */
+  private static seqStartOf(r: string): string {
+    return `var st = 0u; var en = 0u; for (var s = 0u; s < u32(s3); s++) { if (u32(SS[s + 1u]) > ${r}) { st = u32(SS[s]); en = u32(SS[s + 1u]); break; } }`;
+  }
+
+  attention(q: F32, k: F32, v: F32, out: F32, lse: F32, seqStarts: I32, dims: AttentionDims, _chunk: number): void {
+    const op = 'attention';
+    const [Q, K, V, O, L, SS] = [gpu(q, op, 'q'), gpu(k, op, 'k'), gpu(v, op, 'v'), gpu(out, op, 'out'), gpu(lse, op, 'lse'), gpu(seqStarts, op, 'seqStarts')];
+    const { N, S } = this.attnArgs(op, Q, K, V, SS, dims);
+    const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
+    need(op, 'out', O, Q.size);
+    need(op, 'lse', L, nh * N);
+    this.run(
+      `attention_hd${hd}`,
+      `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
+       let r = i / nh; let h = i % nh; let kh = h / grp;
+       ${WebGpuOps.seqStartOf('r')}
+       let qo = r * nh * hd + h * hd;
+       var acc: array<f32, ${hd}>;
+       var m = -3.0e38; var l = 0.0;
+       for (var j = st; j <= r; j++) {
+         let ko = j * u32(s1) * hd + kh * hd;
+         var d = 0.0;
+         for (var e = 0u; e < hd; e++) { d += Q[qo + e] * K[ko + e]; }
+         d = d * s2;
+         let mn = max(m, d);
+         let corr = exp(m - mn);
+         let p = exp(d - mn);
+         l = l * corr + p;
+         for (var e = 0u; e < hd; e++) { acc[e] = acc[e] * corr + p * V[ko + e]; }
+         m = mn;
+       }
+       for (var e = 0u; e < hd; e++) { O[qo + e] = acc[e] / l; }
+       L[h * u32(s4) + r] = m + log(l);`,
+      N * nh,
+      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['SS', SS]],
+      [nh, nkv, 1 / Math.sqrt(hd), S, N],
+    );
+  }
+
+  attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, seqStarts: I32, dims: AttentionDims, _chunk: number): void {
+    const op = 'attentionBackward';
+    const [Q, K, V, O, L, DO] = [gpu(q, op, 'q'), gpu(k, op, 'k'), gpu(v, op, 'v'), gpu(out, op, 'out'), gpu(lse, op, 'lse'), gpu(dout, op, 'dout')];
+    const [DQ, DK, DV, SS] = [gpu(dq, op, 'dq'), gpu(dk, op, 'dk'), gpu(dv, op, 'dv'), gpu(seqStarts, op, 'seqStarts')];
+    const { N, S } = this.attnArgs(op, Q, K, V, SS, dims);
+    const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
+    for (const [n, t] of [['out', O], ['dout', DO], ['dq', DQ]] as const) need(op, n, t, Q.size);
+    need(op, 'dk', DK, K.size);
+    need(op, 'dv', DV, V.size);
+    need(op, 'lse', L, nh * N);
+    const scalars = [nh, nkv, 1 / Math.sqrt(hd), S, N];
+    // p_ij = exp(scale·q_i·k_j − lse_i); dp_ij = dout_i·v_j; ds_ij = p_ij (dp_ij − D_i), D_i = dout_i·out_i.
+    const pAndDs = (qo: string, ko: string, h: string, row: string): string => `
+         var d = 0.0; var dp = 0.0;
+         for (var e = 0u; e < hd; e++) { d += Q[${qo} + e] * K[${ko} + e]; dp += DO[${qo} + e] * V[${ko} + e]; }
+         let p = exp(d * s2 - L[${h} * u32(s4) + ${row}]);
+         var dd = 0.0;
+         for (var e = 0u; e < hd; e++) { dd += DO[${qo} + e] * O[${qo} + e]; }
+         let ds = p * (dp - dd);`;
+    this.run(
+      `attention_dq_hd${hd}`,
+      `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
+       let r = i / nh; let h = i % nh; let kh = h / grp;
+       ${WebGpuOps.seqStartOf('r')}
+       let qo = r * nh * hd + h * hd;
+       var acc: array<f32, ${hd}>;
+       for (var j = st; j <= r; j++) {
+         let ko = j * u32(s1) * hd + kh * hd;
+         ${pAndDs('qo', 'ko', 'h', 'r')}
+         for (var e = 0u; e < hd; e++) { acc[e] += ds * K[ko + e]; }
+       }
+       for (var e = 0u; e < hd; e++) { DQ[qo + e] = acc[e] * s2; }`,
+      N * nh,
+      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['DO', DO], ['DQ', DQ], ['SS', SS]],
+      scalars,
+    );
+    this.run(
+      `attention_dkv_hd${hd}`,
+      `let nh = u32(s0); let nkv = u32(s1); let hd = ${hd}u; let grp = nh / nkv;
+       let j = i / nkv; let kh = i % nkv;
+       ${WebGpuOps.seqStartOf('j')}
+       let ko = j * nkv * hd + kh * hd;
+       var ak: array<f32, ${hd}>;
+       var av: array<f32, ${hd}>;
+       for (var hl = 0u; hl < grp; hl++) {
+         let h = kh * grp + hl;
+         for (var r = j; r < en; r++) {
+           let qo = r * nh * hd + h * hd;
+           ${pAndDs('qo', 'ko', 'h', 'r')}
+           for (var e = 0u; e < hd; e++) { av[e] += p * DO[qo + e]; ak[e] += ds * Q[qo + e]; }
+         }
+       }
+       for (var e = 0u; e < hd; e++) { DK[ko + e] = ak[e] * s2; DV[ko + e] = av[e]; }`,
+      N * nkv,
+      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['DO', DO], ['DK', DK], ['DV', DV], ['SS', SS]],
+      scalars,
     );
   }
 
