@@ -183,6 +183,25 @@ test('webgpu attention forward and backward match the js backend (GQA, ragged an
   });
 });
 
+test('webgpu fused LM head (token log-probs, entropy) and its backward match the js backend', async () => {
+  await withOps(async (g) => {
+    const [R, H, V] = [11, 16, 300];
+    const labels = Int32Array.from({ length: R }, (_, r) => (r * 37) % V);
+    const grad = rand(R);
+    grad[4] = 0; // a row without gradient
+    await same(g, 'tokenLogprobs', [rand(R * H), rand(V * H), labels, rand(R), rand(R), rand(R)], (b, t) => {
+      const [h, w, y, lp, ls, en] = t as [F32, F32, I32, F32, F32, F32];
+      (b === 'js' ? js : g).tokenLogprobs(h, w, y, lp, ls, en, V, 4);
+    });
+    await same(g, 'tokenLogprobsBackward', [rand(R * H), rand(V * H), labels, rand(R), grad, rand(R * H), rand(V * H)], (b, t) => {
+      const be = b === 'js' ? js : g;
+      const [h, w, y, ls, gr, dh, dw] = t as [F32, F32, I32, F32, F32, F32, F32];
+      be.tokenLogprobs(h, w, y, be.empty([R]) as F32, ls, null, V, 5);
+      be.tokenLogprobsBackward(h, w, y, ls, gr, dh, dw, V, 3);
+    });
+  });
+});
+
 test('webgpu adamw matches the js backend', async () => {
   await withOps(async (g) => {
     const n = 333;

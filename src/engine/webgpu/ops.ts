@@ -1,8 +1,8 @@
 // The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
 // the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
 // as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
-// Still to come: the fused LM head, the KV-cache ops, the sampler, fast (tiled) attention, and tensors larger than
-// one binding. Until then this is not a `Backend` and is not listed among the backends.
+// Still to come: the KV-cache ops, the sampler, fast (tiled) attention, and tensors larger than one binding (a
+// 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until then this is not a `Backend` and is not listed among the backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
@@ -331,6 +331,89 @@ export class WebGpuOps {
     );
   }
 
+  // ---- heads ---------------------------------------------------------------------------------------------------
+  //
+  // The LM head in chunks of rows: logits z = h·wᵀ for `chunkRows` rows at a time into one scratch [chunk, V], then a
+  // workgroup per row reduces it. Labels come from the host (the caller checks their range, as the CPU backend does);
+  // an out-of-range label is clamped here rather than read out of bounds.
+
+  tokenLogprobs(h: F32, w: F32, labels: I32, logp: F32, lse: F32, entropy: F32 | null, V: number, chunkRows: number): void {
+    const op = 'tokenLogprobs';
+    const [Hh, W, Y, LP, LS] = [gpu(h, op, 'h'), gpu(w, op, 'w'), gpu(labels, op, 'labels'), gpu(logp, op, 'logp'), gpu(lse, op, 'lse')];
+    const R = Y.size;
+    const H = W.size / V;
+    need(op, 'h', Hh, R * H);
+    need(op, 'logp', LP, R);
+    need(op, 'lse', LS, R);
+    const EN = entropy === null ? null : gpu(entropy, op, 'entropy');
+    if (EN) need(op, 'entropy', EN, R);
+    if (R === 0) return;
+    const C = Math.max(1, Math.min(chunkRows, R));
+    const z = this.empty([C * V]);
+    for (let c0 = 0; c0 < R; c0 += C) {
+      const c = Math.min(C, R - c0);
+      const zc = this.view(z, 0, [c * V]);
+      this.matmul(this.view(Hh, c0 * H, [c * H]), W, zc, c, V, H, false, true, false);
+      const args: KernelArg[] = [['Z', zc], ['Y', this.view(Y, c0, [c])], ['LP', this.view(LP, c0, [c])], ['LS', this.view(LS, c0, [c])]];
+      if (EN) args.push(['EN', this.view(EN, c0, [c])]);
+      this.runRows(
+        `tokenLogprobs${EN ? '_e' : ''}`,
+        `let v = u32(s0); let o = row * v;
+         var m = -3.0e38;
+         for (var j = lid; j < v; j += ${WG}u) { m = max(m, Z[o + j]); }
+         let mx = rowMax(m, lid);
+         var se = 0.0; var sz = 0.0;
+         for (var j = lid; j < v; j += ${WG}u) { let zz = Z[o + j]; let e = exp(zz - mx); se += e; sz += e * zz; }
+         let tse = rowSum(se, lid);
+         let tsz = rowSum(sz, lid);
+         if (lid == 0u) {
+           let l = mx + log(tse);
+           LS[row] = l;
+           LP[row] = Z[o + min(u32(Y[row]), v - 1u)] - l;
+           ${EN ? 'EN[row] = l - tsz / tse;' : ''}
+         }`,
+        c,
+        args,
+        [V],
+      );
+    }
+    this.free(z);
+  }
+
+  tokenLogprobsBackward(h: F32, w: F32, labels: I32, lse: F32, g: F32, dh: F32, dw: F32, V: number, chunkRows: number): void {
+    const op = 'tokenLogprobsBackward';
+    const [Hh, W, Y, LS, G, DH, DW] = [gpu(h, op, 'h'), gpu(w, op, 'w'), gpu(labels, op, 'labels'), gpu(lse, op, 'lse'), gpu(g, op, 'g'), gpu(dh, op, 'dh'), gpu(dw, op, 'dw')];
+    const R = Y.size;
+    const H = W.size / V;
+    need(op, 'h', Hh, R * H);
+    need(op, 'lse', LS, R);
+    need(op, 'g', G, R);
+    need(op, 'dh', DH, R * H);
+    need(op, 'dw', DW, V * H);
+    if (R === 0) return;
+    const C = Math.max(1, Math.min(chunkRows, R));
+    const z = this.empty([C * V]);
+    for (let c0 = 0; c0 < R; c0 += C) {
+      const c = Math.min(C, R - c0);
+      const zc = this.view(z, 0, [c * V]);
+      const hc = this.view(Hh, c0 * H, [c * H]);
+      this.matmul(hc, W, zc, c, V, H, false, true, false);
+      // dz[r, j] = g_r · (δ(j = label_r) − exp(z[r, j] − lse_r))
+      this.run(
+        'tokenLogprobs_dz',
+        `let v = u32(s0); let r = i / v; let j = i % v;
+         let yy = min(u32(Y[r]), v - 1u);
+         Z[i] = G[r] * (select(0.0, 1.0, j == yy) - exp(Z[i] - LS[r]));`,
+        c * V,
+        [['Z', zc], ['Y', this.view(Y, c0, [c])], ['G', this.view(G, c0, [c])], ['LS', this.view(LS, c0, [c])]],
+        [V],
+      );
+      this.matmul(zc, W, this.view(DH, c0 * H, [c * H]), c, H, V, false, false, false);
+      this.matmul(zc, hc, DW, V, H, c, true, false, true);
+    }
+    this.free(z);
+  }
+
   // ---- rows ----------------------------------------------------------------------------------------------------
 
   /** dst[i, :] = src[ids[i], :]. */
@@ -566,6 +649,17 @@ fn rowSum(x: f32, lid: u32) -> f32 {
   let total = red[0];
   workgroupBarrier();
   return total;
+}
+fn rowMax(x: f32, lid: u32) -> f32 {
+  red[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let m = red[0];
+  workgroupBarrier();
+  return m;
 }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
