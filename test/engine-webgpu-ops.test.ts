@@ -202,6 +202,35 @@ test('webgpu fused LM head (token log-probs, entropy) and its backward match the
   });
 });
 
+test('webgpu KV-cache append and cache attention match the js backend (prefill and decode segments)', async () => {
+  await withOps(async (g) => {
+    const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+    const maxLen = 12;
+    const kd = dims.kvHeads * dims.headDim;
+    const qd = dims.heads * dims.headDim;
+    const N = 9; // rows: a 5-token prefill of sequence A, a 1-token decode of B (3 cached), a 3-token chunk of C (4 cached)
+    const cacheA = rand(dims.kvHeads * maxLen * dims.headDim);
+    const cacheB = rand(dims.kvHeads * maxLen * dims.headDim);
+    const cacheC = rand(dims.kvHeads * maxLen * dims.headDim);
+    await same(
+      g,
+      'kvAppend + cacheAttention',
+      [rand(N * kd), rand(N * kd), rand(N * qd), rand(N * qd), cacheA, cacheA.slice(), cacheB, cacheB.slice(), cacheC, cacheC.slice()],
+      (b, t) => {
+        const be = b === 'js' ? js : g;
+        const [k, v, q, o, ka, va, kb, vb, kc, vc] = t as F32[];
+        const segs = [
+          { kc: ka!, vc: va!, r0: 0, n: 5, pos0: 0 },
+          { kc: kb!, vc: vb!, r0: 5, n: 1, pos0: 3 },
+          { kc: kc!, vc: vc!, r0: 6, n: 3, pos0: 4 },
+        ];
+        be.kvAppend(k!, v!, segs, dims);
+        be.cacheAttention(q!, o!, segs, dims, 2);
+      },
+    );
+  });
+});
+
 test('webgpu adamw matches the js backend', async () => {
   await withOps(async (g) => {
     const n = 333;

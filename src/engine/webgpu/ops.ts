@@ -1,14 +1,15 @@
 // The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
 // the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
 // as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
-// Still to come: the KV-cache ops, the sampler, fast (tiled) attention, and tensors larger than one binding (a
+// Still to come: the sampler, fast (tiled) attention, a pooled KV cache (one dispatch per batch), and tensors larger
+// than one binding (a
 // 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until then this is not a `Backend` and is not listed among the backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
 // every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
 // binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
-import type { AdamWHyper, AttentionDims } from '../backend.js';
+import type { AdamWHyper, AttentionDims, CacheSegment } from '../backend.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import type { WebGpuDevice } from './device.js';
 import { WebGpuGemm } from './gemm.js';
@@ -329,6 +330,74 @@ export class WebGpuOps {
       [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['DO', DO], ['DK', DK], ['DV', DV], ['SS', SS]],
       scalars,
     );
+  }
+
+  /** Appends rows [r0, r0+n) of k, v [N, kvHeads·hd] at positions pos0… of each segment's cache layers. */
+  kvAppend(k: F32, v: F32, segs: readonly CacheSegment[], dims: AttentionDims): void {
+    const op = 'kvAppend';
+    const [K, V] = [gpu(k, op, 'k'), gpu(v, op, 'v')];
+    const { kvHeads: nkv, headDim: hd } = dims;
+    const kd = nkv * hd;
+    need(op, 'v', V, K.size);
+    const N = K.size / kd;
+    // One dispatch per segment: each cache is its own buffer (a pooled cache would take the batch in one).
+    for (const sg of segs) {
+      const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+      const maxLen = KC.size / kd;
+      need(op, 'vc', VC, KC.size);
+      if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
+        throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
+      this.run(
+        'kvAppend',
+        `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
+         let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
+         let src = (u32(s4) + r) * kd + g * hd + e;
+         KC[dst] = K[src]; VC[dst] = V[src];`,
+        sg.n * kd,
+        [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
+        [hd, kd, maxLen, sg.pos0, sg.r0],
+      );
+    }
+  }
+
+  /** Causal attention of each segment's (pre-scaled) queries over its cache: query i sees positions 0 … pos0+i. */
+  cacheAttention(q: F32, out: F32, segs: readonly CacheSegment[], dims: AttentionDims, _chunk: number): void {
+    const op = 'cacheAttention';
+    const [Q, O] = [gpu(q, op, 'q'), gpu(out, op, 'out')];
+    const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
+    need(op, 'out', O, Q.size);
+    const N = Q.size / (nh * hd);
+    for (const sg of segs) {
+      const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+      const maxLen = KC.size / (nkv * hd);
+      need(op, 'vc', VC, KC.size);
+      if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
+      if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
+        throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
+      this.run(
+        `cacheAttention_hd${hd}`,
+        `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
+         let r = i / nh; let h = i % nh; let kh = h / grp;
+         let qo = (u32(s4) + r) * nh * hd + h * hd;
+         var acc: array<f32, ${hd}>;
+         var m = -3.0e38; var l = 0.0;
+         for (var j = 0u; j <= u32(s3) + r; j++) {
+           let ko = (kh * ml + j) * hd;
+           var d = 0.0;
+           for (var e = 0u; e < hd; e++) { d += Q[qo + e] * KC[ko + e]; }
+           let mn = max(m, d);
+           let corr = exp(m - mn);
+           let p = exp(d - mn);
+           l = l * corr + p;
+           for (var e = 0u; e < hd; e++) { acc[e] = acc[e] * corr + p * VC[ko + e]; }
+           m = mn;
+         }
+         for (var e = 0u; e < hd; e++) { O[qo + e] = acc[e] / l; }`,
+        sg.n * nh,
+        [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
+        [nh, nkv, maxLen, sg.pos0, sg.r0],
+      );
+    }
   }
 
   // ---- heads ---------------------------------------------------------------------------------------------------
