@@ -1,9 +1,11 @@
-// The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers,
-// the memory ops, and the elementwise, row and optimizer ops, each a WGSL kernel with the same signature and meaning
-// as the contract's (the js backend is the reference they are tested against, test/engine-webgpu-ops.test.ts).
-// Still to come: the sampler, fast (tiled) attention, a pooled KV cache (one dispatch per batch), and tensors larger
-// than one binding (a
-// 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until then this is not a `Backend` and is not listed among the backends.
+// The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers
+// and every op but one, each a WGSL kernel with the same signature and meaning as the contract's (the js backend is
+// the reference they are tested against, test/engine-webgpu-ops.test.ts): memory, matmul (gemm.ts), elementwise,
+// bias, gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its
+// backward, sum of squares, AdamW and its preview. Still to come: the sampler (`sampleTokens`), then speed (tiled
+// attention, a pooled KV cache so a batch is one dispatch, a scatter-add that is not quadratic) and tensors larger
+// than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until the
+// sampler is in, this is not a `Backend` and is not listed among the backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
