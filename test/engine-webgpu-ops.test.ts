@@ -10,6 +10,7 @@ import type { F32, I32 } from '../src/engine/tensor.js';
 import { WebGpuDevice } from '../src/engine/webgpu/device.js';
 import { WebGpuOps } from '../src/engine/webgpu/ops.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
+import { TokenSampler, type SamplerSettings } from '../src/engine/sampling.js';
 
 const js = createJsBackend();
 const { fill } = seededFloats(21);
@@ -228,6 +229,49 @@ test('webgpu KV-cache append and cache attention match the js backend (prefill a
         be.cacheAttention(q!, o!, segs, dims, 2);
       },
     );
+  });
+});
+
+test('webgpu sampler: greedy rows equal the reference, sampled rows follow its filtered distribution', async () => {
+  await withOps(async (g) => {
+    const V = 300;
+    // Greedy, with a tie for the maximum (the lower id wins) and log-probs.
+    const M = 6;
+    const z = rand(M * V).map((x) => 6 * x);
+    z[2 * V + 17] = 9;
+    z[2 * V + 250] = 9;
+    const greedy: SamplerSettings[] = Array.from({ length: M }, () => ({ temperature: 0, topP: 1, topK: 0 }));
+    const u = new Array<number>(M).fill(0);
+    await same(g, 'sampleTokens greedy', [z, new Int32Array(M), new Float32Array(M)], (b, [lz, ids, lp]) =>
+      (b === 'js' ? js : g).sampleTokens(lz as F32, V, greedy, u, ids as I32, lp as F32),
+    );
+    // Sampled: R rows of the same logits with stratified uniforms (r + 0.5)/R, so each token's count is R·p ± 1 for
+    // the filtered distribution p, whatever order the draw walks it in.
+    const R = 1500;
+    const row = rand(40).map((x) => 5 * x);
+    row[7] = row[8]!; // a tie inside the distribution
+    const cases: SamplerSettings[] = [
+      { temperature: 1, topP: 1, topK: 0 },
+      { temperature: 0.6, topP: 1, topK: 5 },
+      { temperature: 1.3, topP: 0.8, topK: 0 },
+      { temperature: 0.9, topP: 0.7, topK: 12 },
+    ];
+    for (const st of cases) {
+      const logits = g.upload(new Float32Array(R * 40).map((_, i) => row[i % 40]!)) as F32;
+      const ids = g.empty([R], 'i32') as I32;
+      g.sampleTokens(logits, 40, new Array(R).fill(st), Array.from({ length: R }, (_, r) => (r + 0.5) / R), ids, null);
+      const got = await g.read(ids);
+      const counts = new Map<number, number>();
+      for (const t of got) counts.set(t, (counts.get(t) ?? 0) + 1);
+      const want = new TokenSampler(40).filtered(row, st);
+      const p = new Map<number, number>();
+      want.ids.forEach((id, k) => p.set(id, want.probs[k]!));
+      for (const [t, c] of counts) assert.ok(p.has(t), `${JSON.stringify(st)}: token ${t} is outside the filtered set`);
+      for (const [t, q] of p) {
+        const c = counts.get(t) ?? 0;
+        assert.ok(Math.abs(c - R * q) <= 2, `${JSON.stringify(st)}: token ${t} drawn ${c} times, expected ${(R * q).toFixed(1)}`);
+      }
+    }
   });
 });
 

@@ -1,17 +1,19 @@
-// The WebGPU side of the engine contract (src/engine/backend.ts), as far as it is written: tensors in device buffers
-// and every op but one, each a WGSL kernel with the same signature and meaning as the contract's (the js backend is
-// the reference they are tested against, test/engine-webgpu-ops.test.ts): memory, matmul (gemm.ts), elementwise,
-// bias, gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its
-// backward, sum of squares, AdamW and its preview. Still to come: the sampler (`sampleTokens`), then speed (tiled
-// attention, a pooled KV cache so a batch is one dispatch, a scatter-add that is not quadratic) and tensors larger
-// than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until the
-// sampler is in, this is not a `Backend` and is not listed among the backends.
+// The WebGPU side of the engine contract (src/engine/backend.ts): tensors in device buffers and every op of the
+// contract, each a WGSL kernel with the same signature and meaning as the contract's (the js backend is the reference
+// they are tested against, test/engine-webgpu-ops.test.ts): memory, matmul (gemm.ts), elementwise, bias,
+// gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
+// of squares, AdamW and its preview, and the sampler. Still to come: wiring it in as a `Backend` (device creation is
+// async, and the callers must read through `await backend.read`), then speed (tiled attention, a pooled KV cache so
+// a batch is one dispatch, a scatter-add that is not quadratic) and tensors larger than one binding (a 151,936 ×
+// 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until then it is not listed among the
+// backends.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
 // every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
 // binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
 import type { AdamWHyper, AttentionDims, CacheSegment } from '../backend.js';
+import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import type { WebGpuDevice } from './device.js';
 import { WebGpuGemm } from './gemm.js';
@@ -485,6 +487,129 @@ export class WebGpuOps {
     this.free(z);
   }
 
+  // ---- sampling ------------------------------------------------------------------------------------------------
+
+  /**
+   * One token per row of logits [M, V], a workgroup per row. Greedy rows: the argmax (lowest id among ties), as the
+   * reference. Other rows draw from the same distribution as the reference (temperature → top-k → top-p, ties by the
+   * lower id) with their uniform u: the top-k and nucleus cut-offs are found by bisection on the f32 weights (and on
+   * ids among ties), then the token is the first id, in id order, whose cumulative kept weight exceeds u·total. The
+   * reference walks a filtered distribution in probability order, so a given u can name a different token here when
+   * a filter is on; the distribution is the same (f32 here, f64 there). logprobs = log softmax(raw logits)[token].
+   */
+  sampleTokens(logits: F32, V: number, settings: readonly SamplerSettings[], uniforms: ArrayLike<number>, ids: I32, logprobs: F32 | null): void {
+    const op = 'sampleTokens';
+    const M = settings.length;
+    const [Z, ID] = [gpu(logits, op, 'logits'), gpu(ids, op, 'ids')];
+    need(op, 'logits', Z, M * V);
+    need(op, 'ids', ID, M);
+    if (uniforms.length !== M) throw new RangeError(`sampleTokens: ${uniforms.length} uniforms for ${M} rows`);
+    if (M === 0) return;
+    // Per row: greedy flag, 1/temperature, top_p (1 = off), top_k (0 = off), u.
+    const set = new Float32Array(M * 5);
+    settings.forEach((st, r) => {
+      const greedy = isGreedy(st);
+      if (!greedy) {
+        checkSamplerSettings(st);
+        const u = uniforms[r]!;
+        if (!(u >= 0 && u < 1)) throw new RangeError(`sampleTokens: non-greedy row ${r} needs a uniform in [0, 1), got ${u}`);
+      }
+      set.set([greedy ? 1 : 0, greedy ? 1 : 1 / st.temperature, st.topP, st.topK > 0 && st.topK < V ? st.topK : 0, greedy ? 0 : uniforms[r]!], r * 5);
+    });
+    const SET = this.upload(set);
+    const args: KernelArg[] = [['Z', Z], ['ID', ID], ['SET', SET]];
+    const LP = logprobs === null ? null : gpu(logprobs, op, 'logprobs');
+    if (LP) {
+      need(op, 'logprobs', LP, M);
+      args.push(['LP', LP]);
+    }
+    this.runRows(
+      `sampleTokens${LP ? '_lp' : ''}`,
+      `let v = u32(s0); let o = row * v;
+       // Row settings, made workgroup-uniform (they steer loops that hold barriers).
+       if (lid == 0u) { for (var q = 0u; q < 5u; q++) { sh5[q] = SET[row * 5u + q]; } }
+       let greedy = workgroupUniformLoad(&sh5[0]) > 0.5;
+       let invT = workgroupUniformLoad(&sh5[1]);
+       let topP = workgroupUniformLoad(&sh5[2]);
+       let topK = u32(workgroupUniformLoad(&sh5[3]));
+       let uu = workgroupUniformLoad(&sh5[4]);
+       var mz = -3.0e38;
+       for (var j = lid; j < v; j += ${WG}u) { mz = max(mz, Z[o + j]); }
+       let m = rowMaxF(mz, lid);
+       var tok = 0u;
+       if (greedy) {
+         var bi = v;
+         for (var j = lid; j < v; j += ${WG}u) { if (Z[o + j] == m && j < bi) { bi = j; } }
+         tok = rowMinU(bi, lid);
+       } else {
+         // Bits of each weight w = exp((z − m)/T) in (0, 1]: their u32 order is their value order.
+         var tk = 0u; var ck = v;
+         if (topK > 0u) {
+           var lo = 0u; var hi = 0x3f800001u; // find the largest t with count(bits ≥ t) ≥ K
+           for (var it = 0u; it < 32u; it++) {
+             if (hi - lo <= 1u) { break; }
+             let mid = lo + (hi - lo) / 2u;
+             var c = 0u;
+             for (var j = lid; j < v; j += ${WG}u) { if (wbits(Z[o + j], m, invT) >= mid) { c += 1u; } }
+             if (rowSumU(c, lid) >= topK) { lo = mid; } else { hi = mid; }
+           }
+           tk = lo;
+           var cg = 0u;
+           for (var j = lid; j < v; j += ${WG}u) { if (wbits(Z[o + j], m, invT) > tk) { cg += 1u; } }
+           let need = topK - rowSumU(cg, lid);
+           ck = tieCut(o, v, m, invT, tk, need, 0u, v, 0.0, lid);
+         }
+         var tp = 0u; var cp = v;
+         if (topP < 1.0) {
+           var sk = 0.0;
+           for (var j = lid; j < v; j += ${WG}u) { let b = wbits(Z[o + j], m, invT); if (inCut(b, j, tk, ck)) { sk += bitcast<f32>(b); } }
+           let goalP = topP * rowSumF(sk, lid);
+           var lo = 0u; var hi = 0x3f800001u; // the largest t with mass(kept ∧ bits ≥ t) ≥ goalP
+           for (var it = 0u; it < 32u; it++) {
+             if (hi - lo <= 1u) { break; }
+             let mid = lo + (hi - lo) / 2u;
+             var ms = 0.0;
+             for (var j = lid; j < v; j += ${WG}u) { let b = wbits(Z[o + j], m, invT); if (inCut(b, j, tk, ck) && b >= mid) { ms += bitcast<f32>(b); } }
+             if (rowSumF(ms, lid) >= goalP) { lo = mid; } else { hi = mid; }
+           }
+           tp = lo;
+           var mg = 0.0;
+           for (var j = lid; j < v; j += ${WG}u) { let b = wbits(Z[o + j], m, invT); if (inCut(b, j, tk, ck) && b > tp) { mg += bitcast<f32>(b); } }
+           let wt = bitcast<f32>(tp);
+           let need = max(1u, u32(ceil((goalP - rowSumF(mg, lid)) / wt)));
+           cp = tieCut(o, v, m, invT, tp, need, tk, ck, 1.0, lid);
+         }
+         // The draw: the first id whose cumulative kept weight exceeds u·total (bisection on the id).
+         var tot = 0.0;
+         for (var j = lid; j < v; j += ${WG}u) { let b = wbits(Z[o + j], m, invT); if (inCut(b, j, tk, ck) && inCut(b, j, tp, cp)) { tot += bitcast<f32>(b); } }
+         let goal = uu * rowSumF(tot, lid);
+         var lo = 0u; var hi = v; // smallest c with mass(kept ∧ id ≤ c) > goal
+         for (var it = 0u; it < 32u; it++) {
+           if (lo >= hi) { break; }
+           let mid = lo + (hi - lo) / 2u;
+           var ms = 0.0;
+           for (var j = lid; j <= mid; j += ${WG}u) { let b = wbits(Z[o + j], m, invT); if (inCut(b, j, tk, ck) && inCut(b, j, tp, cp)) { ms += bitcast<f32>(b); } }
+           if (rowSumF(ms, lid) > goal) { hi = mid; } else { lo = mid + 1u; }
+         }
+         // Rounding can leave the goal at the total: take the last kept id.
+         var last = 0u;
+         for (var j = lid; j < v; j += ${WG}u) { let b = wbits(Z[o + j], m, invT); if (inCut(b, j, tk, ck) && inCut(b, j, tp, cp)) { last = max(last, j); } }
+         let lastKept = rowMaxIdx(last, lid);
+         tok = min(lo, lastKept);
+       }
+       ${LP ? `var se = 0.0;
+       for (var j = lid; j < v; j += ${WG}u) { se += exp(Z[o + j] - m); }
+       let lse = m + log(rowSumF(se, lid));
+       if (lid == 0u) { LP[row] = Z[o + tok] - lse; }` : ''}
+       if (lid == 0u) { ID[row] = i32(tok); }`,
+      M,
+      args,
+      [V],
+      SAMPLER_HELPERS,
+    );
+    this.free(SET);
+  }
+
   // ---- rows ----------------------------------------------------------------------------------------------------
 
   /** dst[i, :] = src[ids[i], :]. */
@@ -674,13 +799,22 @@ export class WebGpuOps {
   }
 
   /** Runs `body` once per row (row < rows), by one workgroup of WG invocations (`lid`), with `rowSum(x, lid)`. */
-  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly number[]): void {
+  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly number[], helpers = ''): void {
     if (rows === 0) return;
     const gx = Math.min(rows, 65535);
-    this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)]);
+    this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)], helpers);
   }
 
-  private dispatch(key: string, kind: 'flat' | 'rows', body: string, n: number, args: readonly KernelArg[], scalars: readonly number[], grid: [number, number]): void {
+  private dispatch(
+    key: string,
+    kind: 'flat' | 'rows',
+    body: string,
+    n: number,
+    args: readonly KernelArg[],
+    scalars: readonly number[],
+    grid: [number, number],
+    helpers = '',
+  ): void {
     // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset.
     const buffers: GpuStorage[] = [];
     const slotOf = args.map(([, t]) => {
@@ -695,8 +829,11 @@ export class WebGpuOps {
       const decls = buffers.map((b, s) => `@group(0) @binding(${s + 1}) var<storage, read_write> buf${s}: array<${b.dtype}>;`).join('\n');
       // NAME[k] → buf{slot}[u.off{j} + k], by text substitution of the argument names in the body.
       let code = body;
+      let help = helpers;
       args.forEach(([name], j) => {
-        code = code.replace(new RegExp(`\\b${name}\\[`, 'g'), `buf${slotOf[j]}[kparams.off${j} + `);
+        const re = new RegExp(`\\b${name}\\[`, 'g');
+        code = code.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
+        help = help.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
       });
       const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
       const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
@@ -739,7 +876,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${scalarLets}
   ${code}
 }`;
-      const wgsl = `struct KParams { ${fields.join(', ')} }\n@group(0) @binding(0) var<uniform> kparams: KParams;\n${decls}\n${main}\n`;
+      const wgsl = `struct KParams { ${fields.join(', ')} }\n@group(0) @binding(0) var<uniform> kparams: KParams;\n${decls}\n${help}\n${main}\n`;
       const module = this.dev.device.createShaderModule({ code: wgsl, label: key });
       pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(pkey, pl);
@@ -763,3 +900,69 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     pass.end();
   }
 }
+
+/**
+ * WGSL helpers of the sampler (a workgroup of WG per row): weight bits, workgroup-uniform reductions, and the id
+ * cut-off among equal weights. `Z` is the logits tensor (rewritten to its binding like the body).
+ */
+const SAMPLER_HELPERS = `
+var<workgroup> sh5: array<f32, 5>;
+var<workgroup> redU: array<u32, ${WG}>;
+var<workgroup> redF: array<f32, ${WG}>;
+var<workgroup> outU: u32;
+var<workgroup> outF: f32;
+fn wbits(z: f32, m: f32, invT: f32) -> u32 { return bitcast<u32>(exp((z - m) * invT)); }
+// Kept by a cut-off: weight above the threshold bits, or equal to it with an id below the tie cut.
+fn inCut(b: u32, j: u32, t: u32, c: u32) -> bool { return b > t || (b == t && j < c); }
+fn rowSumU(x: u32, lid: u32) -> u32 {
+  redU[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redU[lid] += redU[lid + s]; } workgroupBarrier(); }
+  if (lid == 0u) { outU = redU[0]; }
+  return workgroupUniformLoad(&outU);
+}
+fn rowMinU(x: u32, lid: u32) -> u32 {
+  redU[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redU[lid] = min(redU[lid], redU[lid + s]); } workgroupBarrier(); }
+  if (lid == 0u) { outU = redU[0]; }
+  return workgroupUniformLoad(&outU);
+}
+fn rowMaxIdx(x: u32, lid: u32) -> u32 {
+  redU[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redU[lid] = max(redU[lid], redU[lid + s]); } workgroupBarrier(); }
+  if (lid == 0u) { outU = redU[0]; }
+  return workgroupUniformLoad(&outU);
+}
+fn rowSumF(x: f32, lid: u32) -> f32 {
+  redF[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redF[lid] += redF[lid + s]; } workgroupBarrier(); }
+  if (lid == 0u) { outF = redF[0]; }
+  return workgroupUniformLoad(&outF);
+}
+fn rowMaxF(x: f32, lid: u32) -> f32 {
+  redF[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redF[lid] = max(redF[lid], redF[lid + s]); } workgroupBarrier(); }
+  if (lid == 0u) { outF = redF[0]; }
+  return workgroupUniformLoad(&outF);
+}
+// The id c such that exactly 'need' of the weights equal to bits t (and kept by the earlier cut t0/c0) have an id
+// below c: bisection on c. A weight of bits t keeps itself unless it fails the earlier cut.
+fn tieCut(o: u32, v: u32, m: f32, invT: f32, t: u32, need: u32, t0: u32, c0: u32, useEarlier: f32, lid: u32) -> u32 {
+  var lo = 0u; var hi = v;
+  for (var it = 0u; it < 32u; it++) {
+    if (lo >= hi) { break; }
+    let mid = lo + (hi - lo) / 2u;
+    var c = 0u;
+    for (var j = lid; j < mid; j += ${WG}u) {
+      let b = wbits(Z[o + j], m, invT);
+      if (b == t && (useEarlier < 0.5 || inCut(b, j, t0, c0))) { c += 1u; }
+    }
+    if (rowSumU(c, lid) >= need) { hi = mid; } else { lo = mid + 1u; }
+  }
+  return lo;
+}
+`;
