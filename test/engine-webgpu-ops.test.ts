@@ -8,7 +8,7 @@ import { createJsBackend } from '../src/engine/js-backend.js';
 import { hostView } from '../src/engine/cpu-backend.js';
 import type { F32, I32 } from '../src/engine/tensor.js';
 import { WebGpuDevice } from '../src/engine/webgpu/device.js';
-import { WebGpuOps } from '../src/engine/webgpu/ops.js';
+import { WebGpuBackend } from '../src/engine/webgpu/ops.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
 import { TokenSampler, type SamplerSettings } from '../src/engine/sampling.js';
 
@@ -16,10 +16,10 @@ const js = createJsBackend();
 const { fill } = seededFloats(21);
 const rand = (n: number): Float32Array => fill(new Float32Array(n));
 
-async function withOps(f: (g: WebGpuOps) => Promise<void>): Promise<void> {
+async function withOps(f: (g: WebGpuBackend) => Promise<void>): Promise<void> {
   const dev = await WebGpuDevice.open();
   try {
-    await f(new WebGpuOps(dev));
+    await f(new WebGpuBackend(dev));
   } finally {
     dev.dispose();
   }
@@ -27,7 +27,7 @@ async function withOps(f: (g: WebGpuOps) => Promise<void>): Promise<void> {
 
 /** Runs `op` on both backends from the same host inputs; compares every tensor afterwards (but `undefinedAfter`). */
 async function same(
-  g: WebGpuOps,
+  g: WebGpuBackend,
   label: string,
   inputs: Array<Float32Array | Int32Array>,
   op: (b: 'js' | 'gpu', t: Array<F32 | I32>) => void,

@@ -6,16 +6,16 @@
 // async, and the callers must read through `await backend.read`), then speed (tiled attention, a pooled KV cache so
 // a batch is one dispatch, a scatter-add that is not quadratic) and tensors larger than one binding (a 151,936 ×
 // 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until then it is not listed among the
-// backends.
+// backends (`WebGpuBackend.open()` makes one).
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
 // every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
 // binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
-import type { AdamWHyper, AttentionDims, CacheSegment } from '../backend.js';
+import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from '../backend.js';
 import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
-import type { WebGpuDevice } from './device.js';
+import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
 import { WebGpuGemm } from './gemm.js';
 
 /** A device buffer and what it holds. */
@@ -51,12 +51,25 @@ type KernelArg = readonly [name: string, t: GpuTensor];
 
 const WG = 256;
 
-export class WebGpuOps {
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu';
+  /** Host threads (the device's own parallelism is not counted here). */
+  readonly threads = 1;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly gemm: WebGpuGemm;
 
   constructor(readonly dev: WebGpuDevice) {
     this.gemm = new WebGpuGemm(dev);
+  }
+
+  /** Opens the default adapter (see WebGpuDevice.open for what is needed on the machine) as a backend. */
+  static async open(opts: OpenWebGpuOptions = {}): Promise<WebGpuBackend> {
+    return new WebGpuBackend(await WebGpuDevice.open(opts));
+  }
+
+  /** Releases the device (every tensor of it becomes unusable). */
+  dispose(): void {
+    this.dev.dispose();
   }
 
   // ---- memory ------------------------------------------------------------------------------------------------------
@@ -73,8 +86,11 @@ export class WebGpuOps {
     return new GpuTensor(dt, shape.slice(), n, { buffer, dtype: dt, elements: n }, 0);
   }
 
+  upload(data: Float32Array, shape?: readonly number[]): GpuTensor<'f32'>;
+  upload(data: Int32Array, shape?: readonly number[]): GpuTensor<'i32'>;
+  upload(data: Float32Array | Int32Array, shape?: readonly number[]): GpuTensor;
   upload(data: Float32Array | Int32Array, shape: readonly number[] = [data.length]): GpuTensor {
-    const t = this.empty(shape, data instanceof Int32Array ? 'i32' : 'f32');
+    const t: GpuTensor = this.empty(shape, data instanceof Int32Array ? 'i32' : 'f32');
     need('upload', 'data', t, data.length);
     this.write(t, data);
     return t;
@@ -253,7 +269,7 @@ export class WebGpuOps {
       `attention_hd${hd}`,
       `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
        let r = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuOps.seqStartOf('r')}
+       ${WebGpuBackend.seqStartOf('r')}
        let qo = r * nh * hd + h * hd;
        var acc: array<f32, ${hd}>;
        var m = -3.0e38; var l = 0.0;
@@ -300,7 +316,7 @@ export class WebGpuOps {
       `attention_dq_hd${hd}`,
       `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
        let r = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuOps.seqStartOf('r')}
+       ${WebGpuBackend.seqStartOf('r')}
        let qo = r * nh * hd + h * hd;
        var acc: array<f32, ${hd}>;
        for (var j = st; j <= r; j++) {
@@ -317,7 +333,7 @@ export class WebGpuOps {
       `attention_dkv_hd${hd}`,
       `let nh = u32(s0); let nkv = u32(s1); let hd = ${hd}u; let grp = nh / nkv;
        let j = i / nkv; let kh = i % nkv;
-       ${WebGpuOps.seqStartOf('j')}
+       ${WebGpuBackend.seqStartOf('j')}
        let ko = j * nkv * hd + kh * hd;
        var ak: array<f32, ${hd}>;
        var av: array<f32, ${hd}>;
