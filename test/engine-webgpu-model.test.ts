@@ -1,0 +1,56 @@
+// The Qwen2 model end to end on the WebGPU backend against the PyTorch fixtures (scripts/torch_qwen2_reference.py):
+// loss and every parameter's gradient norm, through the same model code as the CPU backends, reading numbers back
+// only with `await backend.read` (forwardAsync, sumSquares). Lavapipe in CI; fails loudly without an adapter.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
+import { WebGpuBackend } from '../src/engine/webgpu/ops.js';
+import { readQwen2Fixture } from './helpers/qwen2-fixture.js';
+
+function configOf(c: Record<string, unknown>): Qwen2Config {
+  const cfg: Qwen2Config = {
+    vocabSize: c['vocab_size'] as number,
+    hiddenSize: c['hidden_size'] as number,
+    intermediateSize: c['intermediate_size'] as number,
+    numHiddenLayers: c['num_hidden_layers'] as number,
+    numAttentionHeads: c['num_attention_heads'] as number,
+    numKeyValueHeads: c['num_key_value_heads'] as number,
+    rmsNormEps: c['rms_norm_eps'] as number,
+    ropeTheta: c['rope_theta'] as number,
+    tieWordEmbeddings: c['tie_word_embeddings'] as boolean,
+    attentionBias: c['attention_bias'] as boolean,
+    head: c['head'] as 'lm' | 'score',
+  };
+  return cfg;
+}
+
+for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
+  test(`${name} on webgpu: loss and every gradient norm match PyTorch`, async () => {
+    const be = await WebGpuBackend.open();
+    try {
+      const { fx, tensors } = readQwen2Fixture(name);
+      const model = Qwen2Model.fromTensors(configOf(fx.config), be, tensors);
+      const res = await model.forwardAsync(fx.input_ids.flat(), fx.lengths, { entropy: false, saveForBackward: true });
+      const logp = res.logp!;
+      const n = res.numLabels;
+      let s = 0;
+      for (const x of logp) s += x;
+      const loss = -s / n;
+      const lossRel = Math.abs(loss - fx.loss!) / fx.loss!;
+      assert.ok(lossRel < 1e-4, `loss ${loss} vs PyTorch ${fx.loss} (rel ${lossRel.toExponential(2)})`);
+      model.backward(new Float64Array(logp.length).fill(-1 / n), null);
+      const out = be.empty([1]);
+      let worst = 0;
+      for (const [k, want] of Object.entries(fx.grad_norms!)) {
+        be.sumSquares([model.gradTensors.get(k)!], out);
+        const got = Math.sqrt((await be.read(out))[0]!);
+        const rel = Math.abs(got - want) / Math.max(want, 1e-12);
+        worst = Math.max(worst, rel);
+        assert.ok(rel < 1e-3, `grad norm of ${k}: ${got} vs PyTorch ${want} (rel ${rel.toExponential(2)})`);
+      }
+      process.stdout.write(`# ${name} on ${be.dev.adapterName}: loss rel ${lossRel.toExponential(2)}, worst grad-norm rel ${worst.toExponential(2)}\n`);
+    } finally {
+      be.dispose();
+    }
+  });
+}
