@@ -5,6 +5,10 @@ Prints one JSON line: {"device", "torch", "results": [{"size", "transB", "median
 bench/webgpu-gemm.ts (reps matmuls back to back, to completion, median of rounds).
 
 Run: python3 bench/gpu_anchor.py [--sizes 1024,2048,4096] [--reps 10] [--rounds 5]
+     python3 bench/gpu_anchor.py --step 0.5b [--batch 8] [--seq 1024]   (the twin of bench/webgpu-step.ts)
+
+--step: one training step (forward, mean next-token cross-entropy, backward, clip 1.0, AdamW) of a random
+transformers Qwen2ForCausalLM of that shape in fp32 with TF32 off and sdpa attention; prints the median of 3 rounds.
 """
 import argparse
 import json
@@ -16,10 +20,44 @@ ap = argparse.ArgumentParser()
 ap.add_argument('--sizes', default='1024,2048,4096')
 ap.add_argument('--reps', type=int, default=10)
 ap.add_argument('--rounds', type=int, default=5)
+ap.add_argument('--step', default=None)
+ap.add_argument('--batch', type=int, default=8)
+ap.add_argument('--seq', type=int, default=1024)
 a = ap.parse_args()
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device('cuda')
+if a.step is not None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    shapes = {
+        '0.5b': dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2),
+        '1.5b': dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2),
+        'tiny': dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+    }
+    vocab = 512 if a.step == 'tiny' else 151936
+    cfg = Qwen2Config(vocab_size=vocab, tie_word_embeddings=True, rope_theta=1e6, attn_implementation='sdpa', **shapes[a.step])
+    model = Qwen2ForCausalLM(cfg).to(dev, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    ids = (torch.arange(a.batch * a.seq, device=dev) * 7919 % vocab).view(a.batch, a.seq)
+    torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0, loss.item()
+
+    step()
+    runs = sorted(step() for _ in range(3))
+    s, loss = runs[1]
+    print(json.dumps({'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'shape': a.step, 'batch': a.batch, 'seq': a.seq,
+                      'step_s': s, 'loss': loss, 'peak_gb': torch.cuda.max_memory_allocated() / 2**30}))
+    raise SystemExit(0)
 out = []
 for n in map(int, a.sizes.split(',')):
     for trans_b in (False, True):
