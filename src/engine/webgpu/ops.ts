@@ -863,28 +863,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   ${code}
 }`
           : `var<workgroup> red: array<f32, ${WG}>;
-fn rowSum(x: f32, lid: u32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
-fn rowMax(x: f32, lid: u32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let m = red[0];
-  workgroupBarrier();
-  return m;
-}
+var<workgroup> redOut: f32;
+${reduction('rowSum', 'f32', 'red', 'redOut', (x, y) => `${x} + ${y}`)}
+${reduction('rowMax', 'f32', 'red', 'redOut', (x, y) => `max(${x}, ${y})`)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
@@ -917,6 +898,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 
+/** A workgroup tree reduction of one value per invocation whose result is workgroup-uniform (it may steer loops). */
+function reduction(name: string, type: 'u32' | 'f32', scratch: string, out: string, combine: (a: string, b: string) => string): string {
+  return `fn ${name}(x: ${type}, lid: u32) -> ${type} {
+  ${scratch}[lid] = x;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { ${scratch}[lid] = ${combine(`${scratch}[lid]`, `${scratch}[lid + s]`)}; } workgroupBarrier(); }
+  if (lid == 0u) { ${out} = ${scratch}[0]; }
+  return workgroupUniformLoad(&${out});
+}`;
+}
+
 /**
  * WGSL helpers of the sampler (a workgroup of WG per row): weight bits, workgroup-uniform reductions, and the id
  * cut-off among equal weights. `Z` is the logits tensor (rewritten to its binding like the body).
@@ -930,41 +922,11 @@ var<workgroup> outF: f32;
 fn wbits(z: f32, m: f32, invT: f32) -> u32 { return bitcast<u32>(exp((z - m) * invT)); }
 // Kept by a cut-off: weight above the threshold bits, or equal to it with an id below the tie cut.
 fn inCut(b: u32, j: u32, t: u32, c: u32) -> bool { return b > t || (b == t && j < c); }
-fn rowSumU(x: u32, lid: u32) -> u32 {
-  redU[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redU[lid] += redU[lid + s]; } workgroupBarrier(); }
-  if (lid == 0u) { outU = redU[0]; }
-  return workgroupUniformLoad(&outU);
-}
-fn rowMinU(x: u32, lid: u32) -> u32 {
-  redU[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redU[lid] = min(redU[lid], redU[lid + s]); } workgroupBarrier(); }
-  if (lid == 0u) { outU = redU[0]; }
-  return workgroupUniformLoad(&outU);
-}
-fn rowMaxIdx(x: u32, lid: u32) -> u32 {
-  redU[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redU[lid] = max(redU[lid], redU[lid + s]); } workgroupBarrier(); }
-  if (lid == 0u) { outU = redU[0]; }
-  return workgroupUniformLoad(&outU);
-}
-fn rowSumF(x: f32, lid: u32) -> f32 {
-  redF[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redF[lid] += redF[lid + s]; } workgroupBarrier(); }
-  if (lid == 0u) { outF = redF[0]; }
-  return workgroupUniformLoad(&outF);
-}
-fn rowMaxF(x: f32, lid: u32) -> f32 {
-  redF[lid] = x;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) { if (lid < s) { redF[lid] = max(redF[lid], redF[lid + s]); } workgroupBarrier(); }
-  if (lid == 0u) { outF = redF[0]; }
-  return workgroupUniformLoad(&outF);
-}
+${reduction('rowSumU', 'u32', 'redU', 'outU', (x, y) => `${x} + ${y}`)}
+${reduction('rowMinU', 'u32', 'redU', 'outU', (x, y) => `min(${x}, ${y})`)}
+${reduction('rowMaxIdx', 'u32', 'redU', 'outU', (x, y) => `max(${x}, ${y})`)}
+${reduction('rowSumF', 'f32', 'redF', 'outF', (x, y) => `${x} + ${y}`)}
+${reduction('rowMaxF', 'f32', 'redF', 'outF', (x, y) => `max(${x}, ${y})`)}
 // The id c such that exactly 'need' of the weights equal to bits t (and kept by the earlier cut t0/c0) have an id
 // below c: bisection on c. A weight of bits t keeps itself unless it fails the earlier cut.
 fn tieCut(o: u32, v: u32, m: f32, invT: f32, t: u32, need: u32, t0: u32, c0: u32, useEarlier: f32, lid: u32) -> u32 {
