@@ -3,7 +3,8 @@
 // median and the adapter's name. bench/gpu_anchor.py --step runs the same shape in PyTorch (fp32, TF32 off) so the two
 // can be compared in one call.
 //
-//   node dist/bench/webgpu-step.js [--shape 0.5b|1.5b|tiny] [--batch 8] [--seq 1024] [--rounds 3] [--json]
+//   node dist/bench/webgpu-step.js [--shape 0.5b|1.5b|tiny] [--batch 8] [--seq 1024] [--rounds 3] [--json] [--profile]
+// --profile: GPU time of every kernel summed by kernel over the timed steps (timestamp queries), largest first.
 import { WebGpuBackend } from '../src/engine/webgpu/ops.js';
 import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
 import { AdamW, clipGradNorm } from '../src/train/optim.js';
@@ -27,7 +28,8 @@ const T = Number(arg('seq', '1024'));
 const rounds = Number(arg('rounds', '3'));
 const json = process.argv.includes('--json');
 
-const be = await WebGpuBackend.open();
+const profile = process.argv.includes('--profile');
+const be = await WebGpuBackend.open({ profile });
 const t0 = performance.now();
 // 1,024 LM-head rows at a time: a [1024, vocab] logits block (622 MB at 151,936) fits one binding and keeps GEMMs large.
 const model = Qwen2Model.random(cfg, be, 1, 0.02, { logitsChunkRows: 1024 });
@@ -60,4 +62,10 @@ const med = sorted[Math.floor(sorted.length / 2)]!;
 const out = { adapter: be.dev.adapterName, shape, batch: B, seq: T, params: model.numParameters(), init_s: initS, first_step_s: first.s, step_s: med.s, forward_s: med.forwardS, loss: med.loss, rounds };
 if (json) process.stdout.write(JSON.stringify(out) + '\n');
 else process.stdout.write(`${out.adapter}: ${shape} (${(out.params / 1e6).toFixed(0)}M params), ${B}×${T} tokens: step ${med.s.toFixed(3)} s (forward ${med.forwardS.toFixed(3)} s), first step ${first.s.toFixed(2)} s, loss ${med.loss.toFixed(4)}\n`);
+if (profile) {
+  const prof = await be.dev.profile();
+  const total = prof.reduce((a, p) => a + p.seconds, 0);
+  process.stdout.write(`GPU time by kernel over ${rounds + 1} steps (${total.toFixed(2)} s in all):\n`);
+  for (const p of prof.slice(0, 25)) process.stdout.write(`  ${p.label.padEnd(32)} ${p.seconds.toFixed(3)} s  ${p.passes} passes\n`);
+}
 be.dispose();

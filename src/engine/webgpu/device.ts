@@ -11,6 +11,11 @@ import { existsSync } from 'node:fs';
 export const WEBGPU_PACKAGE = 'webgpu@0.6.2';
 
 export interface OpenWebGpuOptions {
+  /**
+   * Time every compute pass with GPU timestamps (needs the adapter's timestamp-query feature) and sum them by label;
+   * `profile()` reports them. For finding where the time goes; it adds a query per pass.
+   */
+  profile?: boolean;
   /** Dawn toggles/flags passed to `create()`, e.g. 'enable-dawn-features=allow_unsafe_apis'. */
   dawnFlags?: string[];
   /** Prefer a discrete GPU (default) or the low-power one. */
@@ -81,7 +86,10 @@ export class WebGpuDevice {
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (adapter === null) throw new Error(noAdapterMessage());
     const L = adapter.limits;
+    const profile = opts.profile === true && adapter.features.has('timestamp-query');
+    if (opts.profile === true && !profile) throw new Error(`profiling needs the adapter's timestamp-query feature, which ${adapter.info.device || 'this adapter'} lacks`);
     const device = await adapter.requestDevice({
+      requiredFeatures: profile ? ['timestamp-query'] : [],
       requiredLimits: {
         maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
         maxBufferSize: L.maxBufferSize,
@@ -96,7 +104,9 @@ export class WebGpuDevice {
     // 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1)".
     const parts = [i.device, i.description].filter((x) => x !== undefined && x !== '');
     const name = parts.length === 2 ? `${parts[0]} (${parts[1]})` : (parts[0] ?? `${i.vendor || 'unknown'} adapter`);
-    return new WebGpuDevice(adapter, device, name);
+    const dev = new WebGpuDevice(adapter, device, name);
+    if (profile) dev.profiler = new PassProfiler(device);
+    return dev;
   }
 
   get limits(): GPUSupportedLimits {
@@ -121,6 +131,23 @@ export class WebGpuDevice {
   write(buf: GPUBuffer, data: Float32Array, offset = 0): void {
     this.flush(); // writes are queue operations: keep them ordered after work already encoded
     this.device.queue.writeBuffer(buf, offset * 4, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Set when opened with `profile`: every pass begun through `beginPass` is timed. */
+  profiler: PassProfiler | null = null;
+
+  /** A compute pass on the pending encoder, timed under `label` when profiling. */
+  beginPass(label: string): GPUComputePassEncoder {
+    const enc = this.commandEncoder();
+    const tw = this.profiler?.next(label, enc);
+    return enc.beginComputePass(tw ? { timestampWrites: tw } : {});
+  }
+
+  /** Seconds of GPU time by pass label since the device was opened (profiling only), largest first. */
+  async profile(): Promise<Array<{ label: string; seconds: number; passes: number }>> {
+    if (this.profiler === null) throw new Error('this device was not opened with profile: true');
+    this.flush();
+    return this.profiler.report(this);
   }
 
   /** The encoder that kernels append to; submitted by `flush()`. */
@@ -174,8 +201,66 @@ export class WebGpuDevice {
 
   dispose(): void {
     this.flush();
+    this.profiler?.dispose();
     for (const b of this.uniformPool) b.destroy();
     this.uniformPool.length = 0;
     this.device.destroy();
+  }
+}
+
+/** GPU timestamps around compute passes, resolved in batches and summed by label. */
+class PassProfiler {
+  // Passes per query set: 2 timestamps each, and WebGPU caps a query set at 4,096 queries.
+  private static readonly BATCH = 2048;
+  private set: GPUQuerySet;
+  private labels: string[] = [];
+  private readonly pending: Array<{ buf: GPUBuffer; labels: string[] }> = [];
+  private readonly totals = new Map<string, { ns: bigint; passes: number }>();
+
+  constructor(private readonly device: GPUDevice) {
+    this.set = device.createQuerySet({ type: 'timestamp', count: 2 * PassProfiler.BATCH });
+  }
+
+  /** The timestamp writes for the next pass; a full query set is resolved into a buffer on `enc` first. */
+  next(label: string, enc: GPUCommandEncoder): GPUComputePassTimestampWrites {
+    if (this.labels.length === PassProfiler.BATCH) this.resolve(enc);
+    const i = this.labels.push(label) - 1;
+    return { querySet: this.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  private resolve(enc: GPUCommandEncoder): void {
+    const n = this.labels.length;
+    if (n === 0) return;
+    const buf = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    enc.resolveQuerySet(this.set, 0, 2 * n, buf, 0);
+    this.pending.push({ buf, labels: this.labels });
+    this.labels = [];
+    this.set = this.device.createQuerySet({ type: 'timestamp', count: 2 * PassProfiler.BATCH });
+  }
+
+  async report(dev: WebGpuDevice): Promise<Array<{ label: string; seconds: number; passes: number }>> {
+    this.resolve(dev.commandEncoder());
+    for (const { buf, labels } of this.pending.splice(0)) {
+      const staging = this.device.createBuffer({ size: buf.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      dev.commandEncoder().copyBufferToBuffer(buf, 0, staging, 0, buf.size);
+      dev.flush();
+      await staging.mapAsync(GPUMapMode.READ);
+      const t = new BigInt64Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      staging.destroy();
+      buf.destroy();
+      labels.forEach((label, i) => {
+        const e = this.totals.get(label) ?? { ns: 0n, passes: 0 };
+        const d = t[2 * i + 1]! - t[2 * i]!;
+        e.ns += d > 0n ? d : 0n;
+        e.passes++;
+        this.totals.set(label, e);
+      });
+    }
+    return [...this.totals].map(([label, e]) => ({ label, seconds: Number(e.ns) / 1e9, passes: e.passes })).sort((a, b) => b.seconds - a.seconds);
+  }
+
+  dispose(): void {
+    this.set.destroy();
   }
 }

@@ -199,7 +199,7 @@ export class WebGpuGemm {
     if (!fromC.A) entries.push({ binding: 0, resource: { buffer: a.A } });
     if (!fromC.B) entries.push({ binding: 1, resource: { buffer: a.B } });
     const bind = this.dev.device.createBindGroup({ layout: pl.getBindGroupLayout(0), entries });
-    const pass = this.dev.commandEncoder().beginComputePass();
+    const pass = this.dev.beginPass(`matmul ${+a.transA}${+a.transB}`);
     pass.setPipeline(pl);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(Math.ceil(N / BN), Math.ceil(M / BM));

@@ -890,7 +890,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       layout: pl.getBindGroupLayout(0),
       entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...buffers.map((b, s) => ({ binding: s + 1, resource: { buffer: b.buffer } }))],
     });
-    const pass = this.dev.commandEncoder().beginComputePass();
+    const pass = this.dev.beginPass(key);
     pass.setPipeline(pl);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(grid[0], grid[1]);
