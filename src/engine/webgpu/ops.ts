@@ -239,9 +239,11 @@ export class WebGpuBackend implements Backend {
   // ---- attention -------------------------------------------------------------------------------------------------
   //
   // First versions, correct and simple: one invocation per (query row, head) with an online softmax over its keys
-  // (forward), the same for dq, and one per (key row, kv head) for dk and dv, each walking its sequence in order
-  // (deterministic, no atomics). Per-thread vectors of the head dim live in function memory. Tiled, shared-memory
-  // versions are the next step for speed; these are the reference the fast ones will be tested against too.
+  // (forward), the same for dq, and one per (key row, query head) for the dk and dv shares, each walking its sequence
+  // in order (deterministic, no atomics). Per-thread vectors of the head dim live in function memory. On the H200 the
+  // 0.5B step spent 26 of 39 GPU seconds in a dk/dv kernel with one invocation per (key row, kv head); the per-head
+  // split and the precomputed D_i since then are checked here on lavapipe but not yet timed there. Tiled,
+  // shared-memory versions are the next step; these stay the reference the fast ones are tested against.
 
   private attnArgs(op: string, q: F32, k: F32, v: F32, seqStarts: I32, dims: AttentionDims): { N: number; S: number } {
     const { heads, kvHeads, headDim } = dims;
@@ -304,14 +306,24 @@ export class WebGpuBackend implements Backend {
     need(op, 'dv', DV, V.size);
     need(op, 'lse', L, nh * N);
     const scalars = [nh, nkv, 1 / Math.sqrt(hd), S, N];
-    // p_ij = exp(scale·q_i·k_j − lse_i); dp_ij = dout_i·v_j; ds_ij = p_ij (dp_ij − D_i), D_i = dout_i·out_i.
+    // D_i = dout_i·out_i once per (row, head), then p_ij = exp(scale·q_i·k_j − lse_i), dp_ij = dout_i·v_j,
+    // ds_ij = p_ij (dp_ij − D_i).
+    const Dt = this.empty([nh * N]);
+    this.run(
+      `attention_D_hd${hd}`,
+      `let nh = u32(s0); let hd = ${hd}u; let r = i / nh; let h = i % nh; let qo = r * nh * hd + h * hd;
+       var dd = 0.0;
+       for (var e = 0u; e < hd; e++) { dd += DO[qo + e] * O[qo + e]; }
+       DD[h * u32(s4) + r] = dd;`,
+      N * nh,
+      [['O', O], ['DO', DO], ['DD', Dt]],
+      scalars,
+    );
     const pAndDs = (qo: string, ko: string, h: string, row: string): string => `
          var d = 0.0; var dp = 0.0;
          for (var e = 0u; e < hd; e++) { d += Q[${qo} + e] * K[${ko} + e]; dp += DO[${qo} + e] * V[${ko} + e]; }
          let p = exp(d * s2 - L[${h} * u32(s4) + ${row}]);
-         var dd = 0.0;
-         for (var e = 0u; e < hd; e++) { dd += DO[${qo} + e] * O[${qo} + e]; }
-         let ds = p * (dp - dd);`;
+         let ds = p * (dp - DD[${h} * u32(s4) + ${row}]);`;
     this.run(
       `attention_dq_hd${hd}`,
       `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
@@ -326,30 +338,44 @@ export class WebGpuBackend implements Backend {
        }
        for (var e = 0u; e < hd; e++) { DQ[qo + e] = acc[e] * s2; }`,
       N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['DO', DO], ['DQ', DQ], ['SS', SS]],
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DQ', DQ], ['SS', SS]],
       scalars,
     );
+    // dk, dv: one invocation per (key row, query head) writes that head's share, [heads, N, hd] each (the heads
+    // sharing a kv head are summed after, in order), so there are `heads` times more invocations than kv rows.
+    const PK = this.empty([nh * N * hd]);
+    const PV = this.empty([nh * N * hd]);
     this.run(
       `attention_dkv_hd${hd}`,
       `let nh = u32(s0); let nkv = u32(s1); let hd = ${hd}u; let grp = nh / nkv;
-       let j = i / nkv; let kh = i % nkv;
+       let j = i / nh; let h = i % nh; let kh = h / grp;
        ${WebGpuBackend.seqStartOf('j')}
        let ko = j * nkv * hd + kh * hd;
        var ak: array<f32, ${hd}>;
        var av: array<f32, ${hd}>;
-       for (var hl = 0u; hl < grp; hl++) {
-         let h = kh * grp + hl;
-         for (var r = j; r < en; r++) {
-           let qo = r * nh * hd + h * hd;
-           ${pAndDs('qo', 'ko', 'h', 'r')}
-           for (var e = 0u; e < hd; e++) { av[e] += p * DO[qo + e]; ak[e] += ds * Q[qo + e]; }
-         }
+       for (var r = j; r < en; r++) {
+         let qo = r * nh * hd + h * hd;
+         ${pAndDs('qo', 'ko', 'h', 'r')}
+         for (var e = 0u; e < hd; e++) { av[e] += p * DO[qo + e]; ak[e] += ds * Q[qo + e]; }
        }
-       for (var e = 0u; e < hd; e++) { DK[ko + e] = ak[e] * s2; DV[ko + e] = av[e]; }`,
-      N * nkv,
-      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['DO', DO], ['DK', DK], ['DV', DV], ['SS', SS]],
+       let po = (h * u32(s4) + j) * hd;
+       for (var e = 0u; e < hd; e++) { PK[po + e] = ak[e]; PV[po + e] = av[e]; }`,
+      N * nh,
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['PK', PK], ['PV', PV], ['SS', SS]],
       scalars,
     );
+    this.run(
+      `attention_dkv_sum`,
+      `let nh = u32(s0); let nkv = u32(s1); let hd = u32(s5); let grp = nh / nkv;
+       let e = i % hd; let kh = (i / hd) % nkv; let j = i / (hd * nkv);
+       var sk = 0.0; var sv = 0.0;
+       for (var hl = 0u; hl < grp; hl++) { let po = ((kh * grp + hl) * u32(s4) + j) * hd + e; sk += PK[po]; sv += PV[po]; }
+       DK[i] = sk * s2; DV[i] = sv;`,
+      N * nkv * hd,
+      [['PK', PK], ['PV', PV], ['DK', DK], ['DV', DV]],
+      [...scalars, hd],
+    );
+    for (const t of [Dt, PK, PV]) this.free(t);
   }
 
   /** Appends rows [r0, r0+n) of k, v [N, kvHeads·hd] at positions pos0… of each segment's cache layers. */
