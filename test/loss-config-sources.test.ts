@@ -49,3 +49,18 @@ test('the resolved train config shows every loss value in use (config.resolved.y
   assert.equal(c.kl_type, 'unbias');
   assert.equal(c.kl_coef, 0.01);
 });
+
+test('OREAL without the token-level RM is the reference config without it: no pair filter, no frozen steps', () => {
+  const base = { actor: 'a', datasets: 'd' };
+  const withRm = parseTrainConfig({ ...base }, 'train');
+  assert.equal(withRm.filter_trajectory, 'pair');
+  assert.equal(withRm.actor_freeze_steps, 10);
+  const noRm = parseTrainConfig({ ...base, token_level_rm: false }, 'train');
+  assert.equal(noRm.filter_trajectory, 'none');
+  assert.equal(noRm.actor_freeze_steps, 0);
+  // The earlier behaviour, asked for by name.
+  const pairs = parseTrainConfig({ ...base, token_level_rm: false, filter_trajectory: 'pair', actor_freeze_steps: 10 }, 'train');
+  assert.equal(pairs.filter_trajectory, 'pair');
+  assert.equal(pairs.actor_freeze_steps, 10);
+  assert.equal(parseTrainConfig({ ...base, algorithm: 'grpo' }, 'train').actor_freeze_steps, 0);
+});

@@ -148,7 +148,8 @@ const baseSchema = z
     token_level_rm_head_init: z.enum(['zero', 'normal']).default('zero'),
 
     // Optimisation.
-    actor_freeze_steps: nonNegInt.default(10),
+    /** RM-only steps before the actor trains; null: 10 with the token-level RM (the reference), else 0. */
+    actor_freeze_steps: nonNegInt.nullable().default(null),
     actor_lr: z.number().min(0).default(5e-7),
     actor_min_lr: z.number().min(0).default(1e-7),
     token_level_rm_lr: z.number().min(0).default(2e-6),
@@ -227,6 +228,7 @@ export interface ResolvedLossKeys {
   pos_mult_adv: boolean;
   kl_coef: number;
   kl_type: KlType;
+  actor_freeze_steps: number;
   threshold_rescale: boolean;
   topk_rescale: boolean;
   correct_threshold: number;
@@ -267,12 +269,16 @@ function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof 
     ctx.addIssue({ code: 'custom', path: ['threshold_rescale'], message: (e as Error).message.replace(/^config: /, '') });
     return z.NEVER;
   }
-  const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' ? 'pair' : 'none');
+  // The pair filter and the frozen steps belong to OREAL with its token-level RM; "OREAL without the RM" means the
+  // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway).
+  const withRm = loss.tokenLevelRm;
+  const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && withRm ? 'pair' : 'none');
   const r = loss.rescale;
   return {
     ...c,
     token_level_rm: c.token_level_rm ?? loss.tokenLevelRm,
     filter_trajectory: ft === true ? 'pair' : ft === false ? 'none' : ft,
+    actor_freeze_steps: c.actor_freeze_steps ?? (withRm ? 10 : 0),
     reward_shaping_type: loss.rewardShapingType,
     behavior_cloning: loss.behaviorCloning,
     loss_normalization: loss.lossNormalization,
