@@ -79,7 +79,7 @@ export function randomTokens(n: number, vocab: number, seed: number): Int32Array
 }
 
 /** Times forward+backward steps of a random model on `backend`. */
-export function benchStep(backend: Backend, o: StepBenchOptions): StepBenchResult {
+export async function benchStep(backend: Backend, o: StepBenchOptions): Promise<StepBenchResult> {
   const cfg = benchConfig(o);
   const model = Qwen2Model.random(cfg, backend, o.seed ?? 0, 0.02);
   const ids = randomTokens(o.batch * o.seq, o.vocab, (o.seed ?? 0) + 1);
@@ -87,23 +87,23 @@ export function benchStep(backend: Backend, o: StepBenchOptions): StepBenchResul
   const warmup = o.warmup ?? 2;
   const reps = Math.max(1, o.reps ?? 10);
   let loss = Number.NaN;
-  const step = (): number => {
+  const step = async (): Promise<number> => {
     model.zeroGrad(); // outside the timed region (PyTorch's zero_grad(set_to_none=True) costs nothing)
     const t0 = process.hrtime.bigint();
-    loss = crossEntropyLoss(model, ids, lengths).loss;
+    loss = (await crossEntropyLoss(model, ids, lengths)).loss;
     return Number(process.hrtime.bigint() - t0) / 1e9;
   };
-  const fwd = (): number => {
+  const fwd = async (): Promise<number> => {
     const t0 = process.hrtime.bigint();
-    crossEntropyLoss(model, ids, lengths, { backward: false });
+    await crossEntropyLoss(model, ids, lengths, { backward: false });
     return Number(process.hrtime.bigint() - t0) / 1e9;
   };
   try {
-    for (let i = 0; i < warmup; i++) step();
+    for (let i = 0; i < warmup; i++) await step();
     const times: number[] = [];
     const ftimes: number[] = [];
-    for (let i = 0; i < reps; i++) times.push(step());
-    for (let i = 0; i < Math.max(1, Math.ceil(reps / 2)); i++) ftimes.push(fwd());
+    for (let i = 0; i < reps; i++) times.push(await step());
+    for (let i = 0; i < Math.max(1, Math.ceil(reps / 2)); i++) ftimes.push(await fwd());
     return {
       step_s: round(median(times)),
       forward_s: round(median(ftimes)),
@@ -177,12 +177,12 @@ export function registerBenchStep(bench: Command): Command {
     .option('--reps <n>', 'timed steps', parsePositiveInt, 10)
     .option('--seed <n>', 'weights and tokens seed', parseNonNegativeInt, 0)
     .option('--json', 'print one JSON object: {"step_s","forward_s","backend","threads","peak_rss_mb",…}')
-    .action((o: StepCliOptions) => {
+    .action(async (o: StepCliOptions) => {
       if (o.hidden % o.heads !== 0) throw new InvalidArgumentError('--hidden must be a multiple of --heads');
       if (o.heads % o.kvHeads !== 0) throw new InvalidArgumentError('--heads must be a multiple of --kv-heads');
       const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
-        const res = benchStep(backend, o);
+        const res = await benchStep(backend, o);
         if (o.json) process.stdout.write(JSON.stringify(res) + '\n');
         else
           process.stdout.write(
