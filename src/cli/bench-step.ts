@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { Qwen2Model, crossEntropyLoss, type Qwen2Config } from '../model/qwen2.js';
+import { backendName } from './option-parsers.js';
 
 export interface StepBenchOptions {
   layers: number;
@@ -122,11 +123,6 @@ function round(x: number): number {
   return Math.round(x * 1e5) / 1e5;
 }
 
-function parseBackend(v: string): BackendName {
-  if (!(BACKEND_NAMES as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${BACKEND_NAMES.join(', ')}`);
-  return v as BackendName;
-}
-
 function parsePositiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
@@ -171,7 +167,7 @@ export function registerBenchStep(bench: Command): Command {
     .option('--vocab <n>', 'vocabulary size', parsePositiveInt, 512)
     .option('--batch <n>', 'sequences per step', parsePositiveInt, 8)
     .option('--seq <n>', 'tokens per sequence', parsePositiveInt, 128)
-    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')} (default: as createBackend())`, parseBackend)
+    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')} (default: as createBackend())`, backendName)
     .option('--threads <n>', 'threads (default: all available cores)', parsePositiveInt)
     .option('--warmup <n>', 'untimed steps', parseNonNegativeInt, 2)
     .option('--reps <n>', 'timed steps', parsePositiveInt, 10)
