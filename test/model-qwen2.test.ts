@@ -2,8 +2,6 @@
 // weights), finite differences, padding/chunking invariances, and the optimizer pieces.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import {
@@ -25,34 +23,13 @@ import { registerDebug } from '../src/cli/debug.js';
 import { Command } from 'commander';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { readQwen2Fixture, type Qwen2FixtureRecord } from './helpers/qwen2-fixture.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIX = path.resolve(here, '..', '..', 'test', 'fixtures', 'qwen2');
 const backend = createJsBackend();
 
-interface Fixture {
-  name: string;
-  config: {
-    vocab_size: number;
-    hidden_size: number;
-    intermediate_size: number;
-    num_hidden_layers: number;
-    num_attention_heads: number;
-    num_key_value_heads: number;
-    rms_norm_eps: number;
-    rope_theta: number;
-    tie_word_embeddings: boolean;
-    attention_bias: boolean;
-    head: 'lm' | 'score';
-    score_bias?: boolean;
-  };
-  input_ids: number[][];
-  lengths: number[];
-  tensors: Array<{ name: string; shape: number[] }>;
-  loss?: number;
+interface Fixture extends Qwen2FixtureRecord {
   logp?: number[][];
   entropy?: number[][];
-  grad_norms?: Record<string, number>;
   dlogp?: number[][];
   grad_norms_weighted?: Record<string, number>;
   score?: number[][];
@@ -60,35 +37,7 @@ interface Fixture {
   grad_norms_score?: Record<string, number>;
 }
 
-function loadFixture(name: string): { fx: Fixture; cfg: Qwen2Config; tensors: Map<string, Float32Array> } {
-  const fx = JSON.parse(readFileSync(path.join(FIX, name + '.json'), 'utf8')) as Fixture;
-  const buf = readFileSync(path.join(FIX, name + '.bin'));
-  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  const tensors = new Map<string, Float32Array>();
-  let off = 0;
-  for (const t of fx.tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    tensors.set(t.name, all.subarray(off, off + n));
-    off += n;
-  }
-  assert.equal(off, all.length);
-  const c = fx.config;
-  const cfg: Qwen2Config = {
-    vocabSize: c.vocab_size,
-    hiddenSize: c.hidden_size,
-    intermediateSize: c.intermediate_size,
-    numHiddenLayers: c.num_hidden_layers,
-    numAttentionHeads: c.num_attention_heads,
-    numKeyValueHeads: c.num_key_value_heads,
-    rmsNormEps: c.rms_norm_eps,
-    ropeTheta: c.rope_theta,
-    tieWordEmbeddings: c.tie_word_embeddings,
-    attentionBias: c.attention_bias,
-    head: c.head,
-  };
-  if (c.score_bias) cfg.scoreBias = true;
-  return { fx, cfg, tensors };
-}
+const loadFixture = (name: string): { fx: Fixture; cfg: Qwen2Config; tensors: Map<string, Float32Array> } => readQwen2Fixture<Fixture>(name);
 
 const flat = (rows: number[][]): number[] => rows.flat();
 const rel = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);

@@ -3,10 +3,9 @@
 // seeded reproducibility, stop conditions, log-probs, the local rollout backend and the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
@@ -19,9 +18,8 @@ import { LocalRolloutBackend } from '../src/sample/local-backend.js';
 import type { GenerationRequest, SamplingParams } from '../src/sample/types.js';
 import { registerGenerate, readPromptsJsonl } from '../src/cli/generate.js';
 import { parseRandomModelSpec } from '../src/cli/bench-decode.js';
+import { SAMPLE_FIXTURES, readQwen2Fixture, type FixtureConfig } from './helpers/qwen2-fixture.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIX = path.resolve(here, '..', '..', 'test', 'fixtures', 'sample');
 const backend = createJsBackend();
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -165,18 +163,7 @@ test('decoder logits match the full forward pass at every step (prefill chunks, 
 // (b) PyTorch fixtures
 
 interface GreedyFixture {
-  config: {
-    vocab_size: number;
-    hidden_size: number;
-    intermediate_size: number;
-    num_hidden_layers: number;
-    num_attention_heads: number;
-    num_key_value_heads: number;
-    rms_norm_eps: number;
-    rope_theta: number;
-    tie_word_embeddings: boolean;
-    attention_bias: boolean;
-  };
+  config: FixtureConfig;
   prompts: number[][];
   new_tokens: number;
   greedy: number[][];
@@ -186,31 +173,7 @@ interface GreedyFixture {
 
 for (const name of ['greedy_qwen2_tied', 'greedy_untied_gqa']) {
   test(`greedy continuations and log-probs match PyTorch (${name})`, async () => {
-    const fx = JSON.parse(readFileSync(path.join(FIX, name + '.json'), 'utf8')) as GreedyFixture;
-    const buf = readFileSync(path.join(FIX, name + '.bin'));
-    const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-    const tensors = new Map<string, Float32Array>();
-    let off = 0;
-    for (const t of fx.tensors) {
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      tensors.set(t.name, all.subarray(off, off + n));
-      off += n;
-    }
-    assert.equal(off, all.length);
-    const c = fx.config;
-    const cfg: Qwen2Config = {
-      vocabSize: c.vocab_size,
-      hiddenSize: c.hidden_size,
-      intermediateSize: c.intermediate_size,
-      numHiddenLayers: c.num_hidden_layers,
-      numAttentionHeads: c.num_attention_heads,
-      numKeyValueHeads: c.num_key_value_heads,
-      rmsNormEps: c.rms_norm_eps,
-      ropeTheta: c.rope_theta,
-      tieWordEmbeddings: c.tie_word_embeddings,
-      attentionBias: c.attention_bias,
-      head: 'lm',
-    };
+    const { fx, cfg, tensors } = readQwen2Fixture<GreedyFixture>(name, SAMPLE_FIXTURES);
     const model = Qwen2Model.fromTensors(cfg, backend, tensors);
     const got = await generate(
       model,
