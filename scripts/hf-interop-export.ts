@@ -21,11 +21,11 @@ const SRC = path.join(root, 'models', 'arith-sft');
 const QUESTIONS = ['What is 17 + 25?', 'Compute 9 * 8 - 14.', 'What is 300 - 123?', 'Compute (6 + 7) * 3.'];
 const NEW_TOKENS = 24;
 
-function lossOf(model: Qwen2Model, ids: number[]): number {
-  return crossEntropyLoss(model, ids, [ids.length]).loss;
+async function lossOf(model: Qwen2Model, ids: number[]): Promise<number> {
+  return (await crossEntropyLoss(model, ids, [ids.length])).loss;
 }
 
-function exportAll(out: string): void {
+async function exportAll(out: string): Promise<void> {
   const backend = createJsBackend();
   const ck = loadCheckpoint(SRC);
   const policyCfg: ModelConfig = { ...ck.config, ropeTheta: 1e6 };
@@ -38,25 +38,26 @@ function exportAll(out: string): void {
   saveCheckpoint(path.join(out, 'rm'), rmCfg, rm.toTensors(), { dtype: 'f32', tokenizerDir: SRC });
 
   const tok = Tokenizer.load(SRC);
-  const cases = QUESTIONS.map((q) => {
+  const cases = [];
+  for (const q of QUESTIONS) {
     const prompt = tok.encodeChat([{ role: 'user', content: q }], { addGenerationPrompt: true });
-    const [g] = generate(policy, [{ prompt, n: 1, params: { maxNewTokens: NEW_TOKENS, temperature: 0, topP: 1, topK: 0, stopTokenIds: [...policyCfg.eosTokenIds], stopStrings: [], greedy: true } }]);
+    const [g] = await generate(policy, [{ prompt, n: 1, params: { maxNewTokens: NEW_TOKENS, temperature: 0, topP: 1, topK: 0, stopTokenIds: [...policyCfg.eosTokenIds], stopStrings: [], greedy: true } }]);
     const full = [...prompt, ...g![0]!.tokenIds];
     const score = rm.forward(full, [full.length], { saveForBackward: false }).score!;
-    return { question: q, prompt_ids: prompt, greedy_ids: g![0]!.tokenIds, loss: lossOf(policy, full), rm_scores: Array.from(score) };
-  });
+    cases.push({ question: q, prompt_ids: prompt, greedy_ids: g![0]!.tokenIds, loss: await lossOf(policy, full), rm_scores: Array.from(score) });
+  }
   fs.writeFileSync(path.join(out, 'oreal.json'), JSON.stringify({ new_tokens: NEW_TOKENS, eos_ids: policyCfg.eosTokenIds, cases }, null, 1));
   process.stdout.write(`wrote ${out}/{policy,rm,oreal.json}\n`);
 }
 
-function checkT5(dir: string, expectedFile: string): void {
+async function checkT5(dir: string, expectedFile: string): Promise<void> {
   const expected = JSON.parse(fs.readFileSync(expectedFile, 'utf8')) as { cases: Array<{ ids: number[]; hf_loss: number }> };
   const ck = loadCheckpoint(dir);
   const model = Qwen2Model.fromCheckpoint(ck, createJsBackend());
   process.stdout.write(`${dir}: rope_theta read as ${ck.config.ropeTheta}\n`);
   let worst = 0;
   for (const c of expected.cases) {
-    const ours = lossOf(model, c.ids);
+    const ours = await lossOf(model, c.ids);
     const rel = Math.abs(ours - c.hf_loss) / Math.abs(c.hf_loss);
     worst = Math.max(worst, rel);
     process.stdout.write(`loss oreal ${ours.toFixed(8)}  transformers ${c.hf_loss.toFixed(8)}  rel ${rel.toExponential(2)}\n`);
@@ -66,8 +67,8 @@ function checkT5(dir: string, expectedFile: string): void {
 }
 
 const args = process.argv.slice(2);
-if (args[0] === '--check-t5' && args.length === 3) checkT5(args[1]!, args[2]!);
-else if (args.length === 1 && !args[0]!.startsWith('-')) exportAll(path.resolve(args[0]!));
+if (args[0] === '--check-t5' && args.length === 3) await checkT5(args[1]!, args[2]!);
+else if (args.length === 1 && !args[0]!.startsWith('-')) await exportAll(path.resolve(args[0]!));
 else {
   process.stderr.write('usage: hf-interop-export.js OUT_DIR | --check-t5 DIR EXPECTED_JSON\n');
   process.exitCode = 2;

@@ -82,13 +82,13 @@ export function writeJsonl(file: string, rows: readonly unknown[]): void {
  * Measures each problem's pass rate over `k` samples of the policy at temperature 1 and writes the RL prompt file
  * ({question, gold_answer, pass_rate}). Returns the mean pass rate.
  */
-export function writeRlPromptFile(
+export async function writeRlPromptFile(
   model: Qwen2Model,
   tok: Tokenizer,
   problems: readonly ArithProblem[],
   opts: { k: number; seed: number; file: string },
-): number {
-  const r = passAtOne(model, tok, problems, { temperature: 1, samples: opts.k, maxNewTokens: 64, seed: opts.seed });
+): Promise<number> {
+  const r = await passAtOne(model, tok, problems, { temperature: 1, samples: opts.k, maxNewTokens: 64, seed: opts.seed });
   writeJsonl(
     opts.file,
     problems.map((p, i) => ({ question: p.question, gold_answer: p.answer, pass_rate: r.perProblem[i]! })),
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   const backend = createBackend('wasm', args.threads !== undefined ? { threads: args.threads } : {});
   try {
     const model = Qwen2Model.fromCheckpoint(loadCheckpoint(args.model), backend);
-    const mean = writeRlPromptFile(model, tok, problems, { k: args.k, seed: 11 + si, file: args.out });
+    const mean = await writeRlPromptFile(model, tok, problems, { k: args.k, seed: 11 + si, file: args.out });
     console.log(
       `${problems.length} RL prompts, mean pass rate ${(100 * mean).toFixed(1)}% (k=${args.k}, T=1), ` +
         `${((Date.now() - t0) / 1000).toFixed(0)} s -> ${args.out}`,

@@ -178,8 +178,8 @@ async function main(): Promise<void> {
   const res = await runSft(cfg, {
     onLog: (r) => log(formatSftLog(r)),
     onInfo: (m) => log(m),
-    onEval: (step, model, tok) => {
-      const r = passAtOne(model, tok, probe, { temperature: 0, maxNewTokens: 64 });
+    onEval: async (step, model, tok) => {
+      const r = await passAtOne(model, tok, probe, { temperature: 0, maxNewTokens: 64 });
       log(`step ${step}: greedy pass@1 on ${probe.length} held-out problems ${(100 * r.passAt1).toFixed(1)}%`);
       return r.passAt1 >= args.target ? 'stop' : undefined;
     },
@@ -192,8 +192,8 @@ async function main(): Promise<void> {
   const backend = createBackend('wasm', args.threads !== undefined ? { threads: args.threads } : {});
   try {
     const model = Qwen2Model.fromCheckpoint(loadCheckpoint(args.out), backend);
-    const greedy = passAtOne(model, tok, evalSet, { temperature: 0, maxNewTokens: 64 });
-    const sampled = passAtOne(model, tok, evalSet, { temperature: 1, maxNewTokens: 64, seed: 7 });
+    const greedy = await passAtOne(model, tok, evalSet, { temperature: 0, maxNewTokens: 64 });
+    const sampled = await passAtOne(model, tok, evalSet, { temperature: 1, maxNewTokens: 64, seed: 7 });
     log(`held-out (${evalSet.length}): greedy pass@1 ${(100 * greedy.passAt1).toFixed(1)}%, sampled (T=1) ${(100 * sampled.passAt1).toFixed(1)}%`);
     const byKey = (key: (p: ArithProblem) => string): Record<string, number> => {
       const acc: Record<string, [number, number]> = {};
@@ -205,7 +205,7 @@ async function main(): Promise<void> {
       });
       return Object.fromEntries(Object.entries(acc).map(([k, [s, n]]) => [k, Math.round((1000 * s) / n) / 1000]));
     };
-    const rlPassRate = writeRlPromptFile(model, tok, rlProblems, { k: args.rlK, seed: 11, file: path.join(D, 'arith-rl-prompts.jsonl') });
+    const rlPassRate = await writeRlPromptFile(model, tok, rlProblems, { k: args.rlK, seed: 11, file: path.join(D, 'arith-rl-prompts.jsonl') });
     log(`RL prompts: ${rlProblems.length}, mean pass rate ${(100 * rlPassRate).toFixed(1)}% (k=${args.rlK}, T=1)`);
     const report = {
       from: args.from ?? null,

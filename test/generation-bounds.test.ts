@@ -25,16 +25,16 @@ test('the model config carries max_position_embeddings', () => {
   assert.equal(qwen2ConfigFromModelConfig(mc).maxPositionEmbeddings, 64);
 });
 
-test('generate refuses prompt + max new tokens past the context, and accepts exactly the context', () => {
+test('generate refuses prompt + max new tokens past the context, and accepts exactly the context', async () => {
   const model = Qwen2Model.random(qwen2ConfigFromModelConfig(mc), backend, 1, 0.02, { grads: false });
   const prompt = [1, 2, 3, 4];
-  assert.throws(
-    () => generate(model, [{ prompt, n: 1, params: params(1_000_000_000) }]),
+  await assert.rejects(
+    async () => generate(model, [{ prompt, n: 1, params: params(1_000_000_000) }]),
     /request 0: prompt \(4 tokens\) \+ max new tokens \(1000000000\) exceeds the model's context of 64 positions \(max_position_embeddings in config\.json\); lower the max new tokens to at most 61/,
   );
-  assert.throws(() => generate(model, [{ prompt, n: 1, params: params(62) }]), /context of 64/);
+  await assert.rejects(async () => generate(model, [{ prompt, n: 1, params: params(62) }]), /context of 64/);
   // 4 + 61 − 1 = 64 positions are filled (the last token is never fed back): allowed.
-  const [out] = generate(model, [{ prompt, n: 1, params: params(61) }]);
+  const [out] = await generate(model, [{ prompt, n: 1, params: params(61) }]);
   assert.equal(out![0]!.tokenIds.length, 61);
   model.dispose();
 });

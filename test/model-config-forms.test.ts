@@ -15,25 +15,25 @@ const readJson = (f: string): Record<string, unknown> => JSON.parse(readFileSync
 
 // The two files describe fixture qwen2_untied (rope_theta 1e6, where theta 10000 gives a visibly different loss).
 for (const form of ['hf-config-transformers4.json', 'hf-config-transformers5.json']) {
-  test(`${form}: rope_theta is read and the loss matches PyTorch`, () => {
+  test(`${form}: rope_theta is read and the loss matches PyTorch`, async () => {
     const { fx, tensors } = readQwen2Fixture('qwen2_untied');
     const mc = parseConfig(readJson(form), form);
     assert.equal(mc.ropeTheta, 1e6);
     assert.equal(mc.ropeType, 'default');
     assert.equal(mc.torchDtype, 'float32');
     const model = Qwen2Model.fromTensors(qwen2ConfigFromModelConfig(mc), backend, tensors);
-    const { loss } = crossEntropyLoss(model, fx.input_ids.flat(), fx.lengths);
+    const { loss } = await crossEntropyLoss(model, fx.input_ids.flat(), fx.lengths);
     const rel = Math.abs(loss - fx.loss!) / fx.loss!;
     assert.ok(rel < 1e-4, `loss ${loss} vs PyTorch ${fx.loss} (rel ${rel.toExponential(2)})`);
     model.dispose();
   });
 }
 
-test('the fixture can tell theta 1e6 from the old fallback 10000 (so the test above can fail)', () => {
+test('the fixture can tell theta 1e6 from the old fallback 10000 (so the test above can fail)', async () => {
   const { fx, tensors } = readQwen2Fixture('qwen2_untied');
   const cfg = { ...qwen2ConfigFromModelConfig(parseConfig(readJson('hf-config-transformers4.json'))), ropeTheta: 10000 };
   const model = Qwen2Model.fromTensors(cfg, backend, tensors);
-  const { loss } = crossEntropyLoss(model, fx.input_ids.flat(), fx.lengths);
+  const { loss } = await crossEntropyLoss(model, fx.input_ids.flat(), fx.lengths);
   assert.ok(Math.abs(loss - fx.loss!) / fx.loss! > 1e-4, `theta 10000 gave ${loss}, indistinguishable from ${fx.loss}`);
   model.dispose();
 });

@@ -2,8 +2,6 @@
 // weights), finite differences, padding/chunking invariances, and the optimizer pieces.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import {
@@ -25,34 +23,13 @@ import { registerDebug } from '../src/cli/debug.js';
 import { Command } from 'commander';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { readQwen2Fixture, type Qwen2FixtureRecord } from './helpers/qwen2-fixture.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIX = path.resolve(here, '..', '..', 'test', 'fixtures', 'qwen2');
 const backend = createJsBackend();
 
-interface Fixture {
-  name: string;
-  config: {
-    vocab_size: number;
-    hidden_size: number;
-    intermediate_size: number;
-    num_hidden_layers: number;
-    num_attention_heads: number;
-    num_key_value_heads: number;
-    rms_norm_eps: number;
-    rope_theta: number;
-    tie_word_embeddings: boolean;
-    attention_bias: boolean;
-    head: 'lm' | 'score';
-    score_bias?: boolean;
-  };
-  input_ids: number[][];
-  lengths: number[];
-  tensors: Array<{ name: string; shape: number[] }>;
-  loss?: number;
+interface Fixture extends Qwen2FixtureRecord {
   logp?: number[][];
   entropy?: number[][];
-  grad_norms?: Record<string, number>;
   dlogp?: number[][];
   grad_norms_weighted?: Record<string, number>;
   score?: number[][];
@@ -60,41 +37,13 @@ interface Fixture {
   grad_norms_score?: Record<string, number>;
 }
 
-function loadFixture(name: string): { fx: Fixture; cfg: Qwen2Config; tensors: Map<string, Float32Array> } {
-  const fx = JSON.parse(readFileSync(path.join(FIX, name + '.json'), 'utf8')) as Fixture;
-  const buf = readFileSync(path.join(FIX, name + '.bin'));
-  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  const tensors = new Map<string, Float32Array>();
-  let off = 0;
-  for (const t of fx.tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    tensors.set(t.name, all.subarray(off, off + n));
-    off += n;
-  }
-  assert.equal(off, all.length);
-  const c = fx.config;
-  const cfg: Qwen2Config = {
-    vocabSize: c.vocab_size,
-    hiddenSize: c.hidden_size,
-    intermediateSize: c.intermediate_size,
-    numHiddenLayers: c.num_hidden_layers,
-    numAttentionHeads: c.num_attention_heads,
-    numKeyValueHeads: c.num_key_value_heads,
-    rmsNormEps: c.rms_norm_eps,
-    ropeTheta: c.rope_theta,
-    tieWordEmbeddings: c.tie_word_embeddings,
-    attentionBias: c.attention_bias,
-    head: c.head,
-  };
-  if (c.score_bias) cfg.scoreBias = true;
-  return { fx, cfg, tensors };
-}
+const loadFixture = (name: string): { fx: Fixture; cfg: Qwen2Config; tensors: Map<string, Float32Array> } => readQwen2Fixture<Fixture>(name);
 
 const flat = (rows: number[][]): number[] => rows.flat();
 const rel = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
 
-function checkGradNorms(model: Qwen2Model, expected: Record<string, number>, tol: number, label: string): number {
-  const got = model.gradNorms();
+async function checkGradNorms(model: Qwen2Model, expected: Record<string, number>, tol: number, label: string): Promise<number> {
+  const got = await model.gradNorms();
   assert.deepEqual(Object.keys(got).sort(), Object.keys(expected).sort(), `${label}: parameter names`);
   let worst = 0;
   for (const [k, e] of Object.entries(expected)) {
@@ -112,16 +61,16 @@ const chunkings: Array<[string, ModelOptions]> = [
 
 for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
   for (const [cl, mo] of chunkings) {
-    test(`${name} (${cl}): loss, logp, entropy and grad norms match PyTorch`, () => {
+    test(`${name} (${cl}): loss, logp, entropy and grad norms match PyTorch`, async () => {
       const { fx, cfg, tensors } = loadFixture(name);
       const model = Qwen2Model.fromTensors(cfg, backend, tensors, mo);
       const ids = flat(fx.input_ids);
       // Loss + grads.
-      const { loss, tokens } = crossEntropyLoss(model, ids, fx.lengths);
+      const { loss, tokens } = await crossEntropyLoss(model, ids, fx.lengths);
       assert.equal(tokens, fx.lengths.reduce((a, b) => a + b - 1, 0));
       const lossRel = rel(loss, fx.loss!);
       assert.ok(lossRel < 1e-4, `loss ${loss} vs ${fx.loss} (rel ${lossRel})`);
-      const gradRel = checkGradNorms(model, fx.grad_norms!, 1e-3, name);
+      const gradRel = await checkGradNorms(model, fx.grad_norms!, 1e-3, name);
       // Per-token values.
       const res = model.forward(ids, fx.lengths, { saveForBackward: false });
       const elp = flat(fx.logp!);
@@ -140,7 +89,7 @@ for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
         model.zeroGrad();
         model.forward(ids, fx.lengths);
         model.backward(flat(fx.dlogp), null);
-        wRel = checkGradNorms(model, fx.grad_norms_weighted!, 1e-3, name + ' weighted');
+        wRel = await checkGradNorms(model, fx.grad_norms_weighted!, 1e-3, name + ' weighted');
       }
       console.log(
         `# ${name} ${cl}: loss rel ${lossRel.toExponential(2)}, logp abs ${dlp.toExponential(2)}, entropy abs ${dent.toExponential(2)}, ` +
@@ -151,7 +100,7 @@ for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
 }
 
 for (const name of ['qwen2_score', 'qwen2_score_bias']) {
-  test(`${name}: token-level RM scores and grads match PyTorch`, () => {
+  test(`${name}: token-level RM scores and grads match PyTorch`, async () => {
     const { fx, cfg, tensors } = loadFixture(name);
     for (const [cl, mo] of chunkings) {
       const model = Qwen2Model.fromTensors(cfg, backend, tensors, mo);
@@ -163,7 +112,7 @@ for (const name of ['qwen2_score', 'qwen2_score_bias']) {
       for (let i = 0; i < es.length; i++) ds = Math.max(ds, Math.abs(res.score![i]! - es[i]!));
       assert.ok(ds < 1e-4, `score max abs err ${ds}`);
       model.backward(null, flat(fx.dscore!));
-      const g = checkGradNorms(model, fx.grad_norms_score!, 1e-3, name);
+      const g = await checkGradNorms(model, fx.grad_norms_score!, 1e-3, name);
       console.log(`# ${name} ${cl}: score abs ${ds.toExponential(2)}, grad-norm rel ${g.toExponential(2)}`);
     }
   });
@@ -174,15 +123,15 @@ function tryWasm(): Backend {
   return createBackend('wasm', { threads: 2 });
 }
 
-test('wasm backend (GEMM + SIMD row kernels) matches PyTorch too', () => {
+test('wasm backend (GEMM + SIMD row kernels) matches PyTorch too', async () => {
   const wasm = tryWasm();
   try {
     for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
       const { fx, cfg, tensors } = loadFixture(name);
       const model = Qwen2Model.fromTensors(cfg, wasm, tensors, { attnChunk: 5 });
-      const { loss } = crossEntropyLoss(model, flat(fx.input_ids), fx.lengths);
+      const { loss } = await crossEntropyLoss(model, flat(fx.input_ids), fx.lengths);
       assert.ok(rel(loss, fx.loss!) < 1e-4, `${name} loss ${loss} vs ${fx.loss}`);
-      const g = checkGradNorms(model, fx.grad_norms!, 1e-3, name + ' wasm');
+      const g = await checkGradNorms(model, fx.grad_norms!, 1e-3, name + ' wasm');
       console.log(`# ${name} wasm: loss rel ${rel(loss, fx.loss!).toExponential(2)}, grad-norm rel ${g.toExponential(2)}`);
       model.dispose();
     }
@@ -190,7 +139,7 @@ test('wasm backend (GEMM + SIMD row kernels) matches PyTorch too', () => {
     const model = Qwen2Model.fromTensors(cfg, wasm, tensors);
     model.forward(flat(fx.input_ids), fx.lengths);
     model.backward(null, flat(fx.dscore!));
-    checkGradNorms(model, fx.grad_norms_score!, 1e-3, 'score wasm');
+    await checkGradNorms(model, fx.grad_norms_score!, 1e-3, 'score wasm');
   } finally {
     wasm.dispose();
   }
@@ -273,9 +222,9 @@ test('oreal debug grad --json: loss and grad norms of a saved checkpoint', async
     const lines = chunks.join('').trim().split('\n');
     assert.equal(lines.length, 1);
     const out = JSON.parse(lines[0]!) as { loss: number; grad_norms: Record<string, number> };
-    const { loss } = crossEntropyLoss(ref, [...row, ...row.slice().reverse()], [T, T]);
+    const { loss } = await crossEntropyLoss(ref, [...row, ...row.slice().reverse()], [T, T]);
     assert.ok(Math.abs(out.loss - loss) < 1e-12);
-    const g = ref.gradNorms();
+    const g = await ref.gradNorms();
     assert.deepEqual(Object.keys(out.grad_norms).sort(), Object.keys(g).sort());
     for (const [k, v] of Object.entries(g)) assert.ok(Math.abs(out.grad_norms[k]! - v) <= 1e-12 * Math.max(1, v), k);
   } finally {
@@ -318,14 +267,14 @@ test('padding: padded ids do not matter, padded positions give zeros, batch = se
   assert.deepEqual([...nextTokenLabels([5, 6, 7, 8, 9, 0], [3, 2], 3)], [6, 7, -1, 9, -1, -1]);
 });
 
-test('gradients accumulate over micro-batches', () => {
+test('gradients accumulate over micro-batches', async () => {
   const { fx, cfg, tensors } = loadFixture('qwen2_untied');
   const model = Qwen2Model.fromTensors(cfg, backend, tensors);
   const ids = flat(fx.input_ids);
-  crossEntropyLoss(model, ids, fx.lengths);
-  const once = model.gradNorms();
-  crossEntropyLoss(model, ids, fx.lengths);
-  const twice = model.gradNorms();
+  await crossEntropyLoss(model, ids, fx.lengths);
+  const once = await model.gradNorms();
+  await crossEntropyLoss(model, ids, fx.lengths);
+  const twice = await model.gradNorms();
   for (const k of Object.keys(once)) assert.ok(rel(twice[k]!, 2 * once[k]!) < 1e-5, k);
 });
 
@@ -400,7 +349,7 @@ test('finite differences: directional derivatives of a weighted objective on a t
   console.log(`# finite differences: worst error / tolerance ${worst.toFixed(3)}`);
 });
 
-test('AdamW matches a hand-computed step (weight decay, bias correction)', () => {
+test('AdamW matches a hand-computed step (weight decay, bias correction)', async () => {
   const p = new Float32Array([1, -2, 0.5]);
   const params = new Map([['w', backend.wrap(p)]]);
   const opt = new AdamW(backend, params, { lr: 0.1, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
@@ -421,7 +370,7 @@ test('AdamW matches a hand-computed step (weight decay, bias correction)', () =>
     assert.ok(Math.abs(p[i]! - e) < 1e-6, `step2[${i}] ${p[i]} vs ${e}`);
   }
   // state round trip: a restored optimizer takes the same next step
-  const st = opt.exportState();
+  const st = await opt.exportState();
   const q = new Float32Array(p);
   const opt2 = new AdamW(backend, new Map([['w', backend.wrap(q)]]), { lr: 0.1 });
   opt2.importState(st);

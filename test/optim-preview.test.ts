@@ -17,10 +17,10 @@ test('preview leaves state untouched and predicts the step exactly', async () =>
   const opt = new AdamW(be, params, { lr: 1e-2, weightDecay: 0.1 });
   opt.step(grads, 1e-2); // non-zero moments
   const before = new Map([...params].map(([k, v]) => [k, hostView(be, v).slice()]));
-  const mom = opt.exportState();
+  const mom = await opt.exportState();
   const pv = await opt.preview(grads, 3e-2);
   for (const [k, v] of params) assert.deepEqual(hostView(be, v), before.get(k), `${k} written by preview`);
-  assert.deepEqual(opt.exportState(), mom);
+  assert.deepEqual(await opt.exportState(), mom);
   opt.step(grads, 3e-2);
   let du2 = 0;
   let p2 = 0;

@@ -72,12 +72,12 @@ const ref = Qwen2Model.fromCheckpoint(loadCheckpoint(path.join(FIX, 'ref')), bac
 const rm = Qwen2Model.fromCheckpoint(loadCheckpoint(path.join(FIX, 'rm')), backend);
 const groups = readBatchFile(path.join(FIX, 'batch.json'));
 
-test('fixture cases: losses, grad norms and per-token gradients match PyTorch', () => {
+test('fixture cases: losses, grad norms and per-token gradients match PyTorch', async () => {
   let worst = 0;
   let worstTok = 0;
   for (const c of cases) {
     const cfg = parseLossConfig(c.config, c.name);
-    const r = stepLosses({ policy, ref, rm: cfg.tokenLevelRm ? rm : null }, groups, cfg, { collectTokens: true });
+    const r = await stepLosses({ policy, ref, rm: cfg.tokenLevelRm ? rm : null }, groups, cfg, { collectTokens: true });
     worst = Math.max(worst, assertReport(r, c.expected, c.name));
     assert.equal(r.kept.length, c.advantages.length);
     r.kept.forEach((k, i) => assert.ok(Math.abs(k.advantage - c.advantages[i]!) < 1e-9, `${c.name}: advantage ${i}`));
@@ -105,25 +105,25 @@ test('fixture cases: losses, grad norms and per-token gradients match PyTorch', 
   console.log(`  ${cases.length} cases: max rel err ${worst.toExponential(2)} (losses, grad norms), ${worstTok.toExponential(2)} (per-token grads)`);
 });
 
-test('micro-batching with global token counts gives the same step', () => {
+test('micro-batching with global token counts gives the same step', async () => {
   const c = cases.find((x) => x.name === 'oreal_default')!;
   const cfg = parseLossConfig(c.config);
-  const r = stepLosses({ policy, ref, rm }, groups, cfg, { microBatchTokens: 20 });
+  const r = await stepLosses({ policy, ref, rm }, groups, cfg, { microBatchTokens: 20 });
   assertReport(r, c.expected, 'micro-batched');
 });
 
-test('ref === policy: zero KL, the other terms unchanged', () => {
+test('ref === policy: zero KL, the other terms unchanged', async () => {
   const cfg = parseLossConfig({ token_level_rm: false });
-  const a = stepLosses({ policy, ref: policy }, groups, cfg);
+  const a = await stepLosses({ policy, ref: policy }, groups, cfg);
   assert.ok(Math.abs(a.kl_penalty_loss) < 1e-12);
   const c = cases.find((x) => x.name === 'oreal_no_rm')!;
   assert.ok(relErr(a.positive_loss, c.expected.positive_loss) < 1e-4);
   assert.ok(relErr(a.negative_loss, c.expected.negative_loss) < 1e-4);
 });
 
-test('filtered step keeps one pair per mixed group', () => {
+test('filtered step keeps one pair per mixed group', async () => {
   const cfg = parseLossConfig({});
-  const r = stepLosses({ policy, ref, rm }, groups, cfg, { filter: { mode: 'pair', rng: seededRng(7) } });
+  const r = await stepLosses({ policy, ref, rm }, groups, cfg, { filter: { mode: 'pair', rng: seededRng(7) } });
   assert.equal(r.kept.length, 6); // groups 0, 1, 4 are mixed
   assert.equal(r.droppedAllWrong, 1);
   assert.equal(r.droppedAllCorrect, 1);
@@ -187,17 +187,17 @@ test('oreal debug loss: CLI (in process, and the real binary when wired) matches
   }
 });
 
-test('debug loss: config and batch validation', () => {
+test('debug loss: config and batch validation', async () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'oreal-loss-'));
   try {
     const cfgFile = path.join(tmp, 'c.json');
     writeFileSync(cfgFile, JSON.stringify({ kl_type: 'unbias', kl_coeff: 0.01 }));
     const inputs = { policy: path.join(FIX, 'policy'), ref: path.join(FIX, 'ref'), batch: path.join(FIX, 'batch.json'), config: cfgFile };
-    assert.throws(() => debugLoss(inputs, backend), /c\.json: unknown key "kl_coeff"/);
+    await assert.rejects(async () => debugLoss(inputs, backend), /c\.json: unknown key "kl_coeff"/);
     writeFileSync(cfgFile, JSON.stringify({ kl_type: 'k3' }));
-    assert.throws(() => debugLoss(inputs, backend), /field "kl_type"/);
+    await assert.rejects(async () => debugLoss(inputs, backend), /field "kl_type"/);
     writeFileSync(cfgFile, JSON.stringify({}));
-    assert.throws(() => debugLoss(inputs, backend), /--rm is required/);
+    await assert.rejects(async () => debugLoss(inputs, backend), /--rm is required/);
     const bad = path.join(tmp, 'b.json');
     writeFileSync(bad, JSON.stringify({ groups: [{ prompt_ids: [1, 2], responses: [{ ids: [3, -1], reward: 1 }] }] }));
     assert.throws(() => readBatchFile(bad), /b\.json: field "groups\.0\.responses\.0\.ids\.1"/);
@@ -205,7 +205,7 @@ test('debug loss: config and batch validation', () => {
     assert.throws(() => readBatchFile(bad), /unknown key "adv"/);
     writeFileSync(bad, JSON.stringify({ groups: [{ prompt_ids: [1], responses: [{ ids: [3, 999], reward: 1 }, { ids: [4], reward: -1 }] }] }));
     writeFileSync(cfgFile, JSON.stringify({ token_level_rm: false }));
-    assert.throws(() => debugLoss({ ...inputs, batch: bad }, backend), /responses\[0\]\.ids\[1\] = 999/);
+    await assert.rejects(async () => debugLoss({ ...inputs, batch: bad }, backend), /responses\[0\]\.ids\[1\] = 999/);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -3,10 +3,9 @@
 // seeded reproducibility, stop conditions, log-probs, the local rollout backend and the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { createJsBackend } from '../src/engine/js-backend.js';
 import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
@@ -19,9 +18,8 @@ import { LocalRolloutBackend } from '../src/sample/local-backend.js';
 import type { GenerationRequest, SamplingParams } from '../src/sample/types.js';
 import { registerGenerate, readPromptsJsonl } from '../src/cli/generate.js';
 import { parseRandomModelSpec } from '../src/cli/bench-decode.js';
+import { SAMPLE_FIXTURES, readQwen2Fixture, type FixtureConfig } from './helpers/qwen2-fixture.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIX = path.resolve(here, '..', '..', 'test', 'fixtures', 'sample');
 const backend = createJsBackend();
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -113,7 +111,7 @@ const models: Array<[string, Qwen2Config]> = [
 ];
 
 for (const [label, cfg] of models) {
-  test(`greedy KV-cache decoding equals cache-free argmax decoding (${label})`, () => {
+  test(`greedy KV-cache decoding equals cache-free argmax decoding (${label})`, async () => {
     const model = randomModel(cfg, 5);
     const ps = prompts(cfg.vocabSize, [1, 7, 13, 4, 2], 3);
     const N = 10;
@@ -121,7 +119,7 @@ for (const [label, cfg] of models) {
     // Batched with chunked prefill (5 rows per forward) and continuous batching (3 sequences at a time).
     const decoder = new KvDecoder(model, { maxPrefillRows: 5, attnChunk: 3 });
     for (const maxBatch of [64, 3, 1]) {
-      const got = generate(model, ps.map((p) => ({ prompt: p, n: 1, params: greedy({ maxNewTokens: N }) })), { decoder, maxBatch });
+      const got = await generate(model, ps.map((p) => ({ prompt: p, n: 1, params: greedy({ maxNewTokens: N }) })), { decoder, maxBatch });
       got.forEach((g, i) => {
         assert.deepEqual(g[0]!.tokenIds, expected[i], `maxBatch ${maxBatch}, prompt ${i}`);
         assert.equal(g[0]!.finishReason, 'length');
@@ -130,13 +128,13 @@ for (const [label, cfg] of models) {
   });
 }
 
-test('decoder logits match the full forward pass at every step (prefill chunks, decode batch)', () => {
+test('decoder logits match the full forward pass at every step (prefill chunks, decode batch)', async () => {
   const model = randomModel(cfgOf({ numKeyValueHeads: 1 }), 8);
   const V = model.config.vocabSize;
   const ps = prompts(V, [9, 3, 6], 4);
   const dec = new KvDecoder(model, { maxPrefillRows: 4, attnChunk: 2 });
   const caches = ps.map((p) => dec.newCache(p.length + 5));
-  let logits = dec.prefill(ps, caches);
+  let logits = await model.backend.read(dec.prefill(ps, caches));
   const seqs = ps.map((p) => [...p]);
   let worst = 0;
   for (let step = 0; step < 5; step++) {
@@ -148,15 +146,15 @@ test('decoder logits match the full forward pass at every step (prefill chunks, 
       toks.push(t);
       s.push(t);
     });
-    if (step < 4) logits = dec.decode(caches, toks);
+    if (step < 4) logits = await model.backend.read(dec.decode(caches, toks));
   }
   assert.ok(worst < 2e-4, `max |logit difference| ${worst}`);
   // Cache copies continue identically.
   const c2 = dec.newCache(caches[0]!.maxLen);
   dec.copyCache(caches[0]!, c2);
   assert.equal(c2.length, caches[0]!.length);
-  const a = Array.from(dec.decode([caches[0]!], [1]));
-  const b = Array.from(dec.decode([c2], [1]));
+  const a = Array.from(await model.backend.read(dec.decode([caches[0]!], [1])));
+  const b = Array.from(await model.backend.read(dec.decode([c2], [1])));
   assert.deepEqual(a, b);
   assert.throws(() => dec.decode([caches[0]!], [1, 2]), /caches but 2 tokens/);
 });
@@ -165,18 +163,7 @@ test('decoder logits match the full forward pass at every step (prefill chunks, 
 // (b) PyTorch fixtures
 
 interface GreedyFixture {
-  config: {
-    vocab_size: number;
-    hidden_size: number;
-    intermediate_size: number;
-    num_hidden_layers: number;
-    num_attention_heads: number;
-    num_key_value_heads: number;
-    rms_norm_eps: number;
-    rope_theta: number;
-    tie_word_embeddings: boolean;
-    attention_bias: boolean;
-  };
+  config: FixtureConfig;
   prompts: number[][];
   new_tokens: number;
   greedy: number[][];
@@ -185,34 +172,10 @@ interface GreedyFixture {
 }
 
 for (const name of ['greedy_qwen2_tied', 'greedy_untied_gqa']) {
-  test(`greedy continuations and log-probs match PyTorch (${name})`, () => {
-    const fx = JSON.parse(readFileSync(path.join(FIX, name + '.json'), 'utf8')) as GreedyFixture;
-    const buf = readFileSync(path.join(FIX, name + '.bin'));
-    const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-    const tensors = new Map<string, Float32Array>();
-    let off = 0;
-    for (const t of fx.tensors) {
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      tensors.set(t.name, all.subarray(off, off + n));
-      off += n;
-    }
-    assert.equal(off, all.length);
-    const c = fx.config;
-    const cfg: Qwen2Config = {
-      vocabSize: c.vocab_size,
-      hiddenSize: c.hidden_size,
-      intermediateSize: c.intermediate_size,
-      numHiddenLayers: c.num_hidden_layers,
-      numAttentionHeads: c.num_attention_heads,
-      numKeyValueHeads: c.num_key_value_heads,
-      rmsNormEps: c.rms_norm_eps,
-      ropeTheta: c.rope_theta,
-      tieWordEmbeddings: c.tie_word_embeddings,
-      attentionBias: c.attention_bias,
-      head: 'lm',
-    };
+  test(`greedy continuations and log-probs match PyTorch (${name})`, async () => {
+    const { fx, cfg, tensors } = readQwen2Fixture<GreedyFixture>(name, SAMPLE_FIXTURES);
     const model = Qwen2Model.fromTensors(cfg, backend, tensors);
-    const got = generate(
+    const got = await generate(
       model,
       fx.prompts.map((p) => ({ prompt: p, n: 1, params: greedy({ maxNewTokens: fx.new_tokens }) })),
     );
@@ -417,43 +380,43 @@ test('Rng: deterministic per (seed, stream), streams differ, doubles in [0, 1)',
 // ---------------------------------------------------------------------------------------------------------------
 // (d) seeded reproducibility independent of batch composition
 
-test('a seeded request reproduces exactly whatever else is in the batch', () => {
+test('a seeded request reproduces exactly whatever else is in the batch', async () => {
   const model = randomModel(cfgOf({}), 11);
   const V = model.config.vocabSize;
   const [p0, p1, p2] = prompts(V, [5, 9, 2], 12);
   const target: GenerationRequest = { prompt: p0!, n: 3, params: params({ maxNewTokens: 12, temperature: 0.9, topP: 0.95, topK: 40, seed: 1234 }) };
-  const alone = generate(model, [target])[0]!;
+  const alone = (await generate(model, [target]))[0]!;
   const others: GenerationRequest[] = [
     { prompt: p1!, n: 2, params: params({ maxNewTokens: 4, seed: 9 }) },
     { prompt: p2!, n: 1, params: greedy({ maxNewTokens: 15 }) },
   ];
-  const mixed = generate(model, [others[0]!, target, others[1]!], { maxBatch: 4 })[1]!;
-  const mixed2 = generate(model, [others[1]!, others[0]!, target], { maxBatch: 2 })[2]!;
+  const mixed = (await generate(model, [others[0]!, target, others[1]!], { maxBatch: 4 }))[1]!;
+  const mixed2 = (await generate(model, [others[1]!, others[0]!, target], { maxBatch: 2 }))[2]!;
   assert.deepEqual(mixed, alone);
   assert.deepEqual(mixed2, alone);
   // The n samples use different streams.
   assert.ok(new Set(alone.map((g) => g.tokenIds.join(','))).size > 1, 'samples of one request should differ');
   // A different seed gives a different sample.
-  const other = generate(model, [{ ...target, params: { ...target.params, seed: 1235 } }])[0]!;
+  const other = (await generate(model, [{ ...target, params: { ...target.params, seed: 1235 } }]))[0]!;
   assert.notDeepEqual(other, alone);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // (e) stop ids, stop strings, max tokens, finish reasons
 
-test('stop token ids, stop strings, max new tokens and finish reasons', () => {
+test('stop token ids, stop strings, max new tokens and finish reasons', async () => {
   const model = randomModel(cfgOf({}), 21);
   const V = model.config.vocabSize;
   const [p] = prompts(V, [6], 22);
   const N = 12;
-  const ref = generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: N }) }], { decode: letters })[0]![0]!;
+  const ref = (await generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: N }) }], { decode: letters }))[0]![0]!;
   assert.equal(ref.tokenIds.length, N);
   assert.equal(ref.finishReason, 'length');
   assert.equal(ref.text, letters(ref.tokenIds));
   // Stop id: the first occurrence of the token at index 4 ends generation there; the id is kept, not in the text.
   const sid = ref.tokenIds[4]!;
   const first = ref.tokenIds.indexOf(sid);
-  const s1 = generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: N, stopTokenIds: [V - 1 === sid ? 0 : V - 1, sid] }) }], { decode: letters })[0]![0]!;
+  const s1 = (await generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: N, stopTokenIds: [V - 1 === sid ? 0 : V - 1, sid] }) }], { decode: letters }))[0]![0]!;
   assert.deepEqual(s1.tokenIds, ref.tokenIds.slice(0, first + 1));
   assert.equal(s1.finishReason, 'stop');
   assert.equal(s1.text, letters(ref.tokenIds.slice(0, first)));
@@ -462,42 +425,42 @@ test('stop token ids, stop strings, max new tokens and finish reasons', () => {
   const full = letters(ref.tokenIds);
   const ss = full.slice(6, 8);
   const at = full.indexOf(ss);
-  const s2 = generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: N, stopStrings: ['zzzzzz', ss] }) }], { decode: letters })[0]![0]!;
+  const s2 = (await generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: N, stopStrings: ['zzzzzz', ss] }) }], { decode: letters }))[0]![0]!;
   assert.equal(s2.finishReason, 'stop');
   assert.equal(s2.text, full.slice(0, at));
   assert.deepEqual(s2.tokenIds, ref.tokenIds.slice(0, at + 2));
   // Max new tokens.
-  const s3 = generate(model, [{ prompt: p!, n: 2, params: greedy({ maxNewTokens: 3 }) }])[0]!;
+  const s3 = (await generate(model, [{ prompt: p!, n: 2, params: greedy({ maxNewTokens: 3 }) }]))[0]!;
   for (const g of s3) {
     assert.deepEqual(g.tokenIds, ref.tokenIds.slice(0, 3));
     assert.equal(g.finishReason, 'length');
     assert.equal(g.text, '');
   }
   // The last allowed token being a stop id is a stop.
-  const s4 = generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: 1, stopTokenIds: [ref.tokenIds[0]!] }) }])[0]![0]!;
+  const s4 = (await generate(model, [{ prompt: p!, n: 1, params: greedy({ maxNewTokens: 1, stopTokenIds: [ref.tokenIds[0]!] }) }]))[0]![0]!;
   assert.equal(s4.finishReason, 'stop');
   // Zero tokens, zero samples.
-  const s5 = generate(model, [
+  const s5 = await generate(model, [
     { prompt: p!, n: 1, params: greedy({ maxNewTokens: 0 }) },
     { prompt: p!, n: 0, params: greedy({}) },
   ]);
   assert.deepEqual(s5, [[{ tokenIds: [], text: '', finishReason: 'length', logprobs: [] }], []]);
   // Errors.
-  assert.throws(() => generate(model, [{ prompt: p!, n: 1, params: greedy({ stopStrings: ['x'] }) }]), /stop strings need a decode/);
-  assert.throws(() => generate(model, [{ prompt: 'text', n: 1, params: greedy({}) }]), /encode/);
-  assert.throws(() => generate(model, [{ prompt: [V], n: 1, params: greedy({}) }]), /not in \[0, 61\)/);
-  assert.throws(() => generate(model, [{ prompt: [], n: 1, params: greedy({}) }]), /empty prompt/);
-  assert.throws(() => generate(model, [{ prompt: p!, n: 1, params: params({ topP: 1.5 }) }]), /request 0: top_p/);
+  await assert.rejects(async () => generate(model, [{ prompt: p!, n: 1, params: greedy({ stopStrings: ['x'] }) }]), /stop strings need a decode/);
+  await assert.rejects(async () => generate(model, [{ prompt: 'text', n: 1, params: greedy({}) }]), /encode/);
+  await assert.rejects(async () => generate(model, [{ prompt: [V], n: 1, params: greedy({}) }]), /not in \[0, 61\)/);
+  await assert.rejects(async () => generate(model, [{ prompt: [], n: 1, params: greedy({}) }]), /empty prompt/);
+  await assert.rejects(async () => generate(model, [{ prompt: p!, n: 1, params: params({ topP: 1.5 }) }]), /request 0: top_p/);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // (f) log-probs == log-softmax of the full forward pass
 
-test('logprobs of sampled tokens equal the full forward log-softmax (temperature and filters ignored)', () => {
+test('logprobs of sampled tokens equal the full forward log-softmax (temperature and filters ignored)', async () => {
   const model = randomModel(cfgOf({ numKeyValueHeads: 1, attentionBias: true, tieWordEmbeddings: false }), 31);
   const V = model.config.vocabSize;
   const ps = prompts(V, [3, 8], 32);
-  const res = generate(
+  const res = await generate(
     model,
     ps.map((p, i) => ({ prompt: p, n: 2, params: params({ maxNewTokens: 9, temperature: 1.7, topK: 20, topP: 0.9, seed: i }) })),
   );
@@ -659,9 +622,9 @@ test('oreal generate with a tokenizer: --prompt --chat, messages lines, stop str
     );
     const tok = Tokenizer.load(md);
     const chatIds = tok.encodeChat([{ role: 'user', content: 'ab c' }], { addGenerationPrompt: true });
-    const ref = generate(m, [{ prompt: chatIds, n: 1, params: greedy({ maxNewTokens: 8, stopTokenIds: [257, 60] }) }], {
+    const ref = (await generate(m, [{ prompt: chatIds, n: 1, params: greedy({ maxNewTokens: 8, stopTokenIds: [257, 60] }) }], {
       decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
-    })[0]![0]!;
+    }))[0]![0]!;
     const out = await runCli(['generate', '--model', md, '--prompt', 'ab c', '--chat', '--greedy', '--max-new-tokens', '8', '--json', '--backend', 'js']);
     const l = JSON.parse(out.trim()) as { token_ids: number[]; text: string; finish_reason: string };
     assert.deepEqual(l.token_ids, ref.tokenIds);
@@ -672,13 +635,13 @@ test('oreal generate with a tokenizer: --prompt --chat, messages lines, stop str
     assert.equal(out2.length, 2);
     assert.deepEqual((JSON.parse(out2[0]!) as { token_ids: number[] }).token_ids, ref.tokenIds);
     // A stop string taken from the reference text cuts it.
-    const plain = generate(m, [{ prompt: tok.encode('xyz'), n: 1, params: greedy({ maxNewTokens: 8, stopTokenIds: [257, 60] }) }], {
+    const plain = (await generate(m, [{ prompt: tok.encode('xyz'), n: 1, params: greedy({ maxNewTokens: 8, stopTokenIds: [257, 60] }) }], {
       decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
-    })[0]![0]!;
+    }))[0]![0]!;
     assert.deepEqual((JSON.parse(out2[1]!) as { token_ids: number[] }).token_ids, plain.tokenIds);
-    const long = generate(m, [{ prompt: tok.encode('xyz'), n: 1, params: greedy({ maxNewTokens: 12 }) }], {
+    const long = (await generate(m, [{ prompt: tok.encode('xyz'), n: 1, params: greedy({ maxNewTokens: 12 }) }], {
       decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
-    })[0]![0]!;
+    }))[0]![0]!;
     assert.ok(long.text.length >= 4, `reference text ${JSON.stringify(long.text)} too short for a stop string`);
     const stop = long.text.slice(2, 4);
     const out3 = JSON.parse(
@@ -693,12 +656,12 @@ test('oreal generate with a tokenizer: --prompt --chat, messages lines, stop str
 
 // Regression: a prompt's first sample that stops on its very first token must not free the prompt cache that its
 // sibling samples are still copied from.
-test('n samples where the first one stops at once: siblings still get the prompt cache', () => {
+test('n samples where the first one stops at once: siblings still get the prompt cache', async () => {
   const cfg = cfgOf({});
   const model = randomModel(cfg, 21);
   const everyId = Array.from({ length: cfg.vocabSize }, (_, i) => i);
   const [p] = prompts(cfg.vocabSize, [5], 3);
-  const mixed = generate(model, [
+  const mixed = await generate(model, [
     { prompt: p!, n: 4, params: params({ seed: 1, stopTokenIds: everyId }) },
     { prompt: p!, n: 3, params: params({ seed: 2, maxNewTokens: 4 }) },
   ]);

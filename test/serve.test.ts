@@ -132,8 +132,8 @@ test('oreal serve (child process, js backend)', async (t) => {
     const modelB = Qwen2Model.fromCheckpoint(loadCheckpoint(dirB), be);
     const stopIds = [...new Set([...eos, tok.eosTokenId!, tok.imEndTokenId!])];
     const decode = (ids: readonly number[]): string => tok.decode(ids, { skipSpecialTokens: true });
-    const ref = (model: Qwen2Model, prompt: number[], over: Partial<SamplingParams>, n = 1): Generation[] =>
-      generate(model, [{ prompt, n, params: { maxNewTokens: 12, temperature: 0, topP: 1, topK: 0, stopTokenIds: stopIds, stopStrings: [], ...over } }], { decode })[0]!;
+    const ref = async (model: Qwen2Model, prompt: number[], over: Partial<SamplingParams>, n = 1): Promise<Generation[]> =>
+      (await generate(model, [{ prompt, n, params: { maxNewTokens: 12, temperature: 0, topP: 1, topK: 0, stopTokenIds: stopIds, stopStrings: [], ...over } }], { decode }))[0]!;
 
     const srv = await startServer(['--model', dirA, '--backend', 'js', '--port', '0', '--max-batch', '8', '--served-model-name', 'tiny']);
     servers.push(srv);
@@ -152,7 +152,7 @@ test('oreal serve (child process, js backend)', async (t) => {
     await t.test('greedy completion equals generate() on the same weights', async () => {
       const text = 'What is 12 + 7?';
       const prompt = tok.encode(text, { addSpecialTokens: false });
-      const want = ref(modelA, prompt, { maxNewTokens: 12 })[0]!;
+      const want = (await ref(modelA, prompt, { maxNewTokens: 12 }))[0]!;
       const r = await post(`${U}/v1/completions`, { model: 'tiny', prompt: text, max_tokens: 12, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true });
       assert.equal(r.status, 200, JSON.stringify(r.json));
       assert.equal(r.json.object, 'text_completion');
@@ -167,7 +167,7 @@ test('oreal serve (child process, js backend)', async (t) => {
       const r2 = await post(`${U}/v1/completions`, { prompt: [prompt, p2], n: 2, max_tokens: 6, temperature: 0, logprobs: 2, return_tokens_as_token_ids: true });
       assert.equal(r2.status, 200, JSON.stringify(r2.json));
       assert.equal(r2.json.choices.length, 4);
-      const w2 = ref(modelA, p2, { maxNewTokens: 6 })[0]!;
+      const w2 = (await ref(modelA, p2, { maxNewTokens: 6 }))[0]!;
       assert.deepEqual(r2.json.choices.map((c: Json) => c.index), [0, 1, 2, 3]);
       assert.deepEqual(idsOf(r2.json.choices[3]), w2.tokenIds);
       assert.deepEqual(idsOf(r2.json.choices[0]), want.tokenIds.slice(0, 6));
@@ -183,7 +183,7 @@ test('oreal serve (child process, js backend)', async (t) => {
     await t.test('chat completion through the chat template', async () => {
       const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Compute 3*4.' }];
       const prompt = tok.encodeChat(messages, { addGenerationPrompt: true });
-      const want = ref(modelA, prompt, { maxNewTokens: 10 })[0]!;
+      const want = (await ref(modelA, prompt, { maxNewTokens: 10 }))[0]!;
       const r = await post(`${U}/v1/chat/completions`, { model: 'tiny', messages, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 2, return_tokens_as_token_ids: true });
       assert.equal(r.status, 200, JSON.stringify(r.json));
       assert.equal(r.json.object, 'chat.completion');
@@ -198,7 +198,7 @@ test('oreal serve (child process, js backend)', async (t) => {
     });
 
     await t.test('streaming (SSE) matches the non-streamed reply', async () => {
-      const long = ref(modelA, tok.encode('Solve: 5 + 9', { addSpecialTokens: false }), { maxNewTokens: 16, temperature: 0.9, seed: 4, stopTokenIds: [] })[0]!;
+      const long = (await ref(modelA, tok.encode('Solve: 5 + 9', { addSpecialTokens: false }), { maxNewTokens: 16, temperature: 0.9, seed: 4, stopTokenIds: [] }))[0]!;
       const body = { prompt: 'Solve: 5 + 9', max_tokens: 16, temperature: 0.9, seed: 4, n: 2, ignore_eos: true };
       // a stop string taken from the middle of sample 0's text
       const stop = long.text.length >= 6 ? long.text.slice(3, 5) : undefined;
@@ -335,14 +335,14 @@ test('oreal serve (child process, js backend)', async (t) => {
       });
       assert.ok(fromB > 0, 'no request ran on the new weights');
       const g = await post(`${U}/v1/completions`, { prompt: probe, max_tokens: 12, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true });
-      assert.deepEqual(idsOf(g.json.choices[0]), ref(modelB, probe, {})[0]!.tokenIds);
+      assert.deepEqual(idsOf(g.json.choices[0]), (await ref(modelB, probe, {}))[0]!.tokenIds);
       // a checkpoint of another shape is refused and leaves the weights alone
       const bad = await post(`${U}/update_weights_from_disk`, { model_path: dirC });
       assert.equal(bad.status, 400);
       assert.equal(bad.json.success, false);
       assert.match(bad.json.message, /hiddenSize/);
       const g2 = await post(`${U}/v1/completions`, { prompt: probe, max_tokens: 12, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true });
-      assert.deepEqual(idsOf(g2.json.choices[0]), ref(modelB, probe, {})[0]!.tokenIds);
+      assert.deepEqual(idsOf(g2.json.choices[0]), (await ref(modelB, probe, {}))[0]!.tokenIds);
     });
 
     await t.test('OpenAIRolloutBackend works against it, syncWeights included', async () => {
@@ -352,9 +352,9 @@ test('oreal serve (child process, js backend)', async (t) => {
       const messages = [{ role: 'user', content: 'What is 2 + 2?' }];
       const chatReq: RemoteGenerationRequest = { prompt: '', messages, n: 1, params };
       const run = (): Promise<Generation[][]> => rb.generate([{ prompt: text, n: 2, params }, chatReq]);
-      const check = (got: Generation[][], model: Qwen2Model): void => {
-        const w1 = ref(model, tok.encode(text, { addSpecialTokens: false }), { maxNewTokens: 10 })[0]!;
-        const w2 = ref(model, tok.encodeChat(messages, { addGenerationPrompt: true }), { maxNewTokens: 10 })[0]!;
+      const check = async (got: Generation[][], model: Qwen2Model): Promise<void> => {
+        const w1 = (await ref(model, tok.encode(text, { addSpecialTokens: false }), { maxNewTokens: 10 }))[0]!;
+        const w2 = (await ref(model, tok.encodeChat(messages, { addGenerationPrompt: true }), { maxNewTokens: 10 }))[0]!;
         for (const g of got[0]!) {
           assert.deepEqual(g.tokenIds, w1.tokenIds);
           assert.equal(g.text, w1.text);
@@ -364,13 +364,13 @@ test('oreal serve (child process, js backend)', async (t) => {
         assert.deepEqual(got[1]![0]!.tokenIds, w2.tokenIds);
         assert.equal(got[1]![0]!.text, w2.text);
       };
-      check(await run(), modelB);
+      await check(await run(), modelB);
       await rb.syncWeights(dirA);
-      check(await run(), modelA);
+      await check(await run(), modelA);
       // seeded sampling through the client
       const sp: SamplingParams = { ...params, temperature: 1, greedy: false, topK: 30, seed: 77, stopTokenIds: [] };
       const got = await rb.generate([{ prompt: text, n: 3, params: sp }]);
-      const want = generate(modelA, [{ prompt: tok.encode(text, { addSpecialTokens: false }), n: 3, params: sp }], { decode })[0]!;
+      const want = (await generate(modelA, [{ prompt: tok.encode(text, { addSpecialTokens: false }), n: 3, params: sp }], { decode }))[0]!;
       assert.deepEqual(got[0]!.map((g) => g.tokenIds), want.map((g) => g.tokenIds));
       await assert.rejects(rb.syncWeights(dirC), /hiddenSize/);
       await assert.rejects(rb.syncWeights(path.join(dir, 'missing')), /refused|HTTP 400/);
@@ -388,7 +388,7 @@ test('oreal serve (child process, js backend)', async (t) => {
       assert.match(r.json.message, /tensor model\.norm\.weight holds a non-finite value \(NaN at index 5\); weights not loaded/);
       const probe = [3, 4, 5];
       const g = await post(`${U}/v1/completions`, { prompt: probe, max_tokens: 8, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true });
-      assert.deepEqual(idsOf(g.json.choices[0]), ref(modelA, probe, { maxNewTokens: 8 })[0]!.tokenIds);
+      assert.deepEqual(idsOf(g.json.choices[0]), (await ref(modelA, probe, { maxNewTokens: 8 }))[0]!.tokenIds);
     });
 
     await t.test('an engine failure is a 500 for the requests involved; the server keeps serving', async () => {
@@ -409,7 +409,7 @@ test('oreal serve (child process, js backend)', async (t) => {
       assert.equal((await post(`${U}/update_weights_from_disk`, { model_path: dirA })).json.success, true);
       const probe = [3, 4, 5];
       const g = await post(`${U}/v1/completions`, { prompt: probe, max_tokens: 8, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true });
-      assert.deepEqual(idsOf(g.json.choices[0]), ref(modelA, probe, { maxNewTokens: 8 })[0]!.tokenIds);
+      assert.deepEqual(idsOf(g.json.choices[0]), (await ref(modelA, probe, { maxNewTokens: 8 }))[0]!.tokenIds);
       const h = (await getJson(`${U}/health`)).json;
       assert.equal(h.running + h.queued, 0);
     });

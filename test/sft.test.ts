@@ -66,7 +66,7 @@ function tinyConfig(extra: Partial<SftConfigInput> = {}): SftConfigInput {
   };
 }
 
-test('loss masking: only assistant content and its <|im_end|> are targets', () => {
+test('loss masking: only assistant content and its <|im_end|> are targets', async () => {
   const p = problems[0]!;
   const ex = encodeMessages(tok, [
     { role: 'system', content: 'Be brief.' },
@@ -116,14 +116,14 @@ test('loss masking: only assistant content and its <|im_end|> are targets', () =
     tok,
   );
   const model = Qwen2Model.random(qwen2ConfigFromModelConfig(mc), backend, 1, 0.1);
-  const nll = maskedNll(model, batch);
+  const nll = await maskedNll(model, batch);
   const full = model.forward(batch.ids, batch.lengths, { entropy: false, saveForBackward: false });
   let manual = 0;
   for (let i = 0; i < batch.labels.length; i++) if (batch.labels[i]! >= 0) manual -= full.logp![i]!;
   assert.ok(Math.abs(nll - manual) < 1e-6 * Math.max(1, Math.abs(manual)), `${nll} vs ${manual}`);
   // Gradients: prompt tokens get no loss, so the loss does not change when a prompt label would.
   model.zeroGrad();
-  maskedNll(model, batch, 1 / batch.tokens);
+  await maskedNll(model, batch, 1 / batch.tokens);
   let g = 0;
   for (const a of model.grads.values()) for (let i = 0; i < a.length; i++) g += a[i]! * a[i]!;
   assert.ok(g > 0);
@@ -162,15 +162,15 @@ test('a tiny SFT run lowers the loss and saves a loadable HF checkpoint', async 
   let n = 0;
   for (const e of ex) {
     const b = makeBatch([e], tok.padTokenId!);
-    nll += maskedNll(model, b);
+    nll += await maskedNll(model, b);
     n += b.tokens;
   }
   assert.ok(Math.abs(nll / n - last.evalLoss!) < 1e-4, `${nll / n} vs ${last.evalLoss}`);
   const few = problems.slice(0, 3).map((p) => ({ question: p.question, answer: p.answer }));
-  const kv = passAtOne(model, tok, few, { engine: 'kv', maxNewTokens: 12 });
-  const naive = passAtOne(model, tok, few, { engine: 'naive', maxNewTokens: 12 });
+  const kv = await passAtOne(model, tok, few, { engine: 'kv', maxNewTokens: 12 });
+  const naive = await passAtOne(model, tok, few, { engine: 'naive', maxNewTokens: 12 });
   assert.deepEqual(kv.responses, naive.responses);
-  const gen = naiveGenerate(model, [promptIds(tok, few[0]!.question)], { temperature: 1, maxNewTokens: 5, stopIds: [], seed: 3 });
+  const gen = await naiveGenerate(model, [promptIds(tok, few[0]!.question)], { temperature: 1, maxNewTokens: 5, stopIds: [], seed: 3 });
   assert.equal(gen[0]!.length, 5);
   model.dispose();
   backend.dispose();

@@ -112,10 +112,10 @@ function benchRequests(model: Qwen2Model, o: DecodeBenchOptions): GenerationRequ
 }
 
 /** One timed generate() call: tokens/s with prefill, tokens/s of the decode steps alone, prefill seconds. */
-function benchOnce(model: Qwen2Model, decoder: KvDecoder, requests: GenerationRequest[], o: DecodeBenchOptions): [number, number, number] {
+async function benchOnce(model: Qwen2Model, decoder: KvDecoder, requests: GenerationRequest[], o: DecodeBenchOptions): Promise<[number, number, number]> {
   const stats = newGenerateStats();
   const t0 = performance.now();
-  generate(model, requests, { decoder, stats, maxBatch: o.batch });
+  await generate(model, requests, { decoder, stats, maxBatch: o.batch });
   const dt = (performance.now() - t0) / 1000;
   const dec = stats.decodeSeconds > 0 ? (stats.generatedTokens - o.batch) / stats.decodeSeconds : 0;
   return [(o.batch * o.newTokens) / dt, dec, stats.prefillSeconds];
@@ -124,7 +124,7 @@ function benchOnce(model: Qwen2Model, decoder: KvDecoder, requests: GenerationRe
 const round = (x: number, d: number): number => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Times greedy generation of `newTokens` tokens for `batch` random prompts of `promptLen` tokens. */
-export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBenchResult {
+export async function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): Promise<DecodeBenchResult> {
   const runs = o.runs ?? 5;
   const requests = benchRequests(model, o);
   const decoder = new KvDecoder(model);
@@ -132,7 +132,7 @@ export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBen
   const dec: number[] = [];
   const pre: number[] = [];
   for (let r = 0; r < runs + 1; r++) {
-    const [t, d, p] = benchOnce(model, decoder, requests, o);
+    const [t, d, p] = await benchOnce(model, decoder, requests, o);
     if (r === 0) continue; // warm-up
     total.push(t);
     dec.push(d);
@@ -157,10 +157,10 @@ export function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): DecodeBen
  * warm-up run it prints `{"ready": true, ...}`; then each input line `run` times one generate() call and prints
  * `{"tokens_per_s", "decode_tokens_per_s", "prefill_s"}`; `quit` or end of input stops.
  */
-export function serveDecodeBench(model: Qwen2Model, o: DecodeBenchOptions): void {
+export async function serveDecodeBench(model: Qwen2Model, o: DecodeBenchOptions): Promise<void> {
   const requests = benchRequests(model, o);
   const decoder = new KvDecoder(model);
-  benchOnce(model, decoder, requests, o);
+  await benchOnce(model, decoder, requests, o);
   const say = (x: unknown): void => {
     writeSync(1, JSON.stringify(x) + '\n');
   };
@@ -189,7 +189,7 @@ export function serveDecodeBench(model: Qwen2Model, o: DecodeBenchOptions): void
         say({ error: `unknown command ${JSON.stringify(cmd)}` });
         continue;
       }
-      const [t, d, p] = benchOnce(model, decoder, requests, o);
+      const [t, d, p] = await benchOnce(model, decoder, requests, o);
       say({ tokens_per_s: round(t, 1), decode_tokens_per_s: round(d, 1), prefill_s: round(p, 4) });
     }
   }
@@ -230,15 +230,15 @@ export function registerBenchDecode(bench: Command): Command {
     .option('--threads <n>', 'kernel threads (wasm; default all cores)', positiveInt)
     .option('--json', 'print one JSON line {"tokens_per_s", "decode_tokens_per_s", "prefill_s", ...}')
     .option('--serve', 'warm up, then time one run per stdin line `run` (JSON line each) until `quit`: for drivers')
-    .action((o: DecodeCliOptions) => {
+    .action(async (o: DecodeCliOptions) => {
       const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
         const model = loadModelSpec(o.model, backend);
         if (o.serve) {
-          serveDecodeBench(model, { batch: o.batch, promptLen: o.promptLen, newTokens: o.newTokens, seed: o.seed });
+          await serveDecodeBench(model, { batch: o.batch, promptLen: o.promptLen, newTokens: o.newTokens, seed: o.seed });
           return;
         }
-        const res = benchDecode(model, { batch: o.batch, promptLen: o.promptLen, newTokens: o.newTokens, runs: o.runs, seed: o.seed });
+        const res = await benchDecode(model, { batch: o.batch, promptLen: o.promptLen, newTokens: o.newTokens, runs: o.runs, seed: o.seed });
         if (o.json) process.stdout.write(JSON.stringify(res) + '\n');
         else
           process.stdout.write(

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { Qwen2Model, crossEntropyLoss, type Qwen2Config } from '../model/qwen2.js';
+import { backendName } from './option-parsers.js';
 
 export interface StepBenchOptions {
   layers: number;
@@ -79,7 +80,7 @@ export function randomTokens(n: number, vocab: number, seed: number): Int32Array
 }
 
 /** Times forward+backward steps of a random model on `backend`. */
-export function benchStep(backend: Backend, o: StepBenchOptions): StepBenchResult {
+export async function benchStep(backend: Backend, o: StepBenchOptions): Promise<StepBenchResult> {
   const cfg = benchConfig(o);
   const model = Qwen2Model.random(cfg, backend, o.seed ?? 0, 0.02);
   const ids = randomTokens(o.batch * o.seq, o.vocab, (o.seed ?? 0) + 1);
@@ -87,23 +88,23 @@ export function benchStep(backend: Backend, o: StepBenchOptions): StepBenchResul
   const warmup = o.warmup ?? 2;
   const reps = Math.max(1, o.reps ?? 10);
   let loss = Number.NaN;
-  const step = (): number => {
+  const step = async (): Promise<number> => {
     model.zeroGrad(); // outside the timed region (PyTorch's zero_grad(set_to_none=True) costs nothing)
     const t0 = process.hrtime.bigint();
-    loss = crossEntropyLoss(model, ids, lengths).loss;
+    loss = (await crossEntropyLoss(model, ids, lengths)).loss;
     return Number(process.hrtime.bigint() - t0) / 1e9;
   };
-  const fwd = (): number => {
+  const fwd = async (): Promise<number> => {
     const t0 = process.hrtime.bigint();
-    crossEntropyLoss(model, ids, lengths, { backward: false });
+    await crossEntropyLoss(model, ids, lengths, { backward: false });
     return Number(process.hrtime.bigint() - t0) / 1e9;
   };
   try {
-    for (let i = 0; i < warmup; i++) step();
+    for (let i = 0; i < warmup; i++) await step();
     const times: number[] = [];
     const ftimes: number[] = [];
-    for (let i = 0; i < reps; i++) times.push(step());
-    for (let i = 0; i < Math.max(1, Math.ceil(reps / 2)); i++) ftimes.push(fwd());
+    for (let i = 0; i < reps; i++) times.push(await step());
+    for (let i = 0; i < Math.max(1, Math.ceil(reps / 2)); i++) ftimes.push(await fwd());
     return {
       step_s: round(median(times)),
       forward_s: round(median(ftimes)),
@@ -120,11 +121,6 @@ export function benchStep(backend: Backend, o: StepBenchOptions): StepBenchResul
 
 function round(x: number): number {
   return Math.round(x * 1e5) / 1e5;
-}
-
-function parseBackend(v: string): BackendName {
-  if (!(BACKEND_NAMES as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${BACKEND_NAMES.join(', ')}`);
-  return v as BackendName;
 }
 
 function parsePositiveInt(v: string): number {
@@ -171,18 +167,18 @@ export function registerBenchStep(bench: Command): Command {
     .option('--vocab <n>', 'vocabulary size', parsePositiveInt, 512)
     .option('--batch <n>', 'sequences per step', parsePositiveInt, 8)
     .option('--seq <n>', 'tokens per sequence', parsePositiveInt, 128)
-    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')} (default: as createBackend())`, parseBackend)
+    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')} (default: as createBackend())`, backendName)
     .option('--threads <n>', 'threads (default: all available cores)', parsePositiveInt)
     .option('--warmup <n>', 'untimed steps', parseNonNegativeInt, 2)
     .option('--reps <n>', 'timed steps', parsePositiveInt, 10)
     .option('--seed <n>', 'weights and tokens seed', parseNonNegativeInt, 0)
     .option('--json', 'print one JSON object: {"step_s","forward_s","backend","threads","peak_rss_mb",…}')
-    .action((o: StepCliOptions) => {
+    .action(async (o: StepCliOptions) => {
       if (o.hidden % o.heads !== 0) throw new InvalidArgumentError('--hidden must be a multiple of --heads');
       if (o.heads % o.kvHeads !== 0) throw new InvalidArgumentError('--heads must be a multiple of --kv-heads');
       const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
-        const res = benchStep(backend, o);
+        const res = await benchStep(backend, o);
         if (o.json) process.stdout.write(JSON.stringify(res) + '\n');
         else
           process.stdout.write(

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { registerBenchStep } from './bench-step.js';
 import { registerBenchDecode } from './bench-decode.js';
+import { backendName } from './option-parsers.js';
 
 export interface GemmBenchResult {
   backend: string;
@@ -66,13 +67,6 @@ export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBe
   return { backend: backend.name, threads: backend.threads, gflops };
 }
 
-function parseBackend(v: string): BackendName {
-  if (!(BACKEND_NAMES as readonly string[]).includes(v)) {
-    throw new InvalidArgumentError(`expected one of ${BACKEND_NAMES.join(', ')}`);
-  }
-  return v as BackendName;
-}
-
 function parsePositiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
@@ -89,7 +83,7 @@ export function registerBench(program: Command): Command {
   bench
     .command('gemm')
     .description('GFLOP/s of square float32 GEMM (C = A·B) at M = N = K = 256, 512, 1024; median of timed runs after warm-up')
-    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')}`, parseBackend, 'wasm' as BackendName)
+    .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')}`, backendName, 'wasm' as BackendName)
     .option('--threads <n>', 'threads (default: all available cores)', parsePositiveInt)
     .option('--sizes <list>', 'comma-separated sizes', parseSizes)
     .option('--seconds <s>', 'minimum timed seconds per size', parseFloat)

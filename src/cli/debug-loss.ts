@@ -72,7 +72,7 @@ export interface DebugLossInputs {
 }
 
 /** Loads the models and runs one step's losses + backward (no update, no filter). */
-export function debugLoss(inputs: DebugLossInputs, backend: Backend): StepLossReport {
+export async function debugLoss(inputs: DebugLossInputs, backend: Backend): Promise<StepLossReport> {
   const cfg = readLossConfigFile(inputs.config);
   const groups = readBatchFile(inputs.batch);
   if (cfg.tokenLevelRm && inputs.rm === undefined) throw new Error('--rm is required when token_level_rm is true (the oreal default)');
@@ -80,7 +80,7 @@ export function debugLoss(inputs: DebugLossInputs, backend: Backend): StepLossRe
   const ref = Qwen2Model.fromCheckpoint(loadCheckpoint(inputs.ref), backend);
   const rm = cfg.tokenLevelRm ? Qwen2Model.fromCheckpoint(loadCheckpoint(inputs.rm!), backend) : null;
   try {
-    const r = stepLosses({ policy, ref, rm }, groups, cfg);
+    const r = await stepLosses({ policy, ref, rm }, groups, cfg);
     return {
       positive_loss: r.positive_loss,
       negative_loss: r.negative_loss,
@@ -122,13 +122,13 @@ export function registerDebugLoss(debug: Command): void {
     .option('--json', 'print one JSON line')
     .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
-    .action((opts: LossCliOptions) => {
+    .action(async (opts: LossCliOptions) => {
       const backend = createBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});
       try {
         const inputs: DebugLossInputs = { policy: opts.policy, ref: opts.ref, batch: opts.batch };
         if (opts.rm !== undefined) inputs.rm = opts.rm;
         if (opts.config !== undefined) inputs.config = opts.config;
-        const report = debugLoss(inputs, backend);
+        const report = await debugLoss(inputs, backend);
         if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
         else for (const [k, v] of Object.entries(report)) process.stdout.write(`${k.padEnd(20)} ${v}\n`);
       } finally {

@@ -58,11 +58,11 @@ export function loadModel(dir: string, backend: Backend): Qwen2Model {
 }
 
 /** Loss and per-parameter gradient norms of one full-batch forward + backward. */
-export function debugGrad(model: Qwen2Model, ids: Int32Array, B: number, T: number): GradReport {
+export async function debugGrad(model: Qwen2Model, ids: Int32Array, B: number, T: number): Promise<GradReport> {
   model.zeroGrad();
   const lengths = new Int32Array(B).fill(T);
-  const { loss } = crossEntropyLoss(model, ids, lengths);
-  return { loss, grad_norms: model.gradNorms() };
+  const { loss } = await crossEntropyLoss(model, ids, lengths);
+  return { loss, grad_norms: await model.gradNorms() };
 }
 
 function positiveInt(value: string): number {
@@ -81,12 +81,12 @@ export function registerDebug(program: Command): void {
     .option('--json', 'print one JSON line {"loss", "grad_norms"}')
     .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
-    .action((opts: GradOptions) => {
+    .action(async (opts: GradOptions) => {
       const { ids, B, T } = readTokensFile(opts.tokens);
       const backend = createBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});
       try {
         const model = loadModel(opts.model, backend);
-        const report = debugGrad(model, ids, B, T);
+        const report = await debugGrad(model, ids, B, T);
         if (opts.json) {
           process.stdout.write(JSON.stringify(report) + '\n');
         } else {

@@ -160,7 +160,7 @@ export function registerGenerate(program: Command): Command {
     .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
     .option('--json', 'one JSON line per prompt and sample: {"token_ids", "text", "finish_reason", "logprobs"}')
-    .action((o: GenerateCliOptions) => {
+    .action(async (o: GenerateCliOptions) => {
       const given = [o.prompt !== undefined, o.promptIds !== undefined, o.input !== undefined].filter(Boolean).length;
       if (given !== 1) throw new Error('give exactly one of --prompt, --prompt-ids, --input');
       const isRandom = o.model === 'random' || o.model.startsWith('random:');
@@ -186,7 +186,7 @@ export function registerGenerate(program: Command): Command {
       const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
         const model = loadModelSpec(o.model, backend);
-        const res = generate(model, requests, {
+        const res = await generate(model, requests, {
           ...(tok ? { decode: (ids: readonly number[]) => tok.decode(ids, { skipSpecialTokens: true }) } : {}),
           ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
         });

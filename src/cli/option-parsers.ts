@@ -1,11 +1,18 @@
 // Commander argument parsers shared by CLI commands.
 import { statSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
+import { BACKEND_NAMES, isBackendName, type BackendName } from '../engine/index.js';
 
 /** A non-negative integer (digits only, surrounding whitespace allowed). */
 export function nonNegInt(value: string): number {
   if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer');
   return Number(value);
+}
+
+/** A backend name of the registry (src/engine/index.ts). */
+export function backendName(value: string): BackendName {
+  if (!isBackendName(value)) throw new InvalidArgumentError(`expected one of ${BACKEND_NAMES.join(', ')}`);
+  return value;
 }
 
 /** An integer >= 1. */

@@ -14,8 +14,9 @@
 // backward. The LM head forms logits for at most `logitsChunkRows` rows at a time, only for rows that have a label,
 // and recomputes them in backward (the fused tokenLogprobs op).
 //
-// Host edges: `params`/`grads` (Float32Array views) and the numbers `forward` returns are read synchronously, which
-// only a CPU backend can do (`hostView`); a device backend will read them with `await backend.read`.
+// Host edges: numbers come back only through `await backend.read` (`forwardAsync`, `readTensors`, `gradNorms`), so
+// everything in src/ runs on a device backend too. `forward`, `toTensors` and the `params`/`grads` Float32Array maps
+// read in place, which only a CPU backend can do: CPU-only conveniences for tests and the forward-memory bench.
 import type { AttentionDims, Backend } from '../engine/backend.js';
 import { CpuBackend, hostView } from '../engine/cpu-backend.js';
 import type { DType, DeviceTensor, F32, I32 } from '../engine/tensor.js';
@@ -389,9 +390,9 @@ export class Qwen2Model {
   readonly tensors = new Map<string, F32>();
   /** Gradients by HF tensor name, accumulated by `backward` until `zeroGrad`. */
   readonly gradTensors = new Map<string, F32>();
-  /** Host views of `tensors` (CPU backends only: empty on a device backend). */
+  /** Host views of `tensors` (CPU backends only: empty on a device backend; for tests). */
   readonly params = new Map<string, Float32Array>();
-  /** Host views of `gradTensors` (CPU backends only). */
+  /** Host views of `gradTensors` (CPU backends only; for tests). */
   readonly grads = new Map<string, Float32Array>();
   readonly shapes: TensorShape[];
   private readonly hd: number;
@@ -485,9 +486,9 @@ export class Qwen2Model {
   }
 
   /**
-   * The parameters as HF tensors (views of the live arrays, not copies), e.g. for `saveCheckpoint`. CPU backends. A
-   * bias-free score head also gets a zero `score.bias`: transformers' Qwen2ForTokenClassification has one and would
-   * otherwise initialise it at random on load.
+   * The parameters as HF tensors (views of the live arrays, not copies). CPU backends only (tests); checkpoints are
+   * saved from `readTensors`. A bias-free score head also gets a zero `score.bias`: transformers'
+   * Qwen2ForTokenClassification has one and would otherwise initialise it at random on load.
    */
   toTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
@@ -558,16 +559,19 @@ export class Qwen2Model {
     for (const g of this.gradTensors.values()) this.backend.fill(g, 0);
   }
 
-  /** L2 norm of each parameter's gradient (CPU backends: read in place). */
-  gradNorms(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [k, t] of this.gradTensors) {
-      const g = hostView(this.backend, t);
-      let s = 0;
-      for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
-      out[k] = Math.sqrt(s);
+  /** L2 norm of each parameter's gradient: one `sumSquares` op per parameter and one read of them all. */
+  async gradNorms(): Promise<Record<string, number>> {
+    const names = [...this.gradTensors.keys()];
+    const sums = this.backend.empty([names.length]);
+    try {
+      names.forEach((k, i) => this.backend.sumSquares([this.gradTensors.get(k)!], this.backend.view(sums, i, [1])));
+      const host = await this.backend.read(sums);
+      const out: Record<string, number> = {};
+      names.forEach((k, i) => (out[k] = Math.sqrt(host[i]!)));
+      return out;
+    } finally {
+      this.backend.free(sums);
     }
-    return out;
   }
 
   /** Free everything this model allocated from its backend (parameters included); the model is unusable after. */
@@ -661,7 +665,7 @@ export class Qwen2Model {
   /**
    * Forward over a right-padded batch: `inputIds` [B·T] (row-major), `lengths` [B] (B = lengths.length).
    * Activations are kept for one `backward` (the previous micro-batch's are overwritten). The returned numbers are
-   * read synchronously (CPU backends); `forwardAsync` reads them with `backend.read` (any backend).
+   * read synchronously (CPU backends only: tests); `forwardAsync` reads them with `backend.read` (any backend).
    */
   forward(inputIds: ArrayLike<number>, lengths: ArrayLike<number>, opts: ForwardOptions = {}): ForwardResult {
     const e = this.encodeForward(inputIds, lengths, opts);
@@ -955,14 +959,14 @@ export interface LossResult {
  * Mean next-token cross-entropy of a right-padded batch; with `backward` (default true) its gradient is accumulated
  * into `model.grads` (scaled by `gradScale`, e.g. 1/numMicroBatches).
  */
-export function crossEntropyLoss(
+export async function crossEntropyLoss(
   model: Qwen2Model,
   inputIds: ArrayLike<number>,
   lengths: ArrayLike<number>,
   opts: { backward?: boolean; gradScale?: number } = {},
-): LossResult {
+): Promise<LossResult> {
   const backward = opts.backward ?? true;
-  const res = model.forward(inputIds, lengths, { entropy: false, saveForBackward: backward });
+  const res = await model.forwardAsync(inputIds, lengths, { entropy: false, saveForBackward: backward });
   const logp = res.logp!;
   const n = res.numLabels;
   let s = 0;

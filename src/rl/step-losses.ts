@@ -8,7 +8,7 @@
 // positions (it sees the prefix before y_t), as the reference's `[-n-1:-1]` slices.
 
 import type { Qwen2Model } from '../model/qwen2.js';
-import { globalGradNorm } from '../train/optim.js';
+import { gradNorm } from '../train/optim.js';
 import { groupAdvantages } from './advantages.js';
 import { filterTrajectory, type FilterMode, type Rng } from './filter.js';
 import { addTotals, computeLosses, countTokens, type LossConfig, type LossSequence, type LossStats, type LossTotals, type TokenCounts } from './loss.js';
@@ -99,7 +99,12 @@ function checkIds(ids: ArrayLike<number>, vocab: number, what: string): void {
 }
 
 /** Computes the step's losses, runs the backward passes and reports the losses and gradient norms. */
-export function stepLosses(models: StepModels, groups: ReadonlyArray<PromptGroup>, cfg: LossConfig, opts: StepLossOptions = {}): StepLossResult {
+export async function stepLosses(
+  models: StepModels,
+  groups: ReadonlyArray<PromptGroup>,
+  cfg: LossConfig,
+  opts: StepLossOptions = {},
+): Promise<StepLossResult> {
   const { policy, ref } = models;
   const rm = models.rm ?? null;
   if (cfg.tokenLevelRm && rm === null) throw new Error('token_level_rm is on but no reward model was given');
@@ -167,11 +172,11 @@ export function stepLosses(models: StepModels, groups: ReadonlyArray<PromptGroup
       const P = mb[b]!.prompt.length;
       return a.subarray(b * T + P - 1, b * T + P - 1 + mb[b]!.response.length);
     };
-    const refOut = ref.forward(ids, lengths, { labels, entropy: false, saveForBackward: false });
-    const refLogp = refOut.logp!.slice();
+    const refOut = await ref.forwardAsync(ids, lengths, { labels, entropy: false, saveForBackward: false });
+    const refLogp = refOut.logp!;
     let scores: Float64Array | null = null;
-    if (cfg.tokenLevelRm) scores = rm!.forward(ids, lengths, { saveForBackward: rmBackward }).score!.slice();
-    const logp = policy.forward(ids, lengths, { labels, entropy: false, saveForBackward: actorBackward }).logp!;
+    if (cfg.tokenLevelRm) scores = (await rm!.forwardAsync(ids, lengths, { saveForBackward: rmBackward })).score!;
+    const logp = (await policy.forwardAsync(ids, lengths, { labels, entropy: false, saveForBackward: actorBackward })).logp!;
     const seqs: LossSequence[] = mb.map((r, b) => ({
       reward: r.info.reward,
       advantage: r.info.advantage,
@@ -212,8 +217,8 @@ export function stepLosses(models: StepModels, groups: ReadonlyArray<PromptGroup
   totals.rl_loss = totals.positive_loss + totals.negative_loss + totals.kl_penalty_loss;
   return {
     ...totals,
-    actor_grad_norm: actorBackward ? globalGradNorm(policy.grads.values()) : 0,
-    rm_grad_norm: rmBackward ? globalGradNorm(rm!.grads.values()) : 0,
+    actor_grad_norm: actorBackward ? await gradNorm(policy.backend, policy.gradTensors.values()) : 0,
+    rm_grad_norm: rmBackward ? await gradNorm(rm!.backend, rm!.gradTensors.values()) : 0,
     counts,
     stats,
     kept: rows.map((r) => r.info),

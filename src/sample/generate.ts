@@ -90,7 +90,7 @@ export function checkContext(model: Qwen2Model, promptTokens: number, maxNewToke
 }
 
 /** Generates `n` samples for every request; one array per request, in request order. */
-export function generate(model: Qwen2Model, requests: readonly GenerationRequest[], opts: GenerateOptions = {}): Generation[][] {
+export async function generate(model: Qwen2Model, requests: readonly GenerationRequest[], opts: GenerateOptions = {}): Promise<Generation[][]> {
   const decode = opts.decode;
   const V = model.config.vocabSize;
   const maxBatch = Math.max(1, Math.floor(opts.maxBatch ?? 64));
@@ -193,15 +193,9 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
         }
         // Each sample draws from its prompt's row.
         const order = [...groups.values()].flat();
-        const rows = new Float32Array(order.length * V);
+        const rows = [...groups.values()].flatMap((g, gi) => g.map(() => gi));
+        const picks = await sampleNext(model.backend, logits, V, order, rows);
         let j = 0;
-        let gi = 0;
-        for (const g of groups.values()) {
-          for (let k = 0; k < g.length; k++) rows.set(logits.subarray(gi * V, (gi + 1) * V), (j++) * V);
-          gi++;
-        }
-        const picks = sampleNext(model.backend, rows, V, order);
-        j = 0;
         for (const g of groups.values()) {
           // Copy the prompt's cache to every sample before any of them can finish (and free the head's cache).
           for (const s of g) if (s !== g[0]) decoder.copyCache(g[0]!.cache!, s.cache!);
@@ -220,7 +214,7 @@ export function generate(model: Qwen2Model, requests: readonly GenerationRequest
         active.map((s) => s.cache!),
         active.map((s) => s.tokens[s.tokens.length - 1]!),
       );
-      const picks = sampleNext(model.backend, logits, V, active);
+      const picks = await sampleNext(model.backend, logits, V, active);
       const still: Seq[] = [];
       for (let i = 0; i < active.length; i++) {
         const s = active[i]!;

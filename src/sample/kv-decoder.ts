@@ -1,7 +1,7 @@
 // Incremental inference over a Qwen2Model's weights with a per-sequence KV cache: batched prefill of prompts of
 // different lengths, then step-wise decode of whichever sequences are still active.
 //
-// The decoder only reads `model.params` (the HF-named fp32 tensors) and `model.config`; it never writes them and never
+// The decoder only reads the model's parameter tensors and `model.config`; it never writes them and never
 // touches the model's gradients or activation workspace, so training and sampling can share one model object (the
 // sampler always sees the current weights).
 //
@@ -19,8 +19,10 @@
 // KV cache layout, per sequence, preallocated for `maxLen` positions: k and v are backend tensors
 // [layers, kvHeads, maxLen, headDim] (post-RoPE keys), so the keys of one (layer, kv head) are one contiguous
 // [maxLen, headDim] block that attention reads in place, and one layer is a view at offset l·kvHeads·maxLen·headDim.
+//
+// Logits stay on the backend: prefill and decode return a workspace tensor that the sampler's `sampleTokens` op reads
+// directly (src/sample/sampler.ts), so a decode step needs no host round trip except the sampled ids.
 import type { Backend, CacheSegment } from '../engine/backend.js';
-import { hostView } from '../engine/cpu-backend.js';
 import type { DType, DeviceTensor, F32, I32 } from '../engine/tensor.js';
 import { headDimOf, type LayerActs, type Qwen2Config, type Qwen2Model } from '../model/qwen2.js';
 
@@ -165,12 +167,14 @@ export class KvDecoder {
 
   /**
    * Runs each prompt into its (empty or partly filled) cache, in forwards of at most `maxPrefillRows` rows (a long
-   * prompt is chunked), and returns the next-token logits after each prompt: a new [prompts, vocab] array.
+   * prompt is chunked), and returns the next-token logits after each prompt: a backend tensor [prompts, vocab] of the
+   * workspace, valid until the next call.
    */
-  prefill(prompts: ReadonlyArray<ArrayLike<number>>, caches: readonly KvCache[]): Float32Array {
+  prefill(prompts: ReadonlyArray<ArrayLike<number>>, caches: readonly KvCache[]): F32 {
     if (prompts.length !== caches.length) throw new Error(`prefill: ${prompts.length} prompts but ${caches.length} caches`);
     const V = this.config.vocabSize;
-    const out = new Float32Array(prompts.length * V);
+    const be = this.backend;
+    const out = this.buf.get('prefill.out', prompts.length * V);
     const R = this.maxPrefillRows;
     let segs: Segment[] = [];
     let owners: Array<number | -1> = []; // prompt index whose last chunk a segment is, else −1
@@ -182,7 +186,7 @@ export class KvDecoder {
       for (let s = 0; s < segs.length; s++) {
         const o = owners[s]!;
         if (o < 0) continue;
-        out.set(logits.subarray(j * V, (j + 1) * V), o * V);
+        be.copy(be.view(logits, j * V, [V]), be.view(out, o * V, [V]));
         j++;
       }
       segs = [];
@@ -210,10 +214,10 @@ export class KvDecoder {
   }
 
   /**
-   * One decode step: appends `tokens[i]` to `caches[i]` and returns the next-token logits [caches, vocab] (a view of
-   * the workspace, valid until the next call).
+   * One decode step: appends `tokens[i]` to `caches[i]` and returns the next-token logits [caches, vocab] (a backend
+   * tensor of the workspace, valid until the next call).
    */
-  decode(caches: readonly KvCache[], tokens: ArrayLike<number>): Float32Array {
+  decode(caches: readonly KvCache[], tokens: ArrayLike<number>): F32 {
     if (caches.length !== tokens.length) throw new Error(`decode: ${caches.length} caches but ${tokens.length} tokens`);
     const segs: Segment[] = [];
     for (let i = 0; i < caches.length; i++) segs.push({ cache: caches[i]!, tokens: [tokens[i]!] });
@@ -229,10 +233,10 @@ export class KvDecoder {
 
   /**
    * Appends every segment's tokens to its cache and returns logits for the last token of each segment whose `want`
-   * entry is true (all of them when `want` is null), in segment order: [count, vocab], a workspace view valid until
+   * entry is true (all of them when `want` is null), in segment order: [count, vocab], a workspace tensor valid until
    * the next call. Segments must belong to distinct caches.
    */
-  forward(segs: readonly Segment[], want: readonly boolean[] | null): Float32Array {
+  forward(segs: readonly Segment[], want: readonly boolean[] | null): F32 {
     const cfg = this.config;
     const be = this.backend;
     const model = this.model;
@@ -265,7 +269,7 @@ export class KvDecoder {
       start[s + 1] = start[s]! + tokens.length;
     }
     const N = start[S]!;
-    if (N === 0) return new Float32Array(0);
+    if (N === 0) return this.buf.get('logits', 0);
     const ids = this.host('ids', N);
     const pos = this.host('pos', N);
     for (let s = 0; s < S; s++) {
@@ -330,7 +334,7 @@ export class KvDecoder {
     let M = 0;
     for (let s = 0; s < S; s++) if (want === null || want[s]) M++;
     const logits = buf.get('logits', M * V);
-    if (M === 0) return hostView(be, logits);
+    if (M === 0) return logits;
     const hsel = buf.get('hsel', M * H);
     const normW = model.tensor('model.norm.weight');
     if (M === N) {
@@ -346,6 +350,6 @@ export class KvDecoder {
       be.rmsnorm(hsel, normW, hsel, null, H, cfg.rmsNormEps);
     }
     be.matmul(hsel, model.lmWeight(), logits, M, V, H, false, true, false);
-    return hostView(be, logits);
+    return logits;
   }
 }

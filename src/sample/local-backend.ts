@@ -56,7 +56,7 @@ export function loadWeightsInto(model: Qwen2Model, dir: string): void {
     const bad = t.data.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) throw new Error(`${dir}: tensor ${name} holds a non-finite value (${t.data[bad]} at index ${bad}); weights not loaded`);
   }
-  for (const { name } of model.shapes) model.params.get(name)!.set(ck.tensors.get(name)!.data);
+  for (const { name } of model.shapes) model.backend.write(model.tensor(name), ck.tensors.get(name)!.data);
 }
 
 export class LocalRolloutBackend implements RolloutBackend {
@@ -87,7 +87,7 @@ export class LocalRolloutBackend implements RolloutBackend {
     const stats: GenerateStats = { prefillTokens: 0, generatedTokens: 0, decodeSteps: 0, prefillSeconds: 0, decodeSeconds: 0 };
     const skip = this.opts.skipSpecialTokens ?? true;
     const add = this.opts.addSpecialTokens ?? false;
-    const res = generate(this.model, requests, {
+    const res = await generate(this.model, requests, {
       decoder: this.decoder,
       stats,
       ...(this.opts.maxBatch !== undefined ? { maxBatch: this.opts.maxBatch } : {}),

@@ -14,8 +14,8 @@
 // and one draw is consumed per non-greedy token, so a seeded request reproduces regardless of how it is batched.
 
 import type { Backend } from '../engine/backend.js';
-import { hostView } from '../engine/cpu-backend.js';
-import { TokenSampler as Sampler, type Sampled, type SamplerSettings, isGreedy, logSumExp } from '../engine/sampling.js';
+import type { F32 } from '../engine/tensor.js';
+import { TokenSampler as Sampler, type Sampled, type SamplerSettings, isGreedy } from '../engine/sampling.js';
 
 export {
   argmax,
@@ -94,17 +94,20 @@ export class TokenSampler extends Sampler {
 }
 
 /**
- * The next token of each sequence through the backend's `sampleTokens` op: row r of `logits` [M, V] with seqs[r]'s
- * settings and one draw from its `Rng` (none for greedy rows), the same draws `TokenSampler.sample` would take. The
- * log-probability is taken in float64 from the host row (the op's is float32), so it is exactly the reference's.
+ * The next token of each sequence through the backend's `sampleTokens` op, straight from the logits on the backend:
+ * sequence r samples from row rows[r] of `logits` [·, V] (row r when `rows` is null) with seqs[r]'s settings and one
+ * draw from its `Rng` (none for greedy rows), the same draws `TokenSampler.sample` would take. Only the ids and the
+ * log-probabilities are read back; the log-probability is the op's float32 one (the reference's, rounded to float32).
  */
-export function sampleNext(
+export async function sampleNext(
   backend: Backend,
-  logits: Float32Array,
+  logits: F32,
   V: number,
   seqs: ReadonlyArray<{ params: SamplerSettings; rng: Rng | null }>,
-): Sampled[] {
+  rows: readonly number[] | null = null,
+): Promise<Sampled[]> {
   const M = seqs.length;
+  if (M === 0) return [];
   const uniforms = new Float64Array(M);
   for (let r = 0; r < M; r++) {
     const { params, rng } = seqs[r]!;
@@ -112,17 +115,23 @@ export function sampleNext(
     else if (rng === null) throw new Error('sample: non-greedy sampling needs an Rng');
     else uniforms[r] = rng.nextDouble();
   }
-  const z = backend.upload(logits.subarray(0, M * V), [M, V]);
+  // Several samples of one prompt share its row: gather them into one row each on the backend.
+  const rowIds = rows === null ? null : backend.upload(Int32Array.from(rows));
+  const z = rows === null ? logits : backend.empty([M, V]);
   const ids = backend.empty([M], 'i32');
+  const lp = backend.empty([M]);
   try {
-    backend.sampleTokens(z, V, seqs.map((s) => s.params), uniforms, ids, null);
-    const tok = hostView(backend, ids);
-    return Array.from({ length: M }, (_, r) => {
-      const row = logits.subarray(r * V, (r + 1) * V);
-      return { token: tok[r]!, logprob: row[tok[r]!]! - logSumExp(row, V) };
-    });
+    if (rowIds !== null) backend.gatherRows(logits, rowIds, z, V);
+    backend.sampleTokens(z, V, seqs.map((s) => s.params), uniforms, ids, lp);
+    const tok = await backend.read(ids);
+    const logp = await backend.read(lp);
+    return Array.from({ length: M }, (_, r) => ({ token: tok[r]!, logprob: logp[r]! }));
   } finally {
+    backend.free(lp);
     backend.free(ids);
-    backend.free(z);
+    if (rowIds !== null) {
+      backend.free(z);
+      backend.free(rowIds);
+    }
   }
 }

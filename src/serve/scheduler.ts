@@ -5,9 +5,9 @@
 //
 // Sampling is the same as `generate()` (src/sample/generate.ts): sample j of a request draws from Rng(seed, j), one
 // draw per non-greedy token, with the same TokenSampler; stop token ids are kept in `tokenIds`, `text` is decoded
-// without the final stop token id and cut before the earliest stop string; logprobs are log softmax(raw logits). So a
-// seeded request gives the same tokens whatever else is in the batch (bit for bit on the js backend) and the same
-// tokens as `generate()` on the same weights.
+// without the final stop token id and cut before the earliest stop string; logprobs are log softmax(raw logits) in
+// float32 (the sampler op's; top log-probs are rounded to match). So a seeded request gives the same tokens whatever
+// else is in the batch (bit for bit on the js backend) and the same tokens as `generate()` on the same weights.
 //
 // Admission (between decode steps, FIFO): a waiting sequence is admitted while the batch has fewer than `maxBatch`
 // sequences, the KV caches stay within `kvCacheBytes` (each sequence preallocates prompt + max_tokens − 1 positions)
@@ -23,6 +23,7 @@
 // Cancellation (client gone, timeout, shutdown) takes effect at the next step boundary: the sequences leave the batch
 // or the queue, their caches are freed, and the request's promise rejects with a `CancelledError`.
 import { randomInt } from 'node:crypto';
+import type { F32 } from '../engine/tensor.js';
 import type { Qwen2Model } from '../model/qwen2.js';
 import { loadWeightsInto } from '../sample/local-backend.js';
 import { KvDecoder, type KvCache, type KvDecoderOptions } from '../sample/kv-decoder.js';
@@ -368,8 +369,8 @@ export class Scheduler {
         continue;
       }
       try {
-        if (this.swaps.length === 0) this.admit();
-        if (this.active.length > 0) this.step();
+        if (this.swaps.length === 0) await this.admit();
+        if (this.active.length > 0) await this.step();
       } catch (e) {
         // An engine failure fails the sequences involved (all running ones); the server keeps serving.
         const err = e instanceof Error ? e : new Error(String(e));
@@ -408,7 +409,7 @@ export class Scheduler {
   }
 
   /** Moves waiting sequences into the batch and prefills them (one prefill per request per admission). */
-  private admit(): void {
+  private async admit(): Promise<void> {
     if (this.pending.length === 0 || this.active.length >= this.maxBatch) return;
     const wave: Seq[] = [];
     let prefill = 0;
@@ -450,19 +451,14 @@ export class Scheduler {
     const V = this.model.config.vocabSize;
     // Each sample draws from its prompt's row.
     const order = [...groups.values()].flat();
-    const rows = new Float32Array(order.length * V);
+    const rows = [...groups.values()].flatMap((g, gi) => g.map(() => gi));
+    const picks = await sampleNext(this.model.backend, logits, V, order.map((s) => ({ params: s.job.params, rng: s.rng })), rows);
+    const host = await this.topLogits(order, logits);
     let j = 0;
     let gi = 0;
     for (const g of groups.values()) {
-      for (let k = 0; k < g.length; k++) rows.set(logits.subarray(gi * V, (gi + 1) * V), (j++) * V);
-      gi++;
-    }
-    const picks = sampleNext(this.model.backend, rows, V, order.map((s) => ({ params: s.job.params, rng: s.rng })));
-    j = 0;
-    gi = 0;
-    for (const g of groups.values()) {
       this.counters.prefillTokens += g[0]!.job.prompt.length;
-      const row = logits.subarray(gi * V, (gi + 1) * V);
+      const row = host ? host.subarray(gi * V, (gi + 1) * V) : null;
       gi++;
       // Copy the prompt's cache to every sample before any of them can finish and free the head's cache.
       for (const s of g) if (s !== g[0]) this.decoder.copyCache(g[0]!.cache!, s.cache!);
@@ -474,7 +470,12 @@ export class Scheduler {
     }
   }
 
-  private step(): void {
+  /** The logits on the host, read only when a sequence asked for top log-probabilities (they need every logit). */
+  private async topLogits(seqs: readonly Seq[], logits: F32): Promise<Float32Array | null> {
+    return seqs.some((s) => s.top !== null) ? await this.model.backend.read(logits) : null;
+  }
+
+  private async step(): Promise<void> {
     const V = this.model.config.vocabSize;
     const batch = this.active;
     const logits = this.decoder.decode(
@@ -483,25 +484,30 @@ export class Scheduler {
     );
     this.counters.decodeSteps++;
     this.counters.generatedTokens += batch.length;
-    const picks = sampleNext(this.model.backend, logits, V, batch.map((s) => ({ params: s.job.params, rng: s.rng })));
+    const picks = await sampleNext(this.model.backend, logits, V, batch.map((s) => ({ params: s.job.params, rng: s.rng })));
+    const host = await this.topLogits(batch, logits);
     const still: Seq[] = [];
     for (let i = 0; i < batch.length; i++) {
       const s = batch[i]!;
-      if (this.accept(s, logits.subarray(i * V, (i + 1) * V), picks[i]!)) this.release(s);
+      if (this.accept(s, host ? host.subarray(i * V, (i + 1) * V) : null, picks[i]!)) this.release(s);
       else still.push(s);
     }
     this.active = still;
   }
 
-  /** Appends a sampled token (drawn from `logits`); true when the sequence is finished (its result is then stored). */
-  private accept(s: Seq, logits: Float32Array, { token, logprob }: Sampled): boolean {
+  /**
+   * Appends a sampled token; true when the sequence is finished (its result is then stored). `logits` is the host row
+   * it was drawn from, there when some sequence of the batch asked for top log-probabilities.
+   */
+  private accept(s: Seq, logits: Float32Array | null, { token, logprob }: Sampled): boolean {
     const job = s.job;
     const p = job.params;
     s.tokens.push(token);
     s.logprobs.push(logprob);
     let top: TopLogprob[] | null = null;
     if (s.top !== null) {
-      top = topLogprobsOf(logits, job.top, logSumExp(logits, logits.length));
+      // Rounded to float32 like the sampled token's log-probability (the sampler op's), so the two agree exactly.
+      top = topLogprobsOf(logits!, job.top, logSumExp(logits!, logits!.length)).map((t) => ({ id: t.id, logprob: Math.fround(t.logprob) }));
       s.top.push(top);
     }
     const decode = this.decodeText;

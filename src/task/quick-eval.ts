@@ -18,8 +18,8 @@ export interface QuickSampleOptions {
   seed?: number;
 }
 
-/** Final-position logits of each row of a right-padded batch, computed from the returned hidden states. */
-function lastLogits(model: Qwen2Model, seqs: readonly number[][]): Float32Array[] {
+/** Final-position logits of each row of a right-padded batch, from the returned hidden states and the LM head W. */
+async function lastLogits(model: Qwen2Model, seqs: readonly number[][], W: Float32Array): Promise<Float32Array[]> {
   const B = seqs.length;
   let T = 1;
   for (const s of seqs) T = Math.max(T, s.length);
@@ -29,7 +29,7 @@ function lastLogits(model: Qwen2Model, seqs: readonly number[][]): Float32Array[
     ids.set(s, b * T);
     lengths[b] = s.length;
   });
-  const res = model.forward(ids, lengths, {
+  const res = await model.forwardAsync(ids, lengths, {
     labels: new Int32Array(B * T).fill(-1),
     entropy: false,
     hidden: true,
@@ -38,7 +38,6 @@ function lastLogits(model: Qwen2Model, seqs: readonly number[][]): Float32Array[
   const Hd = res.hidden!;
   const H = model.config.hiddenSize;
   const V = model.config.vocabSize;
-  const W = model.config.tieWordEmbeddings ? model.params.get('model.embed_tokens.weight')! : model.params.get('lm_head.weight')!;
   const out: Float32Array[] = [];
   for (let b = 0; b < B; b++) {
     const h = Hd.subarray((b * T + lengths[b]! - 1) * H, (b * T + lengths[b]!) * H);
@@ -77,15 +76,17 @@ function pick(logits: Float32Array, temperature: number, rng: Rng): number {
  * Cache-free batched sampling: each step runs the model over every unfinished prefix. Returns the generated ids of
  * each prompt (stop id excluded).
  */
-export function naiveGenerate(model: Qwen2Model, prompts: readonly number[][], opts: QuickSampleOptions): number[][] {
+export async function naiveGenerate(model: Qwen2Model, prompts: readonly number[][], opts: QuickSampleOptions): Promise<number[][]> {
   const rng = new Rng(opts.seed ?? 0);
   const out: number[][] = prompts.map(() => []);
   let live = prompts.map((_, i) => i);
   const stop = new Set(opts.stopIds);
+  const W = await model.backend.read(model.lmWeight()); // the LM head, read once
   for (let t = 0; t < opts.maxNewTokens && live.length > 0; t++) {
-    const logits = lastLogits(
+    const logits = await lastLogits(
       model,
       live.map((i) => [...prompts[i]!, ...out[i]!]),
+      W,
     );
     const next: number[] = [];
     live.forEach((i, j) => {
@@ -131,7 +132,12 @@ export function promptIds(tok: Tokenizer, question: string, systemPrompt?: strin
 }
 
 /** Samples responses for each problem and scores them with the rule verifier. */
-export function passAtOne(model: Qwen2Model, tok: Tokenizer, problems: readonly EvalProblem[], opts: PassAtOneOptions = {}): PassAtOneResult {
+export async function passAtOne(
+  model: Qwen2Model,
+  tok: Tokenizer,
+  problems: readonly EvalProblem[],
+  opts: PassAtOneOptions = {},
+): Promise<PassAtOneResult> {
   const k = opts.samples ?? 1;
   const temperature = opts.temperature ?? 0;
   const maxNewTokens = opts.maxNewTokens ?? 96;
@@ -143,7 +149,7 @@ export function passAtOne(model: Qwen2Model, tok: Tokenizer, problems: readonly 
   if ((opts.engine ?? 'kv') === 'naive') {
     texts = problems.map(() => []);
     for (let s = 0; s < k; s++) {
-      const gens = naiveGenerate(model, prompts, { temperature, maxNewTokens, stopIds, seed: (opts.seed ?? 0) * 1000 + s });
+      const gens = await naiveGenerate(model, prompts, { temperature, maxNewTokens, stopIds, seed: (opts.seed ?? 0) * 1000 + s });
       gens.forEach((g, i) => texts[i]!.push(tok.decode(g, { skipSpecialTokens: true })));
     }
   } else {
@@ -167,7 +173,7 @@ export function passAtOne(model: Qwen2Model, tok: Tokenizer, problems: readonly 
         });
       }
     }
-    const flat = generate(model, reqs, { decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }) });
+    const flat = await generate(model, reqs, { decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }) });
     const gens = prompts.map((_, i) => flat.slice(i * k, (i + 1) * k).map((g) => g[0]!));
     texts = gens.map((g) => g.map((x) => x.text));
   }

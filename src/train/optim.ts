@@ -5,7 +5,6 @@
 // The update and the clipping run as backend ops (`adamw`, `sumSquares`, `scale`); the one number read back per step
 // is the global gradient norm (a metric, and the non-finite guard needs it).
 import type { AdamWHyper, Backend } from '../engine/backend.js';
-import { hostView } from '../engine/cpu-backend.js';
 import type { F32 } from '../engine/tensor.js';
 
 export interface AdamWOptions {
@@ -114,11 +113,11 @@ export class AdamW {
     }
   }
 
-  /** A host copy of the state (CPU backends: read in place). */
-  exportState(): AdamWState {
-    const copy = (src: Map<string, F32>): Map<string, Float32Array> => {
+  /** A host copy of the state, read with `backend.read` (any backend). */
+  async exportState(): Promise<AdamWState> {
+    const copy = async (src: Map<string, F32>): Promise<Map<string, Float32Array>> => {
       const out = new Map<string, Float32Array>();
-      for (const [k, a] of src) out.set(k, hostView(this.backend, a).slice());
+      for (const [k, a] of src) out.set(k, await this.backend.read(a));
       return out;
     };
     return {
@@ -128,8 +127,8 @@ export class AdamW {
       beta2: this.beta2,
       eps: this.eps,
       weightDecay: this.weightDecay,
-      expAvg: copy(this.m),
-      expAvgSq: copy(this.v),
+      expAvg: await copy(this.m),
+      expAvgSq: await copy(this.v),
     };
   }
 

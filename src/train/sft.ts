@@ -366,9 +366,9 @@ export function makeBatch(examples: readonly SftExample[], padId = 0): SftBatch 
  * Summed negative log-likelihood of the labelled tokens of a micro-batch; with `gradScale` set, accumulates
  * `gradScale · d(sum NLL)` into the model's gradients (use 1 / total tokens of the optimizer batch).
  */
-export function maskedNll(model: Qwen2Model, batch: SftBatch, gradScale?: number): number {
+export async function maskedNll(model: Qwen2Model, batch: SftBatch, gradScale?: number): Promise<number> {
   const backward = gradScale !== undefined;
-  const res = model.forward(batch.ids, batch.lengths, { labels: batch.labels, entropy: false, saveForBackward: backward });
+  const res = await model.forwardAsync(batch.ids, batch.lengths, { labels: batch.labels, entropy: false, saveForBackward: backward });
   const logp = res.logp!;
   let s = 0;
   for (let i = 0; i < logp.length; i++) s += logp[i]!;
@@ -381,13 +381,13 @@ export function maskedNll(model: Qwen2Model, batch: SftBatch, gradScale?: number
 }
 
 /** Token-mean loss over examples (no gradients), in micro-batches. */
-export function evalLoss(model: Qwen2Model, examples: readonly SftExample[], microBatch: number, padId = 0): number {
+export async function evalLoss(model: Qwen2Model, examples: readonly SftExample[], microBatch: number, padId = 0): Promise<number> {
   let nll = 0;
   let n = 0;
   for (let i = 0; i < examples.length; i += microBatch) {
     const b = makeBatch(examples.slice(i, i + microBatch), padId);
     if (b.tokens === 0) continue;
-    nll += maskedNll(model, b);
+    nll += await maskedNll(model, b);
     n += b.tokens;
   }
   return n > 0 ? nll / n : Number.NaN;
@@ -531,8 +531,8 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       }
       return out;
     };
-    const save = (): void => {
-      saveCheckpoint(cfg.output_dir, modelConfig, model.toTensors(), { dtype: cfg.dtype, tokenizerDir: tokDir });
+    const save = async (): Promise<void> => {
+      saveCheckpoint(cfg.output_dir, modelConfig, await model.readTensors(), { dtype: cfg.dtype, tokenizerDir: tokDir });
       info(`saved ${cfg.output_dir}`);
     };
 
@@ -554,7 +554,7 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       }
       model.zeroGrad();
       let nll = 0;
-      for (const b of micro) if (b.tokens > 0) nll += maskedNll(model, b, 1 / tokens);
+      for (const b of micro) if (b.tokens > 0) nll += await maskedNll(model, b, 1 / tokens);
       const gnorm = await clipGradNorm(backend, model.gradTensors.values(), cfg.grad_clip > 0 ? cfg.grad_clip : Infinity);
       const lr = lrAt(step, sched);
       if (Number.isFinite(gnorm)) opt.step(model.gradTensors, lr);
@@ -574,7 +574,7 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       };
       const doEval = evalSet.length > 0 && ((cfg.eval_every > 0 && step % cfg.eval_every === 0) || step === totalSteps);
       if (doEval) {
-        lastEval = evalLoss(model, evalSet, mb, padId);
+        lastEval = await evalLoss(model, evalSet, mb, padId);
         rec.evalLoss = lastEval;
       }
       if (step % cfg.log_every === 0 || doEval || step === totalSteps) {
@@ -588,9 +588,9 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
           info(`stopped by the evaluation hook at step ${step}`);
         }
       }
-      if (cfg.save_every > 0 && step % cfg.save_every === 0 && step < totalSteps && !stopped) save();
+      if (cfg.save_every > 0 && step % cfg.save_every === 0 && step < totalSteps && !stopped) await save();
     }
-    save();
+    await save();
     const res: SftResult = {
       steps: step,
       finalTrainLoss: lastLoss,

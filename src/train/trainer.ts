@@ -725,7 +725,7 @@ export class Trainer {
     const skipped: string[] = [];
     let res: StepLossResult | null = null;
     if (trainGroups.length > 0) {
-      res = stepLosses({ policy: this.policy, ref: this.ref, rm: this.rm }, trainGroups, this.lossCfg, {
+      res = await stepLosses({ policy: this.policy, ref: this.ref, rm: this.rm }, trainGroups, this.lossCfg, {
         filter: { mode: cfg.filter_trajectory, rng: seededRng(mixSeed(cfg.seed, STREAM_FILTER, step)) },
         microBatchTokens: cfg.rl_micro_batch * cfg.gen_max_length,
         actorBackward: !frozen,
@@ -862,10 +862,10 @@ export class Trainer {
         (skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''),
     );
     this.stage('logged', step);
-    if ((cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval === 0) || isLast) this.saveCheckpoints(step);
+    if ((cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval === 0) || isLast) await this.saveCheckpoints(step);
     this.stage('checkpointed', step);
     this.step = step;
-    if (step % cfg.state_interval === 0 || isLast) this.saveState();
+    if (step % cfg.state_interval === 0 || isLast) await this.saveState();
     this.stage('saved', step);
     return { metrics: m, evals };
   }
@@ -941,19 +941,20 @@ export class Trainer {
   }
 
   /** HF checkpoints of the policy (and RM) at `checkpoints/step-N/`. */
-  saveCheckpoints(step: number): void {
+  async saveCheckpoints(step: number): Promise<void> {
     const dir = path.join(this.runDir, 'checkpoints', `step-${step}`);
     const dtype = this.cfg.checkpoint_dtype;
+    const policy = await this.policy.readTensors();
+    const rm = this.rm ? await this.rm.readTensors() : null;
     writeDirAtomic(dir, (tmp) => {
-      saveCheckpoint(path.join(tmp, 'policy'), this.actorModelConfig, this.policy.toTensors(), { dtype, tokenizerDir: this.tokenizerDir });
-      if (this.rm && this.rmModelConfig)
-        saveCheckpoint(path.join(tmp, 'token_rm'), this.rmModelConfig, this.rm.toTensors(), { dtype, tokenizerDir: this.tokenizerDir });
+      saveCheckpoint(path.join(tmp, 'policy'), this.actorModelConfig, policy, { dtype, tokenizerDir: this.tokenizerDir });
+      if (rm && this.rmModelConfig) saveCheckpoint(path.join(tmp, 'token_rm'), this.rmModelConfig, rm, { dtype, tokenizerDir: this.tokenizerDir });
     });
     this.log(`checkpoint: ${dir}`);
   }
 
   /** The full resume state at `state/` (f32 weights, optimizer moments, step, data position). */
-  saveState(): void {
+  async saveState(): Promise<void> {
     const st: TrainerStateFile = {
       version: STATE_VERSION,
       step: this.step,
@@ -972,12 +973,16 @@ export class Trainer {
       elapsed: this.elapsed,
       saved_at: new Date().toISOString(),
     };
+    // Every number is read back before anything is written, so the directory is written in one go.
+    const policy = await this.policy.readTensors();
+    const actorOpt = await this.actorOpt.exportState();
+    const rm = this.rm && this.rmOpt ? { tensors: await this.rm.readTensors(), opt: await this.rmOpt.exportState() } : null;
     writeDirAtomic(path.join(this.runDir, 'state'), (tmp) => {
-      saveCheckpoint(path.join(tmp, 'policy'), this.actorModelConfig, this.policy.toTensors(), { dtype: 'f32' });
-      writeSafetensors(path.join(tmp, 'optim_actor.safetensors'), optimStateToTensors(this.actorOpt.exportState()));
-      if (this.rm && this.rmOpt && this.rmModelConfig) {
-        saveCheckpoint(path.join(tmp, 'token_rm'), this.rmModelConfig, this.rm.toTensors(), { dtype: 'f32' });
-        writeSafetensors(path.join(tmp, 'optim_token_rm.safetensors'), optimStateToTensors(this.rmOpt.exportState()));
+      saveCheckpoint(path.join(tmp, 'policy'), this.actorModelConfig, policy, { dtype: 'f32' });
+      writeSafetensors(path.join(tmp, 'optim_actor.safetensors'), optimStateToTensors(actorOpt));
+      if (rm && this.rmModelConfig) {
+        saveCheckpoint(path.join(tmp, 'token_rm'), this.rmModelConfig, rm.tensors, { dtype: 'f32' });
+        writeSafetensors(path.join(tmp, 'optim_token_rm.safetensors'), optimStateToTensors(rm.opt));
       }
       writeFileAtomic(path.join(tmp, 'trainer.json'), JSON.stringify(st, null, 2) + '\n');
     });
@@ -991,7 +996,7 @@ export class Trainer {
   /** Remote rollouts: write the current policy where the server reads it and tell it to reload. */
   private async syncRemote(): Promise<void> {
     const dir = this.cfg.rollout.sync_dir ?? path.join(this.runDir, 'sync', 'policy');
-    saveCheckpoint(dir, this.actorModelConfig, this.policy.toTensors(), { dtype: this.cfg.checkpoint_dtype, tokenizerDir: this.tokenizerDir });
+    saveCheckpoint(dir, this.actorModelConfig, await this.policy.readTensors(), { dtype: this.cfg.checkpoint_dtype, tokenizerDir: this.tokenizerDir });
     await this.rollout.syncWeights(path.resolve(dir));
   }
 
