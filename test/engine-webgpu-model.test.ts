@@ -3,33 +3,16 @@
 // only with `await backend.read` (forwardAsync, sumSquares). Lavapipe in CI; fails loudly without an adapter.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
+import { Qwen2Model } from '../src/model/qwen2.js';
 import { WebGpuBackend } from '../src/engine/webgpu/ops.js';
 import { readQwen2Fixture } from './helpers/qwen2-fixture.js';
-
-function configOf(c: Record<string, unknown>): Qwen2Config {
-  const cfg: Qwen2Config = {
-    vocabSize: c['vocab_size'] as number,
-    hiddenSize: c['hidden_size'] as number,
-    intermediateSize: c['intermediate_size'] as number,
-    numHiddenLayers: c['num_hidden_layers'] as number,
-    numAttentionHeads: c['num_attention_heads'] as number,
-    numKeyValueHeads: c['num_key_value_heads'] as number,
-    rmsNormEps: c['rms_norm_eps'] as number,
-    ropeTheta: c['rope_theta'] as number,
-    tieWordEmbeddings: c['tie_word_embeddings'] as boolean,
-    attentionBias: c['attention_bias'] as boolean,
-    head: c['head'] as 'lm' | 'score',
-  };
-  return cfg;
-}
 
 for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
   test(`${name} on webgpu: loss and every gradient norm match PyTorch`, async () => {
     const be = await WebGpuBackend.open();
     try {
-      const { fx, tensors } = readQwen2Fixture(name);
-      const model = Qwen2Model.fromTensors(configOf(fx.config), be, tensors);
+      const { fx, cfg, tensors } = readQwen2Fixture(name);
+      const model = Qwen2Model.fromTensors(cfg, be, tensors);
       const res = await model.forwardAsync(fx.input_ids.flat(), fx.lengths, { entropy: false, saveForBackward: true });
       const logp = res.logp!;
       const n = res.numLabels;
