@@ -25,7 +25,6 @@ import type { Tensor } from './safetensors.js';
 import { ropeTables } from '../engine/kernels.js';
 
 /** The architecture numbers the decoder needs (camelCase twins of HF's config.json fields). */
-/** The architecture numbers the decoder needs (camelCase twins of HF's config.json fields). */
 export interface Qwen2Config {
   vocabSize: number;
   hiddenSize: number;
