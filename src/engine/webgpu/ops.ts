@@ -2,11 +2,11 @@
 // contract, each a WGSL kernel with the same signature and meaning as the contract's (the js backend is the reference
 // they are tested against, test/engine-webgpu-ops.test.ts): memory, matmul (gemm.ts), elementwise, bias,
 // gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
-// of squares, AdamW and its preview, and the sampler. Still to come: wiring it in as a `Backend` (device creation is
-// async, and the callers must read through `await backend.read`), then speed (tiled attention, a pooled KV cache so
-// a batch is one dispatch, a scatter-add that is not quadratic) and tensors larger than one binding (a 151,936 ×
-// 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB). Until then it is not listed among the
-// backends (`WebGpuBackend.open()` makes one).
+// of squares, AdamW and its preview, and the sampler. Still to come: listing it among the backends (its device is
+// opened asynchronously; the registry creates backends synchronously; `WebGpuBackend.open()` makes one meanwhile),
+// then speed (tiled attention, a pooled KV cache so a batch is one dispatch, a scatter-add that is not quadratic)
+// and tensors larger than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200
+// 2 GiB).
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
