@@ -37,3 +37,24 @@ for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
     }
   });
 }
+
+test('oreal generate --backend webgpu: greedy KV-cache decoding gives the js backend tokens on the bundled model', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const gen = (backend: string, prompt: string): number[] => {
+    const r = spawnSync(
+      process.execPath,
+      [path.join(root, 'dist', 'src', 'cli', 'main.js'), 'generate', '--model', path.join(root, 'models', 'arith-sft'), '--chat', '--prompt', prompt, '--greedy', '--max-new-tokens', '40', '--backend', backend, '--json'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout.trim().split('\n')[0]!) as { token_ids: number[] }).token_ids;
+  };
+  for (const prompt of ['What is 17 + 25?', 'Compute 9 * 8 - 14.', 'What is 300 - 123?']) {
+    const cpu = gen('js', prompt);
+    assert.ok(cpu.length > 3, `js generated ${cpu.length} tokens`);
+    assert.deepEqual(gen('webgpu', prompt), cpu, prompt);
+  }
+});

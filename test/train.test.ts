@@ -569,3 +569,23 @@ describe('trainer guards (hardening)', () => {
     assert.ok(!fs.existsSync(path.join(out, 'metrics.jsonl')));
   });
 });
+
+describe('trainer on the webgpu backend', () => {
+  test('3 OREAL steps on webgpu give the wasm backend metrics within 1e-3 (lavapipe in CI)', async () => {
+    const sets = ['total_steps=3', 'checkpoint_interval=0', 'save_trajectories=false'];
+    const run = async (backend: string): Promise<StepMetrics[]> =>
+      (await runTraining(tinyConfig([...sets, `backend=${backend}`]), { outDir: tmpDir(`be-${backend}`), verifier: hashVerifier, onLog: () => undefined })).metrics;
+    const cpu = await run('wasm');
+    const gpu = await run('webgpu');
+    assert.equal(gpu.length, 3);
+    const keys = ['avg_judger_reward', 'avg_adv', 'avg_gen_entropy', 'avg_ref_kl', 'positive_loss', 'negative_loss', 'kl_penalty_loss', 'rl_loss', 'token_level_rm_loss', 'actor_grad_norm', 'token_rm_grad_norm', 'avg_new_tokens', 'num_rl_tokens'] as const;
+    for (let s = 0; s < 3; s++) {
+      const a = cpu[s]! as unknown as Record<string, number>;
+      const b = gpu[s]! as unknown as Record<string, number>;
+      for (const k of keys) {
+        const d = Math.abs(a[k]! - b[k]!) / Math.max(1, Math.abs(a[k]!));
+        assert.ok(d < 1e-3, `step ${s + 1} ${k}: wasm ${a[k]} webgpu ${b[k]}`);
+      }
+    }
+  });
+});

@@ -13,7 +13,7 @@
 import { readSync, realpathSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, type Qwen2Config } from '../model/qwen2.js';
 import { generate, newGenerateStats } from '../sample/generate.js';
@@ -148,6 +148,7 @@ export async function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): Pro
     prompt_len: o.promptLen,
     new_tokens: o.newTokens,
     backend: model.backend.name,
+    ...(model.backend.device !== undefined ? { device: model.backend.device } : {}),
     threads: model.backend.threads,
   };
 }
@@ -231,7 +232,7 @@ export function registerBenchDecode(bench: Command): Command {
     .option('--json', 'print one JSON line {"tokens_per_s", "decode_tokens_per_s", "prefill_s", ...}')
     .option('--serve', 'warm up, then time one run per stdin line `run` (JSON line each) until `quit`: for drivers')
     .action(async (o: DecodeCliOptions) => {
-      const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
+      const backend = await openBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
         const model = loadModelSpec(o.model, backend);
         if (o.serve) {

@@ -1,7 +1,7 @@
 // `oreal bench step`: seconds per training step (forward + backward of the mean next-token cross-entropy) of a
 // random Qwen2 model, the number to compare with PyTorch (scripts/torch_step_bench.py, bench/step-compare.ts).
 import { Command, InvalidArgumentError } from 'commander';
-import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { Qwen2Model, crossEntropyLoss, type Qwen2Config } from '../model/qwen2.js';
 import { backendName } from './option-parsers.js';
 
@@ -109,6 +109,7 @@ export async function benchStep(backend: Backend, o: StepBenchOptions): Promise<
       step_s: round(median(times)),
       forward_s: round(median(ftimes)),
       backend: backend.name,
+      ...(backend.device !== undefined ? { device: backend.device } : {}),
       threads: backend.threads,
       peak_rss_mb: peakRssMb(),
       loss,
@@ -176,7 +177,7 @@ export function registerBenchStep(bench: Command): Command {
     .action(async (o: StepCliOptions) => {
       if (o.hidden % o.heads !== 0) throw new InvalidArgumentError('--hidden must be a multiple of --heads');
       if (o.heads % o.kvHeads !== 0) throw new InvalidArgumentError('--heads must be a multiple of --kv-heads');
-      const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
+      const backend = await openBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
         const res = await benchStep(backend, o);
         if (o.json) process.stdout.write(JSON.stringify(res) + '\n');

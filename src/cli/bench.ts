@@ -92,6 +92,8 @@ export function registerBench(program: Command): Command {
     .action(
       (o: { backend: BackendName; threads?: number; sizes?: number[]; seconds?: number; trans: string; json?: boolean }) => {
         if (!/^[nt]{2}$/.test(o.trans)) throw new InvalidArgumentError(`--trans: expected nn, nt, tn or tt, got ${o.trans}`);
+        if (o.backend === 'webgpu')
+          throw new InvalidArgumentError('--backend webgpu: the WebGPU GEMM has its own bench, `node dist/bench/webgpu-gemm.js [--json]` (it prints the adapter)');
         const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
         try {
           const sizes = o.sizes ?? (o.backend === 'js' ? [256, 512] : [256, 512, 1024]);

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
-import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model } from '../model/qwen2.js';
 import { parseLossConfig, type LossConfig } from '../rl/loss.js';
@@ -123,7 +123,7 @@ export function registerDebugLoss(debug: Command): void {
     .addOption(new Option('--backend <name>', 'compute backend (default: $OREAL_BACKEND, else blas if built, else wasm)').choices([...BACKEND_NAMES]))
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
     .action(async (opts: LossCliOptions) => {
-      const backend = createBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});
+      const backend = await openBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});
       try {
         const inputs: DebugLossInputs = { policy: opts.policy, ref: opts.ref, batch: opts.batch };
         if (opts.rm !== undefined) inputs.rm = opts.rm;

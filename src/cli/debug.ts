@@ -8,7 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, crossEntropyLoss } from '../model/qwen2.js';
 import { registerDebugLoss } from './debug-loss.js';
@@ -83,7 +83,7 @@ export function registerDebug(program: Command): void {
     .option('--threads <n>', 'kernel threads (wasm)', positiveInt)
     .action(async (opts: GradOptions) => {
       const { ids, B, T } = readTokensFile(opts.tokens);
-      const backend = createBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});
+      const backend = await openBackend(opts.backend, opts.threads !== undefined ? { threads: opts.threads } : {});
       try {
         const model = loadModel(opts.model, backend);
         const report = await debugGrad(model, ids, B, T);

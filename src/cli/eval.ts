@@ -487,11 +487,11 @@ interface EngineBackend {
   dispose(): void;
 }
 interface EngineModule {
-  createBackend(name?: string): EngineBackend;
+  openBackend(name?: string): Promise<EngineBackend>;
 }
 
 /**
- * The local engine: `LocalRolloutBackend.load(dir, createBackend(...))`. Imported dynamically so that this command
+ * The local engine: `LocalRolloutBackend.load(dir, await openBackend(...))`. Imported dynamically so that this command
  * builds and its remote mode works whatever state the engine is in; close() also disposes the compute backend.
  */
 async function makeLocalBackend(dir: string, opts: EvalCliOptions): Promise<RolloutBackend> {
@@ -505,10 +505,10 @@ async function makeLocalBackend(dir: string, opts: EvalCliOptions): Promise<Roll
   } catch (e) {
     throw new Error(`--model needs the local engine (src/sample/local-backend.ts, src/engine), which could not be loaded: ${(e as Error).message}`);
   }
-  if (typeof local.LocalRolloutBackend?.load !== 'function' || typeof engine.createBackend !== 'function') {
-    throw new Error('--model: src/sample/local-backend.js or src/engine/index.js lacks LocalRolloutBackend.load / createBackend');
+  if (typeof local.LocalRolloutBackend?.load !== 'function' || typeof engine.openBackend !== 'function') {
+    throw new Error('--model: src/sample/local-backend.js or src/engine/index.js lacks LocalRolloutBackend.load / openBackend');
   }
-  const compute = engine.createBackend(opts.backend);
+  const compute = await engine.openBackend(opts.backend);
   let rb: RolloutBackend;
   try {
     rb = local.LocalRolloutBackend.load(dir, compute, { maxBatch: opts.concurrency });

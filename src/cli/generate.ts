@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { createBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
 import { loadConfig } from '../model/config.js';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { generate } from '../sample/generate.js';
@@ -183,7 +183,7 @@ export function registerGenerate(program: Command): Command {
         ...(o.greedy ? { greedy: true } : {}),
       };
       const requests: GenerationRequest[] = prompts.map((prompt) => ({ prompt, n: o.n, params }));
-      const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
+      const backend = await openBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       try {
         const model = loadModelSpec(o.model, backend);
         const res = await generate(model, requests, {

@@ -9,7 +9,7 @@
 // port). SIGTERM / SIGINT: stop accepting, let in-flight requests finish (up to --shutdown-timeout), then cancel the
 // rest, close and exit 0; a second signal exits at once with code 1.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { createBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
 import { loadServeModel, OrealServer } from '../serve/server.js';
 import { loadModelSpec } from './bench-decode.js';
 import { modelDirOrRandom, nonNegInt, positiveInt } from './option-parsers.js';
@@ -62,7 +62,7 @@ export function registerServe(program: Command): Command {
     .option('--api-key-env <name>', 'require "Authorization: Bearer $NAME" when that variable is set')
     .option('--log-requests', 'one line per request on stderr (method, path, status, time)')
     .action(async (o: ServeCliOptions) => {
-      const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
+      const backend = await openBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
       let server: OrealServer;
       try {
         const m = loadServeModel(o.model, backend, loadModelSpec);

@@ -55,6 +55,8 @@ export interface Backend {
   readonly name: BackendName;
   /** Threads the kernels use. */
   readonly threads: number;
+  /** The device the backend runs on when it is not this CPU, e.g. a GPU adapter's name (benchmarks print it). */
+  readonly device?: string;
 
   // ---- memory ------------------------------------------------------------------------------------------------------
   /** A new zeroed tensor. */

@@ -7,13 +7,15 @@
 // throws an error that says how to build it.
 //
 // Adding a backend: implement `Backend` (its own folder under src/engine/), then add one entry to BACKENDS below;
-// every `--backend` option and the `backend` config key list the names from here.
+// every `--backend` option and the `backend` config key list the names from here. A backend whose device is opened
+// asynchronously (webgpu) has `open` instead of `create`: callers use `openBackend`, which takes either.
 import os from 'node:os';
 import type { Backend } from './backend.js';
 import { CpuBackend } from './cpu-backend.js';
 import { createJsBackend } from './js-backend.js';
 import { createWasmBackend } from './wasm-backend.js';
 import { blasAvailable, createBlasBackend } from './blas-backend.js';
+import { WebGpuBackend } from './webgpu/ops.js';
 
 export type { Backend, AttentionDims, AdamWHyper } from './backend.js';
 export type { DType, DeviceTensor, F32, I32, HostArray } from './tensor.js';
@@ -34,7 +36,10 @@ export interface CreateBackendOptions {
 interface BackendEntry {
   /** One line for help texts. */
   describe: string;
-  create(opts: CreateBackendOptions): Backend;
+  /** A backend ready at once (the CPU backends). */
+  create?(opts: CreateBackendOptions): Backend;
+  /** A backend whose device must be opened first (webgpu). */
+  open?(opts: CreateBackendOptions): Promise<Backend>;
 }
 
 /** Every backend, by name; the order is the order of help texts. */
@@ -47,6 +52,10 @@ const BACKENDS = {
   blas: {
     describe: 'OpenBLAS addon (when built)',
     create: (o) => new CpuBackend(createBlasBackend({ threads: o.threads ?? os.availableParallelism() })),
+  },
+  webgpu: {
+    describe: 'WebGPU through Dawn (a GPU, or lavapipe on a CPU; first-version kernels)',
+    open: () => WebGpuBackend.open(),
   },
 } satisfies Record<string, BackendEntry>;
 
@@ -70,8 +79,23 @@ export function defaultBackendName(): BackendName {
   return blasAvailable() ? 'blas' : 'wasm';
 }
 
-/** Creates a compute backend by name (default: `defaultBackendName()`). */
+/**
+ * Creates a compute backend that is ready at once, by name (default: `defaultBackendName()`). A backend that opens a
+ * device (webgpu) is refused here: use `openBackend`.
+ */
 export function createBackend(name: BackendName = defaultBackendName(), opts: CreateBackendOptions = {}): Backend {
+  const e = entryOf(name);
+  if (e.create === undefined) throw new Error(`the ${name} backend opens its device asynchronously: use openBackend('${name}')`);
+  return e.create(opts);
+}
+
+/** Creates or opens any compute backend by name (default: `defaultBackendName()`). */
+export async function openBackend(name: BackendName = defaultBackendName(), opts: CreateBackendOptions = {}): Promise<Backend> {
+  const e = entryOf(name);
+  return e.open !== undefined ? e.open(opts) : e.create!(opts);
+}
+
+function entryOf(name: string): BackendEntry {
   if (!isBackendName(name)) throw new Error(`unknown backend '${String(name)}' (expected one of: ${BACKEND_NAMES.join(', ')})`);
-  return (BACKENDS[name] as BackendEntry).create(opts);
+  return BACKENDS[name] as BackendEntry;
 }

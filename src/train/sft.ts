@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { BACKEND_NAMES, createBackend, type Backend } from '../engine/index.js';
+import { BACKEND_NAMES, openBackend, type Backend } from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { parseConfig, type ModelConfig } from '../model/config.js';
 import { Qwen2Model, qwen2ConfigFromModelConfig } from '../model/qwen2.js';
@@ -486,7 +486,7 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       (cfg.eval_file !== undefined ? `, held-out ${evalSet.length}` : ''),
   );
 
-  const backend: Backend = createBackend(cfg.backend, cfg.threads !== undefined ? { threads: cfg.threads } : {});
+  const backend: Backend = await openBackend(cfg.backend, cfg.threads !== undefined ? { threads: cfg.threads } : {});
   try {
     let modelConfig: ModelConfig;
     let model: Qwen2Model;

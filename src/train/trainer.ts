@@ -31,7 +31,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createBackend } from '../engine/index.js';
+import { createBackend, openBackend } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { passAtK } from '../eval/metrics.js';
 import { OpenAIRolloutBackend } from '../eval/remote-backend.js';
@@ -1012,10 +1012,16 @@ export class Trainer {
  * `onStep` receives each step's metrics (after its state is saved).
  */
 export async function runTraining(config: TrainConfig, opts: RunTrainingOptions = {}): Promise<TrainResult> {
-  const t = Trainer.create(config, opts);
+  // A backend whose device opens asynchronously (webgpu) is opened here; the trainer then borrows it.
+  const own = opts.backend === undefined ? await openBackend(config.backend, config.threads !== null ? { threads: config.threads } : {}) : null;
   try {
-    return await t.run();
+    const t = Trainer.create(config, own !== null ? { ...opts, backend: own } : opts);
+    try {
+      return await t.run();
+    } finally {
+      await t.close();
+    }
   } finally {
-    await t.close();
+    own?.dispose();
   }
 }

@@ -2,9 +2,8 @@
 // contract, each a WGSL kernel with the same signature and meaning as the contract's (the js backend is the reference
 // they are tested against, test/engine-webgpu-ops.test.ts): memory, matmul (gemm.ts), elementwise, bias,
 // gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
-// of squares, AdamW and its preview, and the sampler. Still to come: listing it among the backends (its device is
-// opened asynchronously; the registry creates backends synchronously; `WebGpuBackend.open()` makes one meanwhile),
-// then speed (tiled attention, a pooled KV cache so a batch is one dispatch, a scatter-add that is not quadratic)
+// of squares, AdamW and its preview, and the sampler. Listed among the backends as 'webgpu' (opened with
+// `openBackend`, src/engine/index.ts). Still to come: speed (tiled attention, a pooled KV cache so a batch is one dispatch, a scatter-add that is not quadratic)
 // and tensors larger than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200
 // 2 GiB).
 //
@@ -60,6 +59,10 @@ export class WebGpuBackend implements Backend {
 
   constructor(readonly dev: WebGpuDevice) {
     this.gemm = new WebGpuGemm(dev);
+  }
+
+  get device(): string {
+    return this.dev.adapterName;
   }
 
   /** Opens the default adapter (see WebGpuDevice.open for what is needed on the machine) as a backend. */
