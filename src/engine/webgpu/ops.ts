@@ -3,9 +3,9 @@
 // they are tested against, test/engine-webgpu-ops.test.ts): memory, matmul (gemm.ts), elementwise, bias,
 // gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
 // of squares, AdamW and its preview, and the sampler. Listed among the backends as 'webgpu' (opened with
-// `openBackend`, src/engine/index.ts). Still to come: speed (tiled attention, a pooled KV cache so a batch is one dispatch, a scatter-add that is not quadratic)
-// and tensors larger than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200
-// 2 GiB).
+// `openBackend`, src/engine/index.ts). Still to come: speed (tiled attention, a pooled KV cache so a batch is one
+// dispatch, a scatter-add that is not quadratic) and tensors larger than one binding (a 151,936 × 1,536 embedding is
+// 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB).
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
