@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeReport } from '../report/html.js';
-import { writeFileAtomic } from '../model/config.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { runTraining, type EvalMetrics, type StepMetrics, type TrainStage } from '../train/trainer.js';
 import { silentProgress, type JobPhase, type ProgressSnapshot, type ProgressView } from './progress.js';

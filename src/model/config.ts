@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 export type ModelType = 'qwen2' | 'llama';
 
@@ -354,20 +355,4 @@ export function configToJson(cfg: ModelConfig): Record<string, unknown> {
 export function writeConfig(file: string, cfg: ModelConfig): void {
   const text = JSON.stringify(configToJson(cfg), null, 2) + '\n';
   writeFileAtomic(file, text);
-}
-
-/** Writes a file through a temp file in the same directory, fsyncs it, and renames it into place. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
 }
