@@ -12,7 +12,8 @@ import {
   type Qwen2Config,
   type ModelOptions,
 } from '../src/model/qwen2.js';
-import { AdamW, clipGradNorm, globalGradNorm, gradNorm, lrAt } from '../src/train/optim.js';
+import { AdamW, clipGradNorm, globalGradNorm, lrAt } from '../src/train/optim.js';
+import { gradNorm } from '../src/engine/norm.js';
 import type { F32 } from '../src/engine/tensor.js';
 import { qwen2ConfigFromModelConfig } from '../src/model/qwen2.js';
 import { parseConfig } from '../src/model/config.js';

@@ -8,7 +8,7 @@
 // positions (it sees the prefix before y_t), as the reference's `[-n-1:-1]` slices.
 
 import type { Qwen2Model } from '../model/qwen2.js';
-import { gradNorm } from '../train/optim.js';
+import { gradNorm } from '../engine/norm.js';
 import { groupAdvantages } from './advantages.js';
 import { filterTrajectory, type FilterMode, type Rng } from './filter.js';
 import { addTotals, computeLosses, countTokens, type LossConfig, type LossSequence, type LossStats, type LossTotals, type TokenCounts } from './loss.js';

@@ -5,6 +5,7 @@
 // The update and the clipping run as backend ops (`adamw`, `sumSquares`, `scale`); the one number read back per step
 // is the global gradient norm (a metric, and the non-finite guard needs it).
 import type { AdamWHyper, Backend } from '../engine/backend.js';
+import { gradNorm } from '../engine/norm.js';
 import type { F32 } from '../engine/tensor.js';
 
 export interface AdamWOptions {
@@ -167,17 +168,6 @@ export function globalGradNorm(grads: Iterable<Float32Array>): number {
   let s = 0;
   for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
   return Math.sqrt(s);
-}
-
-/** Global L2 norm of backend gradients: one `sumSquares` op and one read of a single number. */
-export async function gradNorm(backend: Backend, grads: Iterable<F32>): Promise<number> {
-  const out = backend.empty([1]);
-  try {
-    backend.sumSquares([...grads], out);
-    return Math.sqrt((await backend.read(out))[0]!);
-  } finally {
-    backend.free(out);
-  }
 }
 
 /**
