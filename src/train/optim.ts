@@ -175,9 +175,10 @@ export function globalGradNorm(grads: Iterable<Float32Array>): number {
  * maxNorm / (norm + 1e-6), capped at 1). Returns the norm before clipping. A non-finite norm leaves the gradients
  * untouched and is returned as is: the caller should skip the step.
  */
-export async function clipGradNorm(backend: Backend, grads: Iterable<F32>, maxNorm: number): Promise<number> {
+export async function clipGradNorm(backend: Backend, grads: Iterable<F32>, maxNorm: number, knownNorm?: number): Promise<number> {
   const list = [...grads];
-  const norm = await gradNorm(backend, list);
+  // A caller that already measured these gradients' norm (stepLosses does) passes it: no second pass and read.
+  const norm = knownNorm ?? (await gradNorm(backend, list));
   if (!Number.isFinite(norm) || !(maxNorm > 0)) return norm;
   const coef = maxNorm / (norm + 1e-6);
   if (coef < 1) for (const g of list) backend.scale(g, coef);

@@ -538,14 +538,23 @@ export class Trainer {
   }
 
   /**
-   * Clip, then apply one AdamW update unless it is unsafe: a non-finite loss or gradient norm (the NaN guard), or an
-   * update that would make a weight non-finite or move the weights by more than their own norm (divergence, usually
-   * a learning rate far too high). A refused update leaves weights and optimizer moments exactly as they were and is
+   * Clip (by the gradient norm stepLosses measured), then apply one AdamW update unless it is unsafe: a non-finite
+   * loss or gradient norm (the NaN guard), or an update that would make a weight non-finite or move the weights by
+   * more than their own norm (divergence, usually a learning rate far too high). A refused update leaves weights and optimizer moments exactly as they were and is
    * recorded in `skipped`; DIVERGENCE_PATIENCE refusals in a row for a reason other than the loss stop the run.
    * Returns the gradient norm before clipping.
    */
-  private async guardedUpdate(who: 'actor' | 'token_rm', model: Qwen2Model, opt: AdamW, loss: number, lr: number, step: number, skipped: string[]): Promise<number> {
-    const gradNorm = await clipGradNorm(model.backend, model.gradTensors.values(), this.cfg.max_grad_norm);
+  private async guardedUpdate(
+    who: 'actor' | 'token_rm',
+    model: Qwen2Model,
+    opt: AdamW,
+    loss: number,
+    gradNormBefore: number,
+    lr: number,
+    step: number,
+    skipped: string[],
+  ): Promise<number> {
+    const gradNorm = await clipGradNorm(model.backend, model.gradTensors.values(), this.cfg.max_grad_norm, gradNormBefore);
     let why: string | null = null;
     let diverging = true;
     if (!Number.isFinite(loss)) {
@@ -741,8 +750,10 @@ export class Trainer {
       skipped.push('all groups filtered out');
       this.log(`step ${step}: no trainable group (every group all-correct, all-wrong or dropped): no update`);
     } else {
-      if (!frozen) actorGradNorm = await this.guardedUpdate('actor', this.policy, this.actorOpt, res.rl_loss, actorLr, step, skipped);
-      if (this.rm && this.rmOpt) rmGradNorm = await this.guardedUpdate('token_rm', this.rm, this.rmOpt, res.token_level_rm_loss, rmLr, step, skipped);
+      // stepLosses measured both gradient norms after the last backward: clipping reuses them.
+      if (!frozen) actorGradNorm = await this.guardedUpdate('actor', this.policy, this.actorOpt, res.rl_loss, res.actor_grad_norm, actorLr, step, skipped);
+      if (this.rm && this.rmOpt)
+        rmGradNorm = await this.guardedUpdate('token_rm', this.rm, this.rmOpt, res.token_level_rm_loss, res.rm_grad_norm, rmLr, step, skipped);
     }
     this.policy.releaseActivations();
     this.ref.releaseActivations();
