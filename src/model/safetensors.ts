@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeAll, writeAtomically, writeFileAtomic } from '../util/atomic-write.js';
 
 /** Dtypes this module reads (all converted to f32) and writes. */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -417,9 +418,7 @@ export function writeSafetensors(
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
 
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
+  writeAtomically(file, (fd) => {
     writeAll(fd, prefix);
     writeAll(fd, headerBytes);
     const half = dtype === 'F32' ? null : new Uint16Array(CHUNK_ELEMS);
@@ -445,20 +444,8 @@ export function writeSafetensors(
         }
       }
     }
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+  });
   return 8 + headerBytes.length + offset;
-}
-
-function writeAll(fd: number, buf: Uint8Array): void {
-  let off = 0;
-  while (off < buf.byteLength) off += fs.writeSync(fd, buf, off, buf.byteLength - off);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -604,9 +591,7 @@ export function writeShardedSafetensors(
   });
   const index = { metadata: { total_size: total }, weight_map: weightMap };
   const text = JSON.stringify(index, null, 2) + '\n';
-  const tmp = path.join(dir, `${INDEX_FILE}.tmp-${process.pid}`);
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, path.join(dir, INDEX_FILE));
+  writeFileAtomic(path.join(dir, INDEX_FILE), text);
   names.push(INDEX_FILE);
   return names;
 }
