@@ -276,21 +276,7 @@ export class WebGpuBackend implements Backend {
        let r = i / nh; let h = i % nh; let kh = h / grp;
        ${WebGpuBackend.seqStartOf('r')}
        let qo = r * nh * hd + h * hd;
-       var acc: array<f32, ${hd}>;
-       var m = -3.0e38; var l = 0.0;
-       for (var j = st; j <= r; j++) {
-         let ko = j * u32(s1) * hd + kh * hd;
-         var d = 0.0;
-         for (var e = 0u; e < hd; e++) { d += Q[qo + e] * K[ko + e]; }
-         d = d * s2;
-         let mn = max(m, d);
-         let corr = exp(m - mn);
-         let p = exp(d - mn);
-         l = l * corr + p;
-         for (var e = 0u; e < hd; e++) { acc[e] = acc[e] * corr + p * V[ko + e]; }
-         m = mn;
-       }
-       for (var e = 0u; e < hd; e++) { O[qo + e] = acc[e] / l; }
+       ${onlineSoftmax(hd, 'st', 'r', 'j * u32(s1) * hd + kh * hd', 'K', 'V', 's2')}
        L[h * u32(s4) + r] = m + log(l);`,
       N * nh,
       [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['SS', SS]],
@@ -428,20 +414,7 @@ export class WebGpuBackend implements Backend {
         `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
          let r = i / nh; let h = i % nh; let kh = h / grp;
          let qo = (u32(s4) + r) * nh * hd + h * hd;
-         var acc: array<f32, ${hd}>;
-         var m = -3.0e38; var l = 0.0;
-         for (var j = 0u; j <= u32(s3) + r; j++) {
-           let ko = (kh * ml + j) * hd;
-           var d = 0.0;
-           for (var e = 0u; e < hd; e++) { d += Q[qo + e] * KC[ko + e]; }
-           let mn = max(m, d);
-           let corr = exp(m - mn);
-           let p = exp(d - mn);
-           l = l * corr + p;
-           for (var e = 0u; e < hd; e++) { acc[e] = acc[e] * corr + p * VC[ko + e]; }
-           m = mn;
-         }
-         for (var e = 0u; e < hd; e++) { O[qo + e] = acc[e] / l; }`,
+         ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
         sg.n * nh,
         [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
         [nh, nkv, maxLen, sg.pos0, sg.r0],
@@ -925,6 +898,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     pass.dispatchWorkgroups(grid[0], grid[1]);
     pass.end();
   }
+}
+
+/**
+ * WGSL of one query row's attention with an online softmax: keys j = first … last (inclusive) at element offset `ko`
+ * (an expression of j) of `K`/`V`, scores scaled by `scale`, the output row written to O at `qo`. Leaves m and l (the
+ * running max and sum) for the log-sum-exp. Shared by packed attention and attention over a KV cache.
+ */
+function onlineSoftmax(hd: number, first: string, last: string, ko: string, K: string, V: string, scale: string): string {
+  return `var acc: array<f32, ${hd}>;
+       var m = -3.0e38; var l = 0.0;
+       for (var j = ${first}; j <= ${last}; j++) {
+         let ko = ${ko};
+         var d = 0.0;
+         for (var e = 0u; e < hd; e++) { d += Q[qo + e] * ${K}[ko + e]; }
+         d = d * ${scale};
+         let mn = max(m, d);
+         let corr = exp(m - mn);
+         let p = exp(d - mn);
+         l = l * corr + p;
+         for (var e = 0u; e < hd; e++) { acc[e] = acc[e] * corr + p * ${V}[ko + e]; }
+         m = mn;
+       }
+       for (var e = 0u; e < hd; e++) { O[qo + e] = acc[e] / l; }`;
 }
 
 /** A workgroup tree reduction of one value per invocation whose result is workgroup-uniform (it may steer loops). */
