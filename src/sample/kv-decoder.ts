@@ -112,28 +112,34 @@ export class KvDecoder {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw new Error(`newCache: maxLen ${maxLen} is not a positive integer`);
     const be = this.backend;
     const { numHiddenLayers: L, numKeyValueHeads: nkv } = this.config;
-    let k: F32 | null = null;
-    let v: F32 | null = null;
+    const shape = [L, nkv, maxLen, this.hd];
+    const k = this.allocCache(shape);
+    let v: F32;
     try {
-      k = be.empty([L, nkv, maxLen, this.hd]);
-      v = be.empty([L, nkv, maxLen, this.hd]);
+      v = this.allocCache(shape);
     } catch (e) {
-      if (k !== null) be.free(k);
-      // Out of backend memory (wasm) or past the typed-array limit: say what was asked for and what to lower.
-      const gib = (2 * L * nkv * maxLen * this.hd * 4) / 2 ** 30;
+      be.free(k);
+      throw e;
+    }
+    const n = nkv * maxLen * this.hd;
+    const layers = Array.from({ length: L }, (_, l) => ({
+      k: be.view(k, l * n, [nkv, maxLen, this.hd]),
+      v: be.view(v, l * n, [nkv, maxLen, this.hd]),
+    }));
+    return { maxLen, length: 0, k, v, layers };
+  }
+
+  /** One of a cache's two tensors; out of backend memory (wasm) or past the typed-array limit, says what to lower. */
+  private allocCache(shape: readonly number[]): F32 {
+    try {
+      return this.backend.empty(shape);
+    } catch (e) {
+      const gib = (2 * shape.reduce((x, y) => x * y, 1) * 4) / 2 ** 30;
       throw new Error(
-        `KV cache for ${maxLen} positions (${gib.toFixed(2)} GiB) could not be allocated on the ${be.name} backend ` +
+        `KV cache for ${shape[2]} positions (${gib.toFixed(2)} GiB) could not be allocated on the ${this.backend.name} backend ` +
           `(${(e as Error).message}); lower the max new tokens or the batch size`,
       );
     }
-    const kk = k;
-    const vv = v;
-    const n = nkv * maxLen * this.hd;
-    const layers = Array.from({ length: L }, (_, l) => ({
-      k: be.view(kk, l * n, [nkv, maxLen, this.hd]),
-      v: be.view(vv, l * n, [nkv, maxLen, this.hd]),
-    }));
-    return { maxLen, length: 0, k: kk, v: vv, layers };
   }
 
   /** Gives a cache's memory back to the backend (the cache must not be used after). */
