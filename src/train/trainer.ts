@@ -31,7 +31,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createBackend, openBackend } from '../engine/index.js';
+import { openBackend } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { passAtK } from '../eval/metrics.js';
 import { OpenAIRolloutBackend } from '../eval/remote-backend.js';
@@ -359,7 +359,7 @@ export class Trainer {
   private elapsed: number;
   private stepsThisRun = 0;
 
-  private constructor(cfg: TrainConfig, opts: RunTrainingOptions) {
+  private constructor(cfg: TrainConfig, opts: RunTrainingOptions, backend: Backend, ownsBackend: boolean) {
     this.cfg = cfg;
     this.hooks = opts;
     this.lossCfg = lossConfigOf(cfg);
@@ -412,24 +412,19 @@ export class Trainer {
         : null;
 
     // Models.
-    this.ownsBackend = opts.backend === undefined;
-    this.backend = opts.backend ?? createBackend(cfg.backend, cfg.threads !== null ? { threads: cfg.threads } : {});
-    try {
-      const loaded = this.loadModels(cfg, opts, items);
-      this.policy = loaded.policy;
-      this.ref = loaded.ref;
-      this.rm = loaded.rm;
-      this.actorModelConfig = loaded.actorModelConfig;
-      this.rmModelConfig = loaded.rmModelConfig;
-      this.actorOpt = loaded.actorOpt;
-      this.rmOpt = loaded.rmOpt;
-      this.step = loaded.step;
-      this.elapsed = loaded.elapsed;
-      this.stream = loaded.stream;
-    } catch (e) {
-      if (this.ownsBackend) this.backend.dispose();
-      throw e;
-    }
+    this.ownsBackend = ownsBackend;
+    this.backend = backend;
+    const loaded = this.loadModels(cfg, opts, items);
+    this.policy = loaded.policy;
+    this.ref = loaded.ref;
+    this.rm = loaded.rm;
+    this.actorModelConfig = loaded.actorModelConfig;
+    this.rmModelConfig = loaded.rmModelConfig;
+    this.actorOpt = loaded.actorOpt;
+    this.rmOpt = loaded.rmOpt;
+    this.step = loaded.step;
+    this.elapsed = loaded.elapsed;
+    this.stream = loaded.stream;
 
     // Rollouts (the local engine samples from the live policy weights).
     if (remoteRollout !== null) {
@@ -521,9 +516,19 @@ export class Trainer {
     return { policy, ref, rm, actorModelConfig, rmModelConfig, actorOpt, rmOpt, step, elapsed, stream };
   }
 
-  /** Builds a trainer (loading models, data and, with `resume`, the saved state). */
-  static create(cfg: TrainConfig, opts: RunTrainingOptions): Trainer {
-    return new Trainer(cfg, opts);
+  /**
+   * Builds a trainer (loading models, data and, with `resume`, the saved state) on `opts.backend`, or on the config's
+   * backend, opened here (a GPU device opens asynchronously) and disposed by `close()`.
+   */
+  static async create(cfg: TrainConfig, opts: RunTrainingOptions): Promise<Trainer> {
+    if (opts.backend !== undefined) return new Trainer(cfg, opts, opts.backend, false);
+    const backend = await openBackend(cfg.backend, cfg.threads !== null ? { threads: cfg.threads } : {});
+    try {
+      return new Trainer(cfg, opts, backend, true);
+    } catch (e) {
+      backend.dispose();
+      throw e;
+    }
   }
 
   log(line: string): void {
@@ -540,8 +545,9 @@ export class Trainer {
   /**
    * Clip (by the gradient norm stepLosses measured), then apply one AdamW update unless it is unsafe: a non-finite
    * loss or gradient norm (the NaN guard), or an update that would make a weight non-finite or move the weights by
-   * more than their own norm (divergence, usually a learning rate far too high). A refused update leaves weights and optimizer moments exactly as they were and is
-   * recorded in `skipped`; DIVERGENCE_PATIENCE refusals in a row for a reason other than the loss stop the run.
+   * more than their own norm (divergence, usually a learning rate far too high). A refused update leaves weights and
+   * optimizer moments exactly as they were and is recorded in `skipped`; DIVERGENCE_PATIENCE refusals in a row for a
+   * reason other than the loss stop the run.
    * Returns the gradient norm before clipping.
    */
   private async guardedUpdate(
@@ -1024,16 +1030,10 @@ export class Trainer {
  * `onStep` receives each step's metrics (after its state is saved).
  */
 export async function runTraining(config: TrainConfig, opts: RunTrainingOptions = {}): Promise<TrainResult> {
-  // A backend whose device opens asynchronously (webgpu) is opened here; the trainer then borrows it.
-  const own = opts.backend === undefined ? await openBackend(config.backend, config.threads !== null ? { threads: config.threads } : {}) : null;
+  const t = await Trainer.create(config, opts);
   try {
-    const t = Trainer.create(config, own !== null ? { ...opts, backend: own } : opts);
-    try {
-      return await t.run();
-    } finally {
-      await t.close();
-    }
+    return await t.run();
   } finally {
-    own?.dispose();
+    await t.close();
   }
 }
