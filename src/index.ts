@@ -19,7 +19,7 @@ export { AdamW, clipGradNorm, lrAt } from './train/optim.js';
 // Sampling and rollouts.
 export { generate } from './sample/generate.js';
 export { LocalRolloutBackend } from './sample/local-backend.js';
-export { OpenAIRolloutBackend } from './eval/remote-backend.js';
+export { OpenAIRolloutBackend } from './sample/remote-backend.js';
 export type { RolloutBackend, GenerationRequest, Generation, SamplingParams } from './sample/types.js';
 
 // RL: losses, training, evaluation, reports.

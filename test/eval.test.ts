@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { computeMetrics, majorityVote, passAtK, type ProblemOutcome } from '../src/eval/metrics.js';
 import { DataError, goldFromAnswerField, loadBenchmark, readBenchmark, readResponses } from '../src/eval/data.js';
-import { OpenAIRolloutBackend, type RemoteGenerationRequest } from '../src/eval/remote-backend.js';
+import { OpenAIRolloutBackend, type RemoteGenerationRequest } from '../src/sample/remote-backend.js';
 import type { SamplingParams } from '../src/sample/types.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { parseConfig } from '../src/model/config.js';

@@ -16,7 +16,7 @@ import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { generate } from '../src/sample/generate.js';
 import type { Generation, SamplingParams } from '../src/sample/types.js';
-import { OpenAIRolloutBackend, type RemoteGenerationRequest } from '../src/eval/remote-backend.js';
+import { OpenAIRolloutBackend, type RemoteGenerationRequest } from '../src/sample/remote-backend.js';
 import { topLogprobsOf } from '../src/serve/scheduler.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -40,7 +40,7 @@ import { loadBenchmark, readResponses, type BenchmarkProblem } from '../eval/dat
 import { computeMetrics, type AnswerEquivalence, type EvalMetrics, type ProblemOutcome, type SampleOutcome } from '../eval/metrics.js';
 import { modelDir } from './option-parsers.js';
 import { configureErrors, reportFatal } from './program.js';
-import { OpenAIRolloutBackend, type RemoteChatMessage, type RemoteGenerationRequest } from '../eval/remote-backend.js';
+import { OpenAIRolloutBackend, type RemoteChatMessage, type RemoteGenerationRequest } from '../sample/remote-backend.js';
 
 export const DEFAULT_PROMPT_SUFFIX = '\nPlease reason step by step, and put your final answer within \\boxed{}.';
 

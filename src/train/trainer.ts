@@ -34,7 +34,7 @@ import * as path from 'node:path';
 import { openBackend } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { passAtK } from '../eval/metrics.js';
-import { OpenAIRolloutBackend } from '../eval/remote-backend.js';
+import { OpenAIRolloutBackend } from '../sample/remote-backend.js';
 import { loadCheckpoint, saveCheckpoint, type Tensor } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { writeFileAtomic } from '../util/atomic-write.js';

@@ -16,7 +16,7 @@
 // `syncWeights(dir)` posts `{"model_path": dir}` to `<server root>/update_weights_from_disk` (SGLang's endpoint,
 // also served by `oreal serve`).
 
-import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
+import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from './types.js';
 import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
 
 /** A chat message for `/v1/chat/completions`. */
