@@ -18,7 +18,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readJsonlObjects } from '../src/eval/data.js';
-import { runEvalCli, type SampleRecord } from '../src/cli/eval.js';
+import { runEvalCli } from '../src/cli/eval.js';
+import type { SampleRecord } from '../src/eval/evaluate.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 

@@ -1,11 +1,13 @@
 // Pass@1 of a policy on task problems, for building the starting policy and the RL prompt file.
 // Two generation paths: the shared KV-cache engine (src/sample/generate.ts, the default) and a minimal cache-free
 // sampler here (a full forward over the prefix for every new token: fine for tiny models, and an independent check of
-// the engine). Answers are checked with the rule verifier.
+// the engine). Answers are scored by the evaluator (src/eval/evaluate.ts) with the in-thread rule verifier.
 
 import type { Qwen2Model } from '../model/qwen2.js';
 import type { Tokenizer } from '../model/tokenizer.js';
+import { scoreGenerations } from '../eval/evaluate.js';
 import { generate } from '../sample/generate.js';
+import type { Generation } from '../sample/types.js';
 import { verifyResponse } from '../verify/index.js';
 import { Rng } from './arith.js';
 
@@ -145,12 +147,12 @@ export async function passAtOne(
     (x): x is number => typeof x === 'number',
   );
   const prompts = problems.map((p) => promptIds(tok, p.question, opts.systemPrompt));
-  let texts: string[][];
+  let gens: Generation[][];
   if ((opts.engine ?? 'kv') === 'naive') {
-    texts = problems.map(() => []);
+    gens = problems.map(() => []);
     for (let s = 0; s < k; s++) {
-      const gens = await naiveGenerate(model, prompts, { temperature, maxNewTokens, stopIds, seed: (opts.seed ?? 0) * 1000 + s });
-      gens.forEach((g, i) => texts[i]!.push(tok.decode(g, { skipSpecialTokens: true })));
+      const ids = await naiveGenerate(model, prompts, { temperature, maxNewTokens, stopIds, seed: (opts.seed ?? 0) * 1000 + s });
+      ids.forEach((g, i) => gens[i]!.push({ tokenIds: g, text: tok.decode(g, { skipSpecialTokens: true }), finishReason: 'stop', logprobs: [] }));
     }
   } else {
     // One request per sample (n = 1 each, own seed): the same sampling distribution as n = k.
@@ -174,13 +176,16 @@ export async function passAtOne(
       }
     }
     const flat = await generate(model, reqs, { decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }) });
-    const gens = prompts.map((_, i) => flat.slice(i * k, (i + 1) * k).map((g) => g[0]!));
-    texts = gens.map((g) => g.map((x) => x.text));
+    gens = prompts.map((_, i) => flat.slice(i * k, (i + 1) * k).map((g) => g[0]!));
   }
-  const perProblem = problems.map((p, i) => {
-    const rs = texts[i]!;
-    return rs.filter((r) => verifyResponse(r, p.answer).correct).length / rs.length;
-  });
-  const passAt1 = perProblem.reduce((a, b) => a + b, 0) / Math.max(1, perProblem.length);
+  const texts = gens.map((gs) => gs.map((g) => g.text));
+  if (problems.length === 0) return { passAt1: 0, perProblem: [], responses: texts };
+  const { records, metrics } = await scoreGenerations(
+    problems.map((p, i) => ({ problem: { id: String(i), gold: p.answer }, samples: gens[i]! })),
+    async (items) => items.map((it) => verifyResponse(it.generation.text, it.problem.gold)),
+    { ks: [], majKs: [] },
+  );
+  const perProblem = records.map((r) => r.samples.filter((x) => x.correct).length / r.samples.length);
+  const passAt1 = metrics.mean_accuracy;
   return { passAt1, perProblem, responses: texts };
 }
