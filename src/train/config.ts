@@ -13,7 +13,7 @@ import { BACKEND_NAMES } from '../engine/index.js';
 import YAML from 'yaml';
 import type { AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
-import { LOSS_DEFAULTS, resolveLossConfig, type KlType, type LossConfig, type LossNormalization } from '../rl/loss.js';
+import { LOSS_DEFAULTS, resolveLossConfig, type KlType, type LossConfig, type LossConfigInput, type LossNormalization } from '../rl/loss.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema.
@@ -237,7 +237,38 @@ export interface ResolvedLossKeys {
   incorrect_topk_ratio: number;
 }
 
-const orUndef = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+/** The trainer keys that are loss keys of src/rl/loss.ts (same names), without token_level_rm (a path is allowed here). */
+type LossKey = Exclude<keyof ResolvedLossKeys & keyof LossConfigInput, 'token_level_rm'>;
+
+/**
+ * The one table of loss keys: each trainer key that src/rl/loss.ts reads under the same name, with how its resolved
+ * value is read back from the LossConfig (a rescale mode's unused keys keep what was given, else the default).
+ * `lossInputOf` reads the keys, `fillPresets` the values.
+ */
+const LOSS_KEYS: { [K in LossKey]: (l: LossConfig, c: RawConfig) => ResolvedLossKeys[K] } = {
+  reward_shaping_type: (l) => l.rewardShapingType,
+  behavior_cloning: (l) => l.behaviorCloning,
+  pos_mult_adv: (l) => l.posMultAdv,
+  positive_loss_factor: (l) => l.positiveLossFactor,
+  negative_loss_factor: (l) => l.negativeLossFactor,
+  kl_type: (l) => l.klType,
+  kl_coef: (l) => l.klCoef,
+  loss_normalization: (l) => l.lossNormalization,
+  threshold_rescale: (l) => l.rescale.mode === 'threshold',
+  topk_rescale: (l) => l.rescale.mode === 'topk',
+  correct_threshold: ({ rescale: r }, c) => (r.mode === 'threshold' ? r.correctThreshold : (c.correct_threshold ?? LOSS_DEFAULTS.correct_threshold)),
+  incorrect_threshold: ({ rescale: r }, c) => (r.mode === 'threshold' ? r.incorrectThreshold : (c.incorrect_threshold ?? LOSS_DEFAULTS.incorrect_threshold)),
+  correct_topk_ratio: ({ rescale: r }, c) => (r.mode === 'topk' ? r.correctTopkRatio : (c.correct_topk_ratio ?? LOSS_DEFAULTS.correct_topk_ratio)),
+  incorrect_topk_ratio: ({ rescale: r }, c) => (r.mode === 'topk' ? r.incorrectTopkRatio : (c.incorrect_topk_ratio ?? LOSS_DEFAULTS.incorrect_topk_ratio)),
+};
+
+/** The loss input of a raw or resolved config: a null key is left out (the algorithm's preset decides). */
+function lossInputOf(c: Pick<RawConfig, 'algorithm' | 'token_level_rm' | LossKey>): LossConfigInput {
+  const input: Record<string, unknown> = { algorithm: c.algorithm };
+  if (c.token_level_rm !== null) input.token_level_rm = c.token_level_rm !== false;
+  for (const k of Object.keys(LOSS_KEYS) as LossKey[]) if (c[k] !== null) input[k] = c[k];
+  return input as LossConfigInput;
+}
 
 /**
  * Resolves the loss keys through src/rl/loss.ts (`resolveLossConfig`: the algorithm's preset, then LOSS_DEFAULTS), so
@@ -247,52 +278,23 @@ const orUndef = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
 function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof ResolvedLossKeys> & ResolvedLossKeys {
   let loss: LossConfig;
   try {
-    loss = resolveLossConfig({
-      algorithm: c.algorithm,
-      reward_shaping_type: orUndef(c.reward_shaping_type),
-      behavior_cloning: orUndef(c.behavior_cloning),
-      token_level_rm: c.token_level_rm === null ? undefined : c.token_level_rm !== false,
-      pos_mult_adv: orUndef(c.pos_mult_adv),
-      positive_loss_factor: orUndef(c.positive_loss_factor),
-      negative_loss_factor: orUndef(c.negative_loss_factor),
-      kl_type: orUndef(c.kl_type),
-      kl_coef: orUndef(c.kl_coef),
-      loss_normalization: orUndef(c.loss_normalization),
-      threshold_rescale: orUndef(c.threshold_rescale),
-      topk_rescale: orUndef(c.topk_rescale),
-      correct_threshold: orUndef(c.correct_threshold),
-      incorrect_threshold: orUndef(c.incorrect_threshold),
-      correct_topk_ratio: orUndef(c.correct_topk_ratio),
-      incorrect_topk_ratio: orUndef(c.incorrect_topk_ratio),
-    });
+    loss = resolveLossConfig(lossInputOf(c));
   } catch (e) {
     ctx.addIssue({ code: 'custom', path: ['threshold_rescale'], message: (e as Error).message.replace(/^config: /, '') });
     return z.NEVER;
   }
+  const resolved: Record<string, unknown> = {};
+  for (const k of Object.keys(LOSS_KEYS) as LossKey[]) resolved[k] = LOSS_KEYS[k](loss, c);
   // The pair filter and the frozen steps belong to OREAL with its token-level RM; "OREAL without the RM" means the
   // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway).
   const withRm = loss.tokenLevelRm;
   const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && withRm ? 'pair' : 'none');
-  const r = loss.rescale;
   return {
     ...c,
+    ...(resolved as { [K in LossKey]: ResolvedLossKeys[K] }),
     token_level_rm: c.token_level_rm ?? loss.tokenLevelRm,
     filter_trajectory: ft === true ? 'pair' : ft === false ? 'none' : ft,
     actor_freeze_steps: c.actor_freeze_steps ?? (withRm ? 10 : 0),
-    reward_shaping_type: loss.rewardShapingType,
-    behavior_cloning: loss.behaviorCloning,
-    loss_normalization: loss.lossNormalization,
-    positive_loss_factor: loss.positiveLossFactor,
-    negative_loss_factor: loss.negativeLossFactor,
-    pos_mult_adv: loss.posMultAdv,
-    kl_coef: loss.klCoef,
-    kl_type: loss.klType,
-    threshold_rescale: r.mode === 'threshold',
-    topk_rescale: r.mode === 'topk',
-    correct_threshold: r.mode === 'threshold' ? r.correctThreshold : (c.correct_threshold ?? LOSS_DEFAULTS.correct_threshold),
-    incorrect_threshold: r.mode === 'threshold' ? r.incorrectThreshold : (c.incorrect_threshold ?? LOSS_DEFAULTS.incorrect_threshold),
-    correct_topk_ratio: r.mode === 'topk' ? r.correctTopkRatio : (c.correct_topk_ratio ?? LOSS_DEFAULTS.correct_topk_ratio),
-    incorrect_topk_ratio: r.mode === 'topk' ? r.incorrectTopkRatio : (c.incorrect_topk_ratio ?? LOSS_DEFAULTS.incorrect_topk_ratio),
   };
 }
 
@@ -425,24 +427,7 @@ export function loadTrainConfig(file: string, overrides: readonly string[] = [])
 
 /** The loss configuration (src/rl/loss.ts) of a training config. */
 export function lossConfigOf(cfg: TrainConfig): LossConfig {
-  return resolveLossConfig({
-    algorithm: cfg.algorithm,
-    reward_shaping_type: cfg.reward_shaping_type,
-    behavior_cloning: cfg.behavior_cloning,
-    token_level_rm: cfg.token_level_rm !== false,
-    pos_mult_adv: cfg.pos_mult_adv,
-    positive_loss_factor: cfg.positive_loss_factor,
-    negative_loss_factor: cfg.negative_loss_factor,
-    kl_type: cfg.kl_type,
-    kl_coef: cfg.kl_coef,
-    loss_normalization: cfg.loss_normalization,
-    threshold_rescale: cfg.threshold_rescale,
-    topk_rescale: cfg.topk_rescale,
-    correct_threshold: cfg.correct_threshold,
-    incorrect_threshold: cfg.incorrect_threshold,
-    correct_topk_ratio: cfg.correct_topk_ratio,
-    incorrect_topk_ratio: cfg.incorrect_topk_ratio,
-  });
+  return resolveLossConfig(lossInputOf(cfg));
 }
 
 /** The config as YAML (all defaults filled in), e.g. for `config.resolved.yaml`. Parses back to the same config. */
