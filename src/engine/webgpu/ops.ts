@@ -55,6 +55,8 @@ export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   /** Host threads (the device's own parallelism is not counted here). */
   readonly threads = 1;
+  /** kvAppend and cacheAttention take a batch in one dispatch when its caches share tensors (see `cacheGroups`). */
+  readonly pooledKvCache = true;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly gemm: WebGpuGemm;
 
@@ -310,23 +312,46 @@ export class WebGpuBackend implements Backend {
     const kd = nkv * hd;
     need(op, 'v', V, K.size);
     const N = K.size / kd;
-    // One dispatch per segment: each cache is its own buffer (a pooled cache would take the batch in one).
-    for (const sg of segs) {
-      const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
-      const maxLen = KC.size / kd;
-      need(op, 'vc', VC, KC.size);
-      if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
-        throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
-      this.run(
-        'kvAppend',
-        `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
-         let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
-         let src = (u32(s4) + r) * kd + g * hd + e;
-         KC[dst] = K[src]; VC[dst] = V[src];`,
-        sg.n * kd,
-        [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
-        [hd, kd, maxLen, sg.pos0, sg.r0],
-      );
+    for (const group of cacheGroups(op, segs)) {
+      for (const sg of group.segs) {
+        const maxLen = gpu(sg.kc, op, 'kc').size / kd;
+        need(op, 'vc', sg.vc, sg.kc.size);
+        if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
+          throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
+      }
+      const table = group.segs.length > 1 ? rowTable(group.segs, kd) : null;
+      if (table !== null) {
+        // One dispatch for the group: row t of the table is (batch row, cache offset, maxLen, position).
+        this.dispatch(
+          'kvAppend_pooled',
+          'flat',
+          `let hd = u32(s0); let kd = u32(s1); let t = i / kd; let g = (i % kd) / hd; let e = i % hd;
+           let row = kparams.tab[t];
+           let dst = row.y + (g * row.z + row.w) * hd + e;
+           let src = row.x * kd + g * hd + e;
+           KC[dst] = K[src]; VC[dst] = V[src];`,
+          table.rows * kd,
+          [['K', K], ['V', V], ['KC', group.k], ['VC', group.v]],
+          [hd, kd],
+          flatGrid(table.rows * kd),
+          '',
+          table.words,
+        );
+        continue;
+      }
+      for (const sg of group.segs) {
+        const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+        this.run(
+          'kvAppend',
+          `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
+           let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
+           let src = (u32(s4) + r) * kd + g * hd + e;
+           KC[dst] = K[src]; VC[dst] = V[src];`,
+          sg.n * kd,
+          [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
+          [hd, kd, KC.size / kd, sg.pos0, sg.r0],
+        );
+      }
     }
   }
 
@@ -337,23 +362,47 @@ export class WebGpuBackend implements Backend {
     const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
     need(op, 'out', O, Q.size);
     const N = Q.size / (nh * hd);
-    for (const sg of segs) {
-      const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
-      const maxLen = KC.size / (nkv * hd);
-      need(op, 'vc', VC, KC.size);
-      if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
-      if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
-        throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
-      this.run(
-        `cacheAttention_hd${hd}`,
-        `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
-         let r = i / nh; let h = i % nh; let kh = h / grp;
-         let qo = (u32(s4) + r) * nh * hd + h * hd;
-         ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
-        sg.n * nh,
-        [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
-        [nh, nkv, maxLen, sg.pos0, sg.r0],
-      );
+    const kd = nkv * hd;
+    for (const group of cacheGroups(op, segs)) {
+      for (const sg of group.segs) {
+        const maxLen = gpu(sg.kc, op, 'kc').size / kd;
+        need(op, 'vc', sg.vc, sg.kc.size);
+        if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
+        if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
+          throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
+      }
+      const table = group.segs.length > 1 ? rowTable(group.segs, kd) : null;
+      if (table !== null) {
+        this.dispatch(
+          `cacheAttention_pooled_hd${hd}`,
+          'flat',
+          `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
+           let t = i / nh; let h = i % nh; let kh = h / grp;
+           let row = kparams.tab[t];
+           let qo = row.x * nh * hd + h * hd;
+           ${onlineSoftmax(hd, '0u', 'row.w', 'row.y + (kh * row.z + j) * hd', 'KC', 'VC', '1.0')}`,
+          table.rows * nh,
+          [['Q', Q], ['O', O], ['KC', group.k], ['VC', group.v]],
+          [nh, nkv],
+          flatGrid(table.rows * nh),
+          '',
+          table.words,
+        );
+        continue;
+      }
+      for (const sg of group.segs) {
+        const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+        this.run(
+          `cacheAttention_hd${hd}`,
+          `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
+           let r = i / nh; let h = i % nh; let kh = h / grp;
+           let qo = (u32(s4) + r) * nh * hd + h * hd;
+           ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
+          sg.n * nh,
+          [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
+          [nh, nkv, KC.size / kd, sg.pos0, sg.r0],
+        );
+      }
     }
   }
 
@@ -745,10 +794,7 @@ export class WebGpuBackend implements Backend {
    */
   private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly number[]): void {
     if (n === 0) return;
-    const groups = Math.ceil(n / WG);
-    const gx = Math.min(groups, 65535);
-    const gy = Math.ceil(groups / gx);
-    this.dispatch(key, 'flat', body, n, args, scalars, [gx, gy]);
+    this.dispatch(key, 'flat', body, n, args, scalars, flatGrid(n));
   }
 
   /** Runs `body` once per row (row < rows), by one workgroup of WG invocations (`lid`), with `rowSum(x, lid)`. */
@@ -782,7 +828,12 @@ export class WebGpuBackend implements Backend {
     scalars: readonly number[],
     grid: [number, number],
     helpers = '',
+    /** Rows of 4 u32 placed first in the uniform as `kparams.tab` (a per-row table, e.g. of cache segments). */
+    table: Uint32Array | null = null,
   ): void {
+    if (n === 0) return;
+    // The table's length is rounded up to a power of two so that few pipelines serve every batch size.
+    const tabRows = table === null ? 0 : Math.max(16, 2 ** Math.ceil(Math.log2(table.length / 4)));
     // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset.
     const buffers: GpuStorage[] = [];
     const slotOf = args.map(([, t]) => {
@@ -791,7 +842,7 @@ export class WebGpuBackend implements Backend {
       return s;
     });
     const pattern = slotOf.join('.');
-    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}`;
+    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}:${tabRows}`;
     let pl = this.pipelines.get(pkey);
     if (pl === undefined) {
       const decls = buffers.map((b, s) => `@group(0) @binding(${s + 1}) var<storage, read_write> buf${s}: array<${b.dtype}>;`).join('\n');
@@ -803,7 +854,7 @@ export class WebGpuBackend implements Backend {
         code = code.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
         help = help.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
       });
-      const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
+      const fields = [...(tabRows > 0 ? [`tab: array<vec4<u32>, ${tabRows}>`] : []), `n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
       const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
       const main =
         kind === 'tiles'
@@ -836,14 +887,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(pkey, pl);
     }
-    // Uniform: n, the offsets (u32), then the scalars (f32), each 4 bytes.
-    const words = 1 + args.length + Math.max(1, scalars.length);
+    // Uniform: the table (if any), n, the offsets (u32), then the scalars (f32), each 4 bytes.
+    const t0 = 4 * tabRows;
+    const words = t0 + 1 + args.length + Math.max(1, scalars.length);
     const u = new ArrayBuffer(Math.ceil((words * 4) / 16) * 16);
     const u32 = new Uint32Array(u);
     const f32 = new Float32Array(u);
-    u32[0] = n;
-    args.forEach(([, t], j) => (u32[1 + j] = t.offset));
-    scalars.forEach((s, j) => (f32[1 + args.length + j] = s));
+    if (table !== null) u32.set(table);
+    u32[t0] = n;
+    args.forEach(([, t], j) => (u32[t0 + 1 + j] = t.offset));
+    scalars.forEach((s, j) => (f32[t0 + 1 + args.length + j] = s));
     const bind = this.dev.device.createBindGroup({
       layout: pl.getBindGroupLayout(0),
       entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...buffers.map((b, s) => ({ binding: s + 1, resource: { buffer: b.buffer } }))],
@@ -854,6 +907,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     pass.dispatchWorkgroups(grid[0], grid[1]);
     pass.end();
   }
+}
+
+/** Workgroups of WG for n invocations, as a 2-D grid within the 65535 limit per dimension. */
+function flatGrid(n: number): [number, number] {
+  const groups = Math.ceil(n / WG);
+  const gx = Math.min(groups, 65535);
+  return [gx, Math.ceil(groups / gx)];
+}
+
+/** Segments whose caches live in the same two buffers (keys, values), with a tensor spanning each whole buffer. */
+interface CacheGroup {
+  k: GpuTensor<'f32'>;
+  v: GpuTensor<'f32'>;
+  segs: CacheSegment[];
+}
+
+/** Groups a batch's segments by the buffers their caches are in (a pooled cache puts a whole batch in one group). */
+function cacheGroups(op: string, segs: readonly CacheSegment[]): CacheGroup[] {
+  const groups = new Map<GpuStorage, Map<GpuStorage, CacheGroup>>();
+  const out: CacheGroup[] = [];
+  for (const sg of segs) {
+    const [kc, vc] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+    let byV = groups.get(kc.storage);
+    if (byV === undefined) groups.set(kc.storage, (byV = new Map()));
+    let g = byV.get(vc.storage);
+    if (g === undefined) {
+      const whole = (st: GpuStorage): GpuTensor<'f32'> => new GpuTensor('f32', [st.elements], st.elements, st, 0);
+      byV.set(vc.storage, (g = { k: whole(kc.storage), v: whole(vc.storage), segs: [] }));
+      out.push(g);
+    }
+    g.segs.push(sg);
+  }
+  return out;
+}
+
+/** Most table rows in one dispatch (rounded up to a power of two, 32 KiB of uniform: WebGPU guarantees 64 KiB). */
+const MAX_TABLE_ROWS = 2048;
+
+/**
+ * The per-row table of a group's segments, (batch row, cache offset, maxLen, position) for every query row, when the
+ * keys and values of each segment sit at the same offset in their buffers (a pooled cache); null otherwise.
+ */
+function rowTable(segs: readonly CacheSegment[], kd: number): { words: Uint32Array; rows: number } | null {
+  let rows = 0;
+  for (const sg of segs) {
+    const [kc, vc] = [sg.kc as GpuTensor, sg.vc as GpuTensor];
+    if (kc.offset !== vc.offset) return null;
+    rows += sg.n;
+  }
+  if (rows === 0 || rows > MAX_TABLE_ROWS) return null;
+  const words = new Uint32Array(4 * rows);
+  let t = 0;
+  for (const sg of segs) {
+    const off = (sg.kc as GpuTensor).offset;
+    const maxLen = sg.kc.size / kd;
+    for (let k = 0; k < sg.n; k++, t++) words.set([sg.r0 + k, off, maxLen, sg.pos0 + k], 4 * t);
+  }
+  return { words, rows };
 }
 
 /**
