@@ -284,3 +284,46 @@ test('webgpu adamw matches the js backend', async () => {
     );
   });
 });
+
+test('webgpu tiled attention across workgroup blocks: sequences that straddle 64-row blocks, GQA 3:1, head dim 64', async () => {
+  await withOps(async (g) => {
+    const dims = { heads: 6, kvHeads: 2, headDim: 64 };
+    const starts = Int32Array.from([0, 40, 40, 107, 150]);
+    const N = 150;
+    const qd = N * dims.heads * dims.headDim;
+    const kd = N * dims.kvHeads * dims.headDim;
+    await same(g, 'attentionBackward', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), rand(qd), rand(qd), rand(kd), rand(kd), starts], (b, t) => {
+      const be = b === 'js' ? js : g;
+      const [q, k, v, o, l, dout, dq, dk, dv, ss] = t as [F32, F32, F32, F32, F32, F32, F32, F32, F32, I32];
+      be.attention(q, k, v, o, l, ss, dims, 16);
+      be.attentionBackward(q, k, v, o, l, dout, dq, dk, dv, ss, dims, 16);
+    });
+  });
+});
+
+test('webgpu pooled KV caches: segments cut from shared slabs run as one dispatch and match the js backend', async () => {
+  await withOps(async (g) => {
+    const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+    const kd = dims.kvHeads * dims.headDim;
+    const qd = dims.heads * dims.headDim;
+    // Slabs holding A (maxLen 12, offset 0) and B (maxLen 7, after A, with 5 free positions' worth before it), and C in
+    // buffers of its own: A and B form one group, C another.
+    const [lenA, lenB, lenC] = [12, 7, 10];
+    const offB = (lenA + 5) * kd;
+    const slab = rand(offB + lenB * kd + 3 * kd);
+    const cacheC = rand(lenC * kd);
+    const N = 9; // rows: decode of A (5 cached), a 4-token chunk of B (2 cached), a 4-token prefill of C
+    await same(g, 'pooled kvAppend + cacheAttention', [rand(N * kd), rand(N * kd), rand(N * qd), rand(N * qd), slab, slab.slice(), cacheC, cacheC.slice()], (b, t) => {
+      const be = b === 'js' ? js : g;
+      const [k, v, q, o, ks, vs, kc, vc] = t as F32[];
+      const shape = (n: number): number[] => [dims.kvHeads, n, dims.headDim];
+      const segs = [
+        { kc: be.view(ks!, 0, shape(lenA)), vc: be.view(vs!, 0, shape(lenA)), r0: 0, n: 1, pos0: 5 },
+        { kc: kc!, vc: vc!, r0: 1, n: 4, pos0: 0 },
+        { kc: be.view(ks!, offB, shape(lenB)), vc: be.view(vs!, offB, shape(lenB)), r0: 5, n: 4, pos0: 2 },
+      ];
+      be.kvAppend(k!, v!, segs, dims);
+      be.cacheAttention(q!, o!, segs, dims, 2);
+    });
+  });
+});

@@ -57,6 +57,12 @@ export interface Backend {
   readonly threads: number;
   /** The device the backend runs on when it is not this CPU, e.g. a GPU adapter's name (benchmarks print it). */
   readonly device?: string;
+  /**
+   * The cache ops run a whole batch in one dispatch when the segments' caches are views of shared tensors (one for
+   * keys, one for values, each sequence at the same offset in both): the KV decoder then pools caches that way
+   * (src/sample/kv-decoder.ts). Absent or false: each sequence gets its own tensors.
+   */
+  readonly pooledKvCache?: boolean;
 
   // ---- memory ------------------------------------------------------------------------------------------------------
   /** A new zeroed tensor. */

@@ -16,9 +16,12 @@
 // (`cacheAttention`, with the 1/√headDim scale folded into the queries, exact for power-of-four head dims such as
 // 64), one op each per layer for the whole batch.
 //
-// KV cache layout, per sequence, preallocated for `maxLen` positions: k and v are backend tensors
-// [layers, kvHeads, maxLen, headDim] (post-RoPE keys), so the keys of one (layer, kv head) are one contiguous
-// [maxLen, headDim] block that attention reads in place, and one layer is a view at offset l·kvHeads·maxLen·headDim.
+// KV cache layout, per sequence, preallocated for `maxLen` positions: per layer, keys and values are backend tensors
+// [kvHeads, maxLen, headDim] (post-RoPE keys), so the keys of one (layer, kv head) are one contiguous [maxLen, headDim]
+// block that attention reads in place. On the CPU backends a sequence owns two tensors [layers, kvHeads, maxLen,
+// headDim] and its layers are views of them. On a backend with `pooledKvCache` (a GPU, where a dispatch per sequence
+// per layer would dominate a decode step) the caches are windows of shared per-layer slabs, a sequence at the same
+// offset in every layer's key and value slab, so each layer's cache ops take the whole batch in one dispatch.
 //
 // Logits stay on the backend: prefill and decode return a workspace tensor that the sampler's `sampleTokens` op reads
 // directly (src/sample/sampler.ts), so a decode step needs no host round trip except the sampled ids.
@@ -32,13 +35,24 @@ export interface KvCache {
   readonly maxLen: number;
   /** Positions filled so far (= the position of the next token). */
   length: number;
-  /** [layers, kvHeads, maxLen, headDim]. */
-  readonly k: F32;
-  /** [layers, kvHeads, maxLen, headDim]. */
-  readonly v: F32;
-  /** Views of k and v per layer, [kvHeads, maxLen, headDim] each (made once, used by every step). */
+  /** Keys and values per layer, [kvHeads, maxLen, headDim] each (views made once, used by every step). */
   readonly layers: ReadonlyArray<{ readonly k: F32; readonly v: F32 }>;
+  /** Where the memory came from (`freeCache` gives it back). */
+  readonly memory: { readonly k: F32; readonly v: F32 } | { readonly slab: CacheSlab; readonly offset: number; readonly size: number };
 }
+
+/** Per-layer key and value tensors that caches are cut from (pooled caches), with their free ranges. */
+interface CacheSlab {
+  readonly k: F32[];
+  readonly v: F32[];
+  readonly capacity: number;
+  /** Free [offset, offset + length) ranges, sorted and coalesced. */
+  free: Array<{ offset: number; length: number }>;
+  used: number;
+}
+
+/** Floats per layer of a new slab: room for many caches, bounded so that one slab stays well inside one binding. */
+const SLAB_FLOATS = 8 * 2 ** 20;
 
 /** Tokens to append to one sequence's cache. */
 export interface Segment {
@@ -87,6 +101,7 @@ export class KvDecoder {
   private readonly buf: Buffers;
   private readonly maxPrefillRows: number;
   private readonly attnChunk: number;
+  private readonly slabs: CacheSlab[] = [];
   private idsBuf = new Int32Array(0);
   private posBuf = new Int32Array(0);
   private startBuf = new Int32Array(0);
@@ -107,26 +122,59 @@ export class KvDecoder {
     return this.config.numHiddenLayers * this.config.numKeyValueHeads * maxLen * this.hd;
   }
 
-  /** A fresh empty cache for up to `maxLen` positions (allocated on the backend). */
+  /** A fresh empty cache for up to `maxLen` positions (allocated on the backend, or cut from a slab). */
   newCache(maxLen: number): KvCache {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw new Error(`newCache: maxLen ${maxLen} is not a positive integer`);
     const be = this.backend;
     const { numHiddenLayers: L, numKeyValueHeads: nkv } = this.config;
-    const shape = [L, nkv, maxLen, this.hd];
-    const k = this.allocCache(shape);
+    const n = nkv * maxLen * this.hd;
+    const shape = [nkv, maxLen, this.hd];
+    if (be.pooledKvCache === true && n <= SLAB_FLOATS) {
+      const { slab, offset } = this.slabRange(n);
+      const layers = Array.from({ length: L }, (_, l) => ({ k: be.view(slab.k[l]!, offset, shape), v: be.view(slab.v[l]!, offset, shape) }));
+      return { maxLen, length: 0, layers, memory: { slab, offset, size: n } };
+    }
+    const full = [L, nkv, maxLen, this.hd];
+    const k = this.allocCache(full);
     let v: F32;
     try {
-      v = this.allocCache(shape);
+      v = this.allocCache(full);
     } catch (e) {
       be.free(k);
       throw e;
     }
-    const n = nkv * maxLen * this.hd;
-    const layers = Array.from({ length: L }, (_, l) => ({
-      k: be.view(k, l * n, [nkv, maxLen, this.hd]),
-      v: be.view(v, l * n, [nkv, maxLen, this.hd]),
-    }));
-    return { maxLen, length: 0, k, v, layers };
+    const layers = Array.from({ length: L }, (_, l) => ({ k: be.view(k, l * n, shape), v: be.view(v, l * n, shape) }));
+    return { maxLen, length: 0, layers, memory: { k, v } };
+  }
+
+  /** `n` floats at the same offset of every layer's slabs: first fit in an existing slab, else a new slab. */
+  private slabRange(n: number): { slab: CacheSlab; offset: number } {
+    for (const slab of this.slabs) {
+      const i = slab.free.findIndex((r) => r.length >= n);
+      if (i < 0) continue;
+      const r = slab.free[i]!;
+      const offset = r.offset;
+      if (r.length === n) slab.free.splice(i, 1);
+      else slab.free[i] = { offset: r.offset + n, length: r.length - n };
+      slab.used += n;
+      return { slab, offset };
+    }
+    const L = this.config.numHiddenLayers;
+    const capacity = Math.max(n, Math.min(SLAB_FLOATS, 64 * n));
+    const k: F32[] = [];
+    const v: F32[] = [];
+    try {
+      for (let l = 0; l < L; l++) {
+        k.push(this.allocCache([capacity]));
+        v.push(this.allocCache([capacity]));
+      }
+    } catch (e) {
+      for (const t of [...k, ...v]) this.backend.free(t);
+      throw e;
+    }
+    const slab: CacheSlab = { k, v, capacity, free: capacity > n ? [{ offset: n, length: capacity - n }] : [], used: n };
+    this.slabs.push(slab);
+    return { slab, offset: 0 };
   }
 
   /** One of a cache's two tensors; out of backend memory (wasm) or past the typed-array limit, says what to lower. */
@@ -136,32 +184,55 @@ export class KvDecoder {
     } catch (e) {
       const gib = (2 * shape.reduce((x, y) => x * y, 1) * 4) / 2 ** 30;
       throw new Error(
-        `KV cache for ${shape[2]} positions (${gib.toFixed(2)} GiB) could not be allocated on the ${this.backend.name} backend ` +
+        `KV cache${shape.length === 4 ? ` for ${shape[2]} positions` : ' slab'} (${gib.toFixed(2)} GiB) could not be allocated on the ${this.backend.name} backend ` +
           `(${(e as Error).message}); lower the max new tokens or the batch size`,
       );
     }
   }
 
-  /** Gives a cache's memory back to the backend (the cache must not be used after). */
+  /** Gives a cache's memory back (the cache must not be used after); a slab nobody uses any more is freed. */
   freeCache(c: KvCache): void {
-    this.backend.free(c.v);
-    this.backend.free(c.k);
+    const m = c.memory;
+    if (!('slab' in m)) {
+      this.backend.free(m.v);
+      this.backend.free(m.k);
+      return;
+    }
+    const { slab } = m;
+    const free = slab.free;
+    let i = free.findIndex((r) => r.offset > m.offset);
+    if (i < 0) i = free.length;
+    free.splice(i, 0, { offset: m.offset, length: m.size });
+    // Coalesce with the neighbours.
+    if (i + 1 < free.length && free[i]!.offset + free[i]!.length === free[i + 1]!.offset) {
+      free[i]!.length += free[i + 1]!.length;
+      free.splice(i + 1, 1);
+    }
+    if (i > 0 && free[i - 1]!.offset + free[i - 1]!.length === free[i]!.offset) {
+      free[i - 1]!.length += free[i]!.length;
+      free.splice(i, 1);
+    }
+    slab.used -= m.size;
+    if (slab.used === 0) {
+      for (const t of [...slab.k, ...slab.v]) this.backend.free(t);
+      this.slabs.splice(this.slabs.indexOf(slab), 1);
+    }
   }
 
   /** Copies the filled positions of `src` into `dst` (e.g. one prefilled prompt shared by n samples). */
   copyCache(src: KvCache, dst: KvCache): void {
     if (dst.maxLen < src.length) throw new Error(`copyCache: ${src.length} positions do not fit in ${dst.maxLen}`);
     const be = this.backend;
-    const L = this.config.numHiddenLayers * this.config.numKeyValueHeads;
     const hd = this.hd;
     const n = src.length * hd;
     if (n > 0) {
-      for (let b = 0; b < L; b++) {
-        const so = b * src.maxLen * hd;
-        const d = b * dst.maxLen * hd;
-        be.copy(be.view(src.k, so, [n]), be.view(dst.k, d, [n]));
-        be.copy(be.view(src.v, so, [n]), be.view(dst.v, d, [n]));
-      }
+      src.layers.forEach((sl, l) => {
+        const dl = dst.layers[l]!;
+        for (let g = 0; g < this.config.numKeyValueHeads; g++) {
+          be.copy(be.view(sl.k, g * src.maxLen * hd, [n]), be.view(dl.k, g * dst.maxLen * hd, [n]));
+          be.copy(be.view(sl.v, g * src.maxLen * hd, [n]), be.view(dl.v, g * dst.maxLen * hd, [n]));
+        }
+      });
     }
     dst.length = src.length;
   }

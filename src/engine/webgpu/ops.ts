@@ -15,6 +15,7 @@ import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from '../backen
 import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
+import { TILE_ROWS, attentionDkv, attentionDq, attentionForward, kvTileDecls, qTileDecls, tileDepth } from './attention.js';
 import { WebGpuGemm } from './gemm.js';
 
 /** A device buffer and what it holds. */
@@ -54,6 +55,8 @@ export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   /** Host threads (the device's own parallelism is not counted here). */
   readonly threads = 1;
+  /** kvAppend and cacheAttention take a batch in one dispatch when its caches share tensors (see `cacheGroups`). */
+  readonly pooledKvCache = true;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly gemm: WebGpuGemm;
 
@@ -241,12 +244,11 @@ export class WebGpuBackend implements Backend {
 
   // ---- attention -------------------------------------------------------------------------------------------------
   //
-  // First versions, correct and simple: one invocation per (query row, head) with an online softmax over its keys
-  // (forward), the same for dq, and one per (key row, query head) for the dk and dv shares, each walking its sequence
-  // in order (deterministic, no atomics). Per-thread vectors of the head dim live in function memory. On the H200 the
-  // 0.5B step spent 26 of 39 GPU seconds in a dk/dv kernel with one invocation per (key row, kv head); the per-head
-  // split and the precomputed D_i since then are checked here on lavapipe but not yet timed there. Tiled,
-  // shared-memory versions are the next step; these stay the reference the fast ones are tested against.
+  // Tiled kernels (src/engine/webgpu/attention.ts): a workgroup owns 64 rows of one head and walks the other side's
+  // rows in tiles staged in workgroup memory; no T×T matrix, sums in row order (deterministic, no atomics). The
+  // backward precomputes D_i = dO_i·O_i once per (row, head). On the H200 the first, untiled versions spent 26 of a 0.5B
+  // step's 39 GPU seconds in dk/dv; these are checked on lavapipe (test/engine-webgpu-ops.test.ts) and not yet timed
+  // there.
 
   private attnArgs(op: string, q: F32, k: F32, v: F32, seqStarts: I32, dims: AttentionDims): { N: number; S: number } {
     const { heads, kvHeads, headDim } = dims;
@@ -258,11 +260,6 @@ export class WebGpuBackend implements Backend {
     return { N, S: seqStarts.size - 1 };
   }
 
-  /** The WGSL that finds row `r`'s sequence start (a linear scan of the sequence starts, few in a batch). */
-  private static seqStartOf(r: string): string {
-    return `var st = 0u; var en = 0u; for (var s = 0u; s < u32(s3); s++) { if (u32(SS[s + 1u]) > ${r}) { st = u32(SS[s]); en = u32(SS[s + 1u]); break; } }`;
-  }
-
   attention(q: F32, k: F32, v: F32, out: F32, lse: F32, seqStarts: I32, dims: AttentionDims, _chunk: number): void {
     const op = 'attention';
     const [Q, K, V, O, L, SS] = [gpu(q, op, 'q'), gpu(k, op, 'k'), gpu(v, op, 'v'), gpu(out, op, 'out'), gpu(lse, op, 'lse'), gpu(seqStarts, op, 'seqStarts')];
@@ -270,18 +267,8 @@ export class WebGpuBackend implements Backend {
     const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
     need(op, 'out', O, Q.size);
     need(op, 'lse', L, nh * N);
-    this.run(
-      `attention_hd${hd}`,
-      `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
-       let r = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuBackend.seqStartOf('r')}
-       let qo = r * nh * hd + h * hd;
-       ${onlineSoftmax(hd, 'st', 'r', 'j * u32(s1) * hd + kh * hd', 'K', 'V', 's2')}
-       L[h * u32(s4) + r] = m + log(l);`,
-      N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['SS', SS]],
-      [nh, nkv, 1 / Math.sqrt(hd), S, N],
-    );
+    const depth = this.tileDepth(2 * hd);
+    this.runTiles(`attention_hd${hd}_t${depth}`, attentionForward(hd, depth), [Math.ceil(N / TILE_ROWS), nh], [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['SS', SS]], [nh, nkv, 1 / Math.sqrt(hd), S, N], kvTileDecls(hd, depth));
   }
 
   attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, seqStarts: I32, dims: AttentionDims, _chunk: number): void {
@@ -308,63 +295,13 @@ export class WebGpuBackend implements Backend {
       [['O', O], ['DO', DO], ['DD', Dt]],
       scalars,
     );
-    const pAndDs = (qo: string, ko: string, h: string, row: string): string => `
-         var d = 0.0; var dp = 0.0;
-         for (var e = 0u; e < hd; e++) { d += Q[${qo} + e] * K[${ko} + e]; dp += DO[${qo} + e] * V[${ko} + e]; }
-         let p = exp(d * s2 - L[${h} * u32(s4) + ${row}]);
-         let ds = p * (dp - DD[${h} * u32(s4) + ${row}]);`;
-    this.run(
-      `attention_dq_hd${hd}`,
-      `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
-       let r = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuBackend.seqStartOf('r')}
-       let qo = r * nh * hd + h * hd;
-       var acc: array<f32, ${hd}>;
-       for (var j = st; j <= r; j++) {
-         let ko = j * u32(s1) * hd + kh * hd;
-         ${pAndDs('qo', 'ko', 'h', 'r')}
-         for (var e = 0u; e < hd; e++) { acc[e] += ds * K[ko + e]; }
-       }
-       for (var e = 0u; e < hd; e++) { DQ[qo + e] = acc[e] * s2; }`,
-      N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DQ', DQ], ['SS', SS]],
-      scalars,
-    );
-    // dk, dv: one invocation per (key row, query head) writes that head's share, [heads, N, hd] each (the heads
-    // sharing a kv head are summed after, in order), so there are `heads` times more invocations than kv rows.
-    const PK = this.empty([nh * N * hd]);
-    const PV = this.empty([nh * N * hd]);
-    this.run(
-      `attention_dkv_hd${hd}`,
-      `let nh = u32(s0); let nkv = u32(s1); let hd = ${hd}u; let grp = nh / nkv;
-       let j = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuBackend.seqStartOf('j')}
-       let ko = j * nkv * hd + kh * hd;
-       var ak: array<f32, ${hd}>;
-       var av: array<f32, ${hd}>;
-       for (var r = j; r < en; r++) {
-         let qo = r * nh * hd + h * hd;
-         ${pAndDs('qo', 'ko', 'h', 'r')}
-         for (var e = 0u; e < hd; e++) { av[e] += p * DO[qo + e]; ak[e] += ds * Q[qo + e]; }
-       }
-       let po = (h * u32(s4) + j) * hd;
-       for (var e = 0u; e < hd; e++) { PK[po + e] = ak[e]; PV[po + e] = av[e]; }`,
-      N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['PK', PK], ['PV', PV], ['SS', SS]],
-      scalars,
-    );
-    this.run(
-      `attention_dkv_sum`,
-      `let nh = u32(s0); let nkv = u32(s1); let hd = u32(s5); let grp = nh / nkv;
-       let e = i % hd; let kh = (i / hd) % nkv; let j = i / (hd * nkv);
-       var sk = 0.0; var sv = 0.0;
-       for (var hl = 0u; hl < grp; hl++) { let po = ((kh * grp + hl) * u32(s4) + j) * hd + e; sk += PK[po]; sv += PV[po]; }
-       DK[i] = sk * s2; DV[i] = sv;`,
-      N * nkv * hd,
-      [['PK', PK], ['PV', PV], ['DK', DK], ['DV', DV]],
-      [...scalars, hd],
-    );
-    for (const t of [Dt, PK, PV]) this.free(t);
+    const depth = this.tileDepth(2 * hd);
+    this.runTiles(`attention_dq_hd${hd}_t${depth}`, attentionDq(hd, depth), [Math.ceil(N / TILE_ROWS), nh],
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DQ', DQ], ['SS', SS]], scalars, kvTileDecls(hd, depth));
+    const qDepth = this.tileDepth(2 * hd + 2);
+    this.runTiles(`attention_dkv_hd${hd}_t${qDepth}`, attentionDkv(hd, qDepth), [Math.ceil(N / TILE_ROWS), nkv],
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DK', DK], ['DV', DV], ['SS', SS]], scalars, qTileDecls(hd, qDepth));
+    this.free(Dt);
   }
 
   /** Appends rows [r0, r0+n) of k, v [N, kvHeads·hd] at positions pos0… of each segment's cache layers. */
@@ -375,23 +312,46 @@ export class WebGpuBackend implements Backend {
     const kd = nkv * hd;
     need(op, 'v', V, K.size);
     const N = K.size / kd;
-    // One dispatch per segment: each cache is its own buffer (a pooled cache would take the batch in one).
-    for (const sg of segs) {
-      const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
-      const maxLen = KC.size / kd;
-      need(op, 'vc', VC, KC.size);
-      if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
-        throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
-      this.run(
-        'kvAppend',
-        `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
-         let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
-         let src = (u32(s4) + r) * kd + g * hd + e;
-         KC[dst] = K[src]; VC[dst] = V[src];`,
-        sg.n * kd,
-        [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
-        [hd, kd, maxLen, sg.pos0, sg.r0],
-      );
+    for (const group of cacheGroups(op, segs)) {
+      for (const sg of group.segs) {
+        const maxLen = gpu(sg.kc, op, 'kc').size / kd;
+        need(op, 'vc', sg.vc, sg.kc.size);
+        if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
+          throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
+      }
+      const table = group.segs.length > 1 ? rowTable(group.segs, kd) : null;
+      if (table !== null) {
+        // One dispatch for the group: row t of the table is (batch row, cache offset, maxLen, position).
+        this.dispatch(
+          'kvAppend_pooled',
+          'flat',
+          `let hd = u32(s0); let kd = u32(s1); let t = i / kd; let g = (i % kd) / hd; let e = i % hd;
+           let row = kparams.tab[t];
+           let dst = row.y + (g * row.z + row.w) * hd + e;
+           let src = row.x * kd + g * hd + e;
+           KC[dst] = K[src]; VC[dst] = V[src];`,
+          table.rows * kd,
+          [['K', K], ['V', V], ['KC', group.k], ['VC', group.v]],
+          [hd, kd],
+          flatGrid(table.rows * kd),
+          '',
+          table.words,
+        );
+        continue;
+      }
+      for (const sg of group.segs) {
+        const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+        this.run(
+          'kvAppend',
+          `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
+           let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
+           let src = (u32(s4) + r) * kd + g * hd + e;
+           KC[dst] = K[src]; VC[dst] = V[src];`,
+          sg.n * kd,
+          [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
+          [hd, kd, KC.size / kd, sg.pos0, sg.r0],
+        );
+      }
     }
   }
 
@@ -402,23 +362,47 @@ export class WebGpuBackend implements Backend {
     const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
     need(op, 'out', O, Q.size);
     const N = Q.size / (nh * hd);
-    for (const sg of segs) {
-      const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
-      const maxLen = KC.size / (nkv * hd);
-      need(op, 'vc', VC, KC.size);
-      if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
-      if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
-        throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
-      this.run(
-        `cacheAttention_hd${hd}`,
-        `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
-         let r = i / nh; let h = i % nh; let kh = h / grp;
-         let qo = (u32(s4) + r) * nh * hd + h * hd;
-         ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
-        sg.n * nh,
-        [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
-        [nh, nkv, maxLen, sg.pos0, sg.r0],
-      );
+    const kd = nkv * hd;
+    for (const group of cacheGroups(op, segs)) {
+      for (const sg of group.segs) {
+        const maxLen = gpu(sg.kc, op, 'kc').size / kd;
+        need(op, 'vc', sg.vc, sg.kc.size);
+        if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
+        if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
+          throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
+      }
+      const table = group.segs.length > 1 ? rowTable(group.segs, kd) : null;
+      if (table !== null) {
+        this.dispatch(
+          `cacheAttention_pooled_hd${hd}`,
+          'flat',
+          `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
+           let t = i / nh; let h = i % nh; let kh = h / grp;
+           let row = kparams.tab[t];
+           let qo = row.x * nh * hd + h * hd;
+           ${onlineSoftmax(hd, '0u', 'row.w', 'row.y + (kh * row.z + j) * hd', 'KC', 'VC', '1.0')}`,
+          table.rows * nh,
+          [['Q', Q], ['O', O], ['KC', group.k], ['VC', group.v]],
+          [nh, nkv],
+          flatGrid(table.rows * nh),
+          '',
+          table.words,
+        );
+        continue;
+      }
+      for (const sg of group.segs) {
+        const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+        this.run(
+          `cacheAttention_hd${hd}`,
+          `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
+           let r = i / nh; let h = i % nh; let kh = h / grp;
+           let qo = (u32(s4) + r) * nh * hd + h * hd;
+           ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
+          sg.n * nh,
+          [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
+          [nh, nkv, KC.size / kd, sg.pos0, sg.r0],
+        );
+      }
     }
   }
 
@@ -810,10 +794,7 @@ export class WebGpuBackend implements Backend {
    */
   private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly number[]): void {
     if (n === 0) return;
-    const groups = Math.ceil(n / WG);
-    const gx = Math.min(groups, 65535);
-    const gy = Math.ceil(groups / gx);
-    this.dispatch(key, 'flat', body, n, args, scalars, [gx, gy]);
+    this.dispatch(key, 'flat', body, n, args, scalars, flatGrid(n));
   }
 
   /** Runs `body` once per row (row < rows), by one workgroup of WG invocations (`lid`), with `rowSum(x, lid)`. */
@@ -823,16 +804,36 @@ export class WebGpuBackend implements Backend {
     this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)], helpers);
   }
 
+  /**
+   * Runs a tiled kernel (src/engine/webgpu/attention.ts): `grid` workgroups of TILE_ROWS invocations (`wid`, `lid`),
+   * with the workgroup memory declared in `decls`.
+   */
+  private runTiles(key: string, body: string, grid: [number, number], args: readonly KernelArg[], scalars: readonly number[], decls: string): void {
+    if (grid[0] === 0 || grid[1] === 0) return;
+    if (grid[0] > 65535 || grid[1] > 65535) throw new RangeError(`${key}: a grid of ${grid[0]} × ${grid[1]} workgroups exceeds 65535 in a dimension`);
+    this.dispatch(key, 'tiles', body, grid[0] * grid[1], args, scalars, grid, decls);
+  }
+
+  /** Rows per tile for tiles of `perRow` floats a row (the adapter's workgroup memory decides). */
+  private tileDepth(perRow: number): number {
+    return tileDepth(perRow, this.dev.limits.maxComputeWorkgroupStorageSize);
+  }
+
   private dispatch(
     key: string,
-    kind: 'flat' | 'rows',
+    kind: 'flat' | 'rows' | 'tiles',
     body: string,
     n: number,
     args: readonly KernelArg[],
     scalars: readonly number[],
     grid: [number, number],
     helpers = '',
+    /** Rows of 4 u32 placed first in the uniform as `kparams.tab` (a per-row table, e.g. of cache segments). */
+    table: Uint32Array | null = null,
   ): void {
+    if (n === 0) return;
+    // The table's length is rounded up to a power of two so that few pipelines serve every batch size.
+    const tabRows = table === null ? 0 : Math.max(16, 2 ** Math.ceil(Math.log2(table.length / 4)));
     // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset.
     const buffers: GpuStorage[] = [];
     const slotOf = args.map(([, t]) => {
@@ -841,7 +842,7 @@ export class WebGpuBackend implements Backend {
       return s;
     });
     const pattern = slotOf.join('.');
-    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}`;
+    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}:${tabRows}`;
     let pl = this.pipelines.get(pkey);
     if (pl === undefined) {
       const decls = buffers.map((b, s) => `@group(0) @binding(${s + 1}) var<storage, read_write> buf${s}: array<${b.dtype}>;`).join('\n');
@@ -853,10 +854,16 @@ export class WebGpuBackend implements Backend {
         code = code.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
         help = help.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
       });
-      const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
+      const fields = [...(tabRows > 0 ? [`tab: array<vec4<u32>, ${tabRows}>`] : []), `n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
       const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
       const main =
-        kind === 'flat'
+        kind === 'tiles'
+          ? `@compute @workgroup_size(${TILE_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${scalarLets}
+  ${code}
+}`
+          : kind === 'flat'
           ? `@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
@@ -880,14 +887,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(pkey, pl);
     }
-    // Uniform: n, the offsets (u32), then the scalars (f32), each 4 bytes.
-    const words = 1 + args.length + Math.max(1, scalars.length);
+    // Uniform: the table (if any), n, the offsets (u32), then the scalars (f32), each 4 bytes.
+    const t0 = 4 * tabRows;
+    const words = t0 + 1 + args.length + Math.max(1, scalars.length);
     const u = new ArrayBuffer(Math.ceil((words * 4) / 16) * 16);
     const u32 = new Uint32Array(u);
     const f32 = new Float32Array(u);
-    u32[0] = n;
-    args.forEach(([, t], j) => (u32[1 + j] = t.offset));
-    scalars.forEach((s, j) => (f32[1 + args.length + j] = s));
+    if (table !== null) u32.set(table);
+    u32[t0] = n;
+    args.forEach(([, t], j) => (u32[t0 + 1 + j] = t.offset));
+    scalars.forEach((s, j) => (f32[t0 + 1 + args.length + j] = s));
     const bind = this.dev.device.createBindGroup({
       layout: pl.getBindGroupLayout(0),
       entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...buffers.map((b, s) => ({ binding: s + 1, resource: { buffer: b.buffer } }))],
@@ -898,6 +907,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     pass.dispatchWorkgroups(grid[0], grid[1]);
     pass.end();
   }
+}
+
+/** Workgroups of WG for n invocations, as a 2-D grid within the 65535 limit per dimension. */
+function flatGrid(n: number): [number, number] {
+  const groups = Math.ceil(n / WG);
+  const gx = Math.min(groups, 65535);
+  return [gx, Math.ceil(groups / gx)];
+}
+
+/** Segments whose caches live in the same two buffers (keys, values), with a tensor spanning each whole buffer. */
+interface CacheGroup {
+  k: GpuTensor<'f32'>;
+  v: GpuTensor<'f32'>;
+  segs: CacheSegment[];
+}
+
+/** Groups a batch's segments by the buffers their caches are in (a pooled cache puts a whole batch in one group). */
+function cacheGroups(op: string, segs: readonly CacheSegment[]): CacheGroup[] {
+  const groups = new Map<GpuStorage, Map<GpuStorage, CacheGroup>>();
+  const out: CacheGroup[] = [];
+  for (const sg of segs) {
+    const [kc, vc] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
+    let byV = groups.get(kc.storage);
+    if (byV === undefined) groups.set(kc.storage, (byV = new Map()));
+    let g = byV.get(vc.storage);
+    if (g === undefined) {
+      const whole = (st: GpuStorage): GpuTensor<'f32'> => new GpuTensor('f32', [st.elements], st.elements, st, 0);
+      byV.set(vc.storage, (g = { k: whole(kc.storage), v: whole(vc.storage), segs: [] }));
+      out.push(g);
+    }
+    g.segs.push(sg);
+  }
+  return out;
+}
+
+/** Most table rows in one dispatch (rounded up to a power of two, 32 KiB of uniform: WebGPU guarantees 64 KiB). */
+const MAX_TABLE_ROWS = 2048;
+
+/**
+ * The per-row table of a group's segments, (batch row, cache offset, maxLen, position) for every query row, when the
+ * keys and values of each segment sit at the same offset in their buffers (a pooled cache); null otherwise.
+ */
+function rowTable(segs: readonly CacheSegment[], kd: number): { words: Uint32Array; rows: number } | null {
+  let rows = 0;
+  for (const sg of segs) {
+    const [kc, vc] = [sg.kc as GpuTensor, sg.vc as GpuTensor];
+    if (kc.offset !== vc.offset) return null;
+    rows += sg.n;
+  }
+  if (rows === 0 || rows > MAX_TABLE_ROWS) return null;
+  const words = new Uint32Array(4 * rows);
+  let t = 0;
+  for (const sg of segs) {
+    const off = (sg.kc as GpuTensor).offset;
+    const maxLen = sg.kc.size / kd;
+    for (let k = 0; k < sg.n; k++, t++) words.set([sg.r0 + k, off, maxLen, sg.pos0 + k], 4 * t);
+  }
+  return { words, rows };
 }
 
 /**
