@@ -32,7 +32,7 @@
 import * as path from 'node:path';
 import { openBackend } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
-import { passAtK } from '../eval/metrics.js';
+import { scoreGenerations, type EvalProblem, type Grader } from '../eval/evaluate.js';
 import { OpenAIRolloutBackend } from '../sample/remote-backend.js';
 import { saveCheckpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
@@ -331,12 +331,12 @@ export class Trainer {
     return this.rollout.generate(reqs);
   }
 
+  private rewardInput(p: PromptRecord, g: Generation): RewardInput {
+    return { response: g.text, gold: p.gold, question: p.question, finishedWithStop: g.finishReason === 'stop' };
+  }
+
   private rewardInputs(gens: Generation[][], golds: readonly PromptRecord[]): RewardInput[] {
-    const out: RewardInput[] = [];
-    gens.forEach((gs, i) => {
-      for (const g of gs) out.push({ response: g.text, gold: golds[i]!.gold, question: golds[i]!.question, finishedWithStop: g.finishReason === 'stop' });
-    });
-    return out;
+    return gens.flatMap((gs, i) => gs.map((g) => this.rewardInput(golds[i]!, g)));
   }
 
   /** Runs steps until total_steps (or stopAfterStep / abort). */
@@ -516,34 +516,28 @@ export class Trainer {
     let pass1: number | null = null;
     let passK: number | null = null;
     let greedyAcc: number | null = null;
-    if (S > 0 && ins.length > 0) {
-      const gens = await this.generate(ins, S, (i) => mixSeed(cfg.seed, STREAM_EVAL, step, i), maxNew, false);
-      const res = await computeRewards(this.rewardInputs(gens, probs), this.rewardOpts);
-      let k = 0;
-      const p1: number[] = [];
-      const pk: number[] = [];
-      gens.forEach((gs) => {
-        let c = 0;
-        for (const g of gs) {
-          if (res[k++]!.reward === 1) c++;
-          allTokens.push(this.responseIds(g).length);
-          if (g.finishReason === 'length') truncated++;
-        }
-        p1.push(passAtK(S, c, 1));
-        pk.push(passAtK(S, c, S));
-      });
-      pass1 = mean(p1);
-      passK = mean(pk);
-    }
-    if (cfg.eval_greedy && ins.length > 0) {
-      const gens = await this.generate(ins, 1, () => 0, maxNew, true);
-      const res = await computeRewards(this.rewardInputs(gens, probs), this.rewardOpts);
-      greedyAcc = mean(res.map((x) => (x.reward === 1 ? 1 : 0)));
-      for (const gs of gens)
-        for (const g of gs) {
-          allTokens.push(this.responseIds(g).length);
-          if (g.finishReason === 'length') truncated++;
-        }
+    if (ins.length > 0 && (S > 0 || cfg.eval_greedy)) {
+      const sampled = S > 0 ? await this.generate(ins, S, (i) => mixSeed(cfg.seed, STREAM_EVAL, step, i), maxNew, false) : null;
+      const greedy = cfg.eval_greedy ? await this.generate(ins, 1, () => 0, maxNew, true) : null;
+      // Scored by the evaluator with the training reward: correct = reward +1 (a truncated answer is wrong).
+      const grade: Grader<PromptRecord & EvalProblem> = async (items) => {
+        const res = await computeRewards(items.map((it) => this.rewardInput(it.problem, it.generation)), this.rewardOpts);
+        return res.map((r) => ({ correct: r.reward === 1, extracted: r.extracted, reason: r.reason }));
+      };
+      const { metrics } = await scoreGenerations(
+        probs.map((p, i) => ({ problem: { ...p, id: p.source }, samples: sampled?.[i] ?? [], ...(greedy !== null ? { greedy: greedy[i]![0]! } : {}) })),
+        grade,
+        { ks: S > 0 ? [1, S] : [], majKs: [] },
+      );
+      if (S > 0) {
+        pass1 = metrics.pass_at_k['1']!;
+        passK = metrics.pass_at_k[String(S)]!;
+      }
+      if (greedy !== null) greedyAcc = metrics.greedy!;
+      for (const g of [...(sampled ?? []).flat(), ...(greedy ?? []).flat()]) {
+        allTokens.push(this.responseIds(g).length);
+        if (g.finishReason === 'length') truncated++;
+      }
     }
     const e: EvalMetrics = {
       type: 'eval',
