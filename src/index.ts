@@ -20,6 +20,7 @@ export { AdamW, clipGradNorm, lrAt } from './train/optim.js';
 export { generate } from './sample/generate.js';
 export { LocalRolloutBackend } from './sample/local-backend.js';
 export { OpenAIRolloutBackend } from './sample/remote-backend.js';
+export { ROLLOUT_BACKENDS, ROLLOUT_BACKEND_NAMES } from './sample/rollout-backends.js';
 export type { RolloutBackend, GenerationRequest, Generation, SamplingParams } from './sample/types.js';
 
 // RL: losses, training, evaluation, reports.

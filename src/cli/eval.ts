@@ -14,6 +14,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BACKEND_NAMES } from '../engine/index.js';
 import type { EvalMetrics } from '../eval/metrics.js';
+import { ROLLOUT_BACKEND_NAMES } from '../sample/rollout-backends.js';
 import { DEFAULT_PROMPT_SUFFIX, EvalOptionError, runGenerationEval, runResponsesEval, type EvalOptions, type EvalSummary } from '../eval/evaluate.js';
 import { modelDir } from './option-parsers.js';
 import { configureErrors, reportFatal } from './program.js';
@@ -58,6 +59,7 @@ export function registerEval(program: Command): void {
     .option('--model <dir>', 'local Hugging Face checkpoint directory (local engine, model chat template)', modelDir)
     .option('--endpoint <url>', 'OpenAI-compatible server, e.g. http://127.0.0.1:30000 (API key from env OREAL_API_KEY); a request the server rejects (4xx) or that fails after --retries is recorded as error samples (counted in "errors", not retried on resume); a server that cannot be reached aborts the run')
     .option('--model-name <name>', 'model name sent to --endpoint')
+    .addOption(new Option('--rollout <name>', 'rollout backend (default: local with --model, remote with --endpoint)').choices(ROLLOUT_BACKEND_NAMES))
     .addOption(new Option('--api <api>', 'endpoint API: chat messages or completions prompt').choices(['chat', 'completions']).default('chat'))
     .option('--tokenizer <dir>', 'with --api completions: render prompts with this chat template (a model directory)', modelDir)
     .option('--samples <n>', 'samples per problem', positiveInt)

@@ -32,8 +32,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, wri
 import { join, resolve } from 'node:path';
 import { openBackend, type BackendName } from '../engine/index.js';
 import { Tokenizer } from '../model/tokenizer.js';
-import { LocalRolloutBackend } from '../sample/local-backend.js';
-import { OpenAIRolloutBackend, type RemoteChatMessage, type RemoteGenerationRequest } from '../sample/remote-backend.js';
+import type { RemoteChatMessage, RemoteGenerationRequest } from '../sample/remote-backend.js';
+import { ROLLOUT_BACKENDS, type RolloutBackendName } from '../sample/rollout-backends.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VerifierPool, type Verdict } from '../verify/index.js';
@@ -193,6 +193,8 @@ export interface EvalOptions {
   model?: string;
   endpoint?: string;
   modelName?: string;
+  /** Rollout backend by name; default: local with `model`, remote with `endpoint`. */
+  rollout?: RolloutBackendName;
   api: 'chat' | 'completions';
   tokenizer?: string;
   samples?: number;
@@ -422,12 +424,17 @@ function messagesFor(p: BenchmarkProblem, opts: EvalOptions): RemoteChatMessage[
   return m;
 }
 
-/** The local engine on the checkpoint in `dir`, on its own compute backend (disposed by close()). */
-async function makeLocalBackend(dir: string, opts: EvalOptions): Promise<RolloutBackend> {
+/** The rollout backend a run uses: --rollout, else the local engine with --model and a server with --endpoint. */
+function rolloutName(opts: EvalOptions): RolloutBackendName {
+  return opts.rollout ?? (opts.model !== undefined ? 'local' : 'remote');
+}
+
+/** The engine on the checkpoint in `dir`, on its own compute backend (disposed by close()). */
+async function openEngine(name: RolloutBackendName, dir: string, opts: EvalOptions): Promise<RolloutBackend> {
   const compute = await openBackend(opts.backend);
   let rb: RolloutBackend;
   try {
-    rb = LocalRolloutBackend.load(dir, compute, { maxBatch: opts.concurrency });
+    rb = ROLLOUT_BACKENDS[name].create({ checkpoint: { dir, compute, maxBatch: opts.concurrency } });
   } catch (e) {
     compute.dispose();
     throw e;
@@ -447,10 +454,11 @@ async function makeLocalBackend(dir: string, opts: EvalOptions): Promise<Rollout
 }
 
 async function makeBackend(opts: EvalOptions): Promise<PromptedBackend> {
-  if (opts.model !== undefined) {
-    const dir = resolve(opts.model);
+  const name = rolloutName(opts);
+  if (ROLLOUT_BACKENDS[name].kind === 'engine') {
+    const dir = resolve(opts.model as string); // checked by runGenerationEval
     const tok = Tokenizer.load(dir);
-    const backend = await makeLocalBackend(dir, opts);
+    const backend = await openEngine(name, dir, opts);
     const stops = [tok.imEndTokenId, tok.eosTokenId].filter((x): x is number => x !== null);
     return {
       backend,
@@ -465,8 +473,8 @@ async function makeBackend(opts: EvalOptions): Promise<PromptedBackend> {
     };
   }
   if (opts.endpoint === undefined || opts.modelName === undefined) return fail('give --model DIR, or --endpoint URL with --model-name NAME');
-  const backend = new OpenAIRolloutBackend({
-    baseUrl: opts.endpoint,
+  const backend = ROLLOUT_BACKENDS[name].create({
+    url: opts.endpoint,
     model: opts.modelName,
     concurrency: opts.concurrency,
     timeoutMs: opts.timeout,
@@ -528,6 +536,10 @@ export async function runGenerationEval(opts: EvalOptions): Promise<EvalSummary>
   const maxK = Math.max(...opts.k, ...(opts.majK ?? []));
   if (maxK > samples) fail(`k=${maxK} exceeds --samples ${samples}`);
 
+  const rollout = rolloutName(opts);
+  const engine = ROLLOUT_BACKENDS[rollout].kind === 'engine';
+  if (engine && opts.model === undefined) fail(`--rollout ${rollout} samples in this process: give --model DIR`);
+
   const dataFile = resolve(opts.data);
   const { problems, answerField } = loadBenchmark(dataFile, {
     questionField: opts.questionField,
@@ -540,8 +552,8 @@ export async function runGenerationEval(opts: EvalOptions): Promise<EvalSummary>
     question_field: opts.questionField ?? null,
     answer_field: answerField,
     id_field: opts.idField ?? null,
-    backend: opts.model !== undefined ? `local:${resolve(opts.model)}` : `endpoint:${opts.endpoint ?? ''}#${opts.modelName ?? ''}`,
-    api: opts.model !== undefined ? null : opts.api,
+    backend: engine ? `${rollout}:${resolve(opts.model as string)}` : `${rollout === 'remote' ? 'endpoint' : rollout}:${opts.endpoint ?? ''}#${opts.modelName ?? ''}`,
+    api: engine ? null : opts.api,
     tokenizer: opts.tokenizer !== undefined ? resolve(opts.tokenizer) : null,
     samples,
     greedy: opts.greedy === true,

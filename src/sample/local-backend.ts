@@ -11,6 +11,7 @@ import { Tokenizer } from '../model/tokenizer.js';
 import { generate, type GenerateStats } from './generate.js';
 import { KvDecoder, type KvDecoderOptions } from './kv-decoder.js';
 import type { Generation, GenerationRequest, RolloutBackend } from './types.js';
+import type { RolloutBackendEntry } from './rollout-backends.js';
 
 export interface LocalRolloutOptions {
   /** Most sequences decoded at once (default 64). */
@@ -110,3 +111,17 @@ export class LocalRolloutBackend implements RolloutBackend {
     this.decoder.releaseBuffers();
   }
 }
+
+/** The registry entry (src/sample/rollout-backends.ts): the live policy, or a checkpoint loaded onto a compute backend. */
+export const localRollout: RolloutBackendEntry = {
+  kind: 'engine',
+  requires: [],
+  create(o) {
+    if (o.policy !== undefined) return new LocalRolloutBackend(o.policy.model, o.policy.tokenizer);
+    if (o.checkpoint !== undefined) {
+      const { dir, compute, maxBatch } = o.checkpoint;
+      return LocalRolloutBackend.load(dir, compute, maxBatch !== undefined ? { maxBatch } : {});
+    }
+    throw new Error('local rollouts need a policy model or a checkpoint directory');
+  },
+};

@@ -17,6 +17,7 @@
 // also served by `oreal serve`).
 
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from './types.js';
+import type { RolloutBackendEntry } from './rollout-backends.js';
 import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
 
 /** A chat message for `/v1/chat/completions`. */
@@ -348,3 +349,21 @@ export class OpenAIRolloutBackend implements RolloutBackend {
     }
   }
 }
+
+/** The registry entry (src/sample/rollout-backends.ts). */
+export const remoteRollout: RolloutBackendEntry = {
+  kind: 'server',
+  requires: ['url', 'model'],
+  create(o) {
+    if (o.url === undefined || o.model === undefined) throw new Error('remote rollouts need a server URL and a model name');
+    return new OpenAIRolloutBackend({
+      baseUrl: o.url,
+      model: o.model,
+      apiKeyEnv: o.apiKeyEnv,
+      concurrency: o.concurrency,
+      timeoutMs: o.timeoutMs,
+      retries: o.retries,
+      tokenIds: o.tokenIds,
+    });
+  },
+};

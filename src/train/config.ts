@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { BACKEND_NAMES } from '../engine/index.js';
+import { ROLLOUT_BACKENDS, ROLLOUT_BACKEND_NAMES } from '../sample/rollout-backends.js';
 import YAML from 'yaml';
 import { ADVANTAGE_TYPES, type AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
@@ -71,8 +72,8 @@ const judgerSchema = z.strictObject({
 });
 
 const rolloutSchema = z.strictObject({
-  /** 'local': the in-process KV-cache engine on the live policy weights; 'remote': an OpenAI-compatible server. */
-  backend: z.enum(['local', 'remote']).default('local'),
+  /** A name of src/sample/rollout-backends.ts: 'local' (the in-process engine on the live policy weights), 'remote' (an OpenAI-compatible server). */
+  backend: z.enum(ROLLOUT_BACKEND_NAMES).default('local'),
   url: z.string().min(1).nullable().default(null),
   model: z.string().min(1).nullable().default(null),
   api_key_env: z.string().min(1).default('OREAL_ROLLOUT_API_KEY'),
@@ -206,10 +207,8 @@ const baseSchema = z
       ctx.addIssue({ code: 'custom', path: ['actor_min_lr'], message: `must not exceed actor_lr (${c.actor_lr})` });
     if (c.token_level_rm_lr_min > c.token_level_rm_lr)
       ctx.addIssue({ code: 'custom', path: ['token_level_rm_lr_min'], message: `must not exceed token_level_rm_lr (${c.token_level_rm_lr})` });
-    if (c.rollout.backend === 'remote' && c.rollout.url === null)
-      ctx.addIssue({ code: 'custom', path: ['rollout', 'url'], message: 'required when rollout.backend is "remote"' });
-    if (c.rollout.backend === 'remote' && c.rollout.model === null)
-      ctx.addIssue({ code: 'custom', path: ['rollout', 'model'], message: 'required when rollout.backend is "remote"' });
+    for (const key of ROLLOUT_BACKENDS[c.rollout.backend].requires)
+      if (c.rollout[key] === null) ctx.addIssue({ code: 'custom', path: ['rollout', key], message: `required when rollout.backend is "${c.rollout.backend}"` });
     if (c.judger.mode !== 'off' && c.judger.url === null && c.judger.model !== null)
       ctx.addIssue({ code: 'custom', path: ['judger', 'url'], message: 'judger.model is set but judger.url is not' });
   });

@@ -33,7 +33,6 @@ import * as path from 'node:path';
 import { openBackend } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { scoreGenerations, type EvalProblem, type Grader } from '../eval/evaluate.js';
-import { OpenAIRolloutBackend } from '../sample/remote-backend.js';
 import { saveCheckpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Qwen2Model } from '../model/qwen2.js';
@@ -41,7 +40,7 @@ import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { seededRng } from '../rl/filter.js';
 import type { LossConfig } from '../rl/loss.js';
 import { stepLosses, type PromptGroup, type StepLossResult } from '../rl/step-losses.js';
-import { LocalRolloutBackend } from '../sample/local-backend.js';
+import { ROLLOUT_BACKENDS } from '../sample/rollout-backends.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { VerifierPool } from '../verify/pool.js';
 import { LlmJudge } from '../verify/judge.js';
@@ -201,7 +200,6 @@ export class Trainer {
     this.evalSet = cfg.eval_dataset !== null && cfg.eval_interval > 0 ? loadPrompts(cfg.eval_dataset, cfg.eval_max_prompts !== null ? { limit: cfg.eval_max_prompts } : {}) : null;
 
     const judge = opts.judge ?? this.openJudge();
-    const remoteRollout = opts.rollout === undefined ? this.openRemoteRollout() : null;
 
     // Models, from the config or the saved state.
     this.ownsBackend = ownsBackend;
@@ -223,17 +221,9 @@ export class Trainer {
     this.actorGuard = new UpdateGuard('actor', this.actorOpt, { ...guard, lrKey: 'actor_lr', baseLr: cfg.actor_lr });
     this.rmGuard = this.rmOpt ? new UpdateGuard('token_rm', this.rmOpt, { ...guard, lrKey: 'token_level_rm_lr', baseLr: cfg.token_level_rm_lr }) : null;
 
-    // Rollouts (the local engine samples from the live policy weights).
-    if (remoteRollout !== null) {
-      this.rollout = remoteRollout;
-      this.ownsRollout = true;
-    } else if (opts.rollout) {
-      this.rollout = opts.rollout;
-      this.ownsRollout = false;
-    } else {
-      this.rollout = new LocalRolloutBackend(this.policy, this.tokenizer);
-      this.ownsRollout = true;
-    }
+    // Rollouts: a stand-in, else the config's backend from the registry (the local engine samples from the live policy).
+    this.rollout = opts.rollout ?? this.openRollout();
+    this.ownsRollout = opts.rollout === undefined;
     this.pool = opts.verifier ? null : new VerifierPool({ threads: cfg.judger.verifier_threads, timeoutMs: cfg.judger.verifier_timeout_ms });
     this.rewardOpts = {
       stopWord: cfg.judger.stop_word,
@@ -260,11 +250,17 @@ export class Trainer {
     });
   }
 
-  /** The OpenAI-compatible rollout server the config asks for, or null for local rollouts. */
-  private openRemoteRollout(): RolloutBackend | null {
+  /** The rollout backend the config names (src/sample/rollout-backends.ts). */
+  private openRollout(): RolloutBackend {
     const r = this.cfg.rollout;
-    if (r.backend !== 'remote') return null;
-    return new OpenAIRolloutBackend({ baseUrl: r.url!, model: r.model!, apiKeyEnv: r.api_key_env, concurrency: r.concurrency, tokenIds: true });
+    return ROLLOUT_BACKENDS[r.backend].create({
+      policy: { model: this.policy, tokenizer: this.tokenizer },
+      ...(r.url !== null ? { url: r.url } : {}),
+      ...(r.model !== null ? { model: r.model } : {}),
+      apiKeyEnv: r.api_key_env,
+      concurrency: r.concurrency,
+      tokenIds: true,
+    });
   }
 
   /**
