@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../src/model/config.js';
 import { parseRandomModelSpec } from '../src/cli/bench-decode.js';
-import { Rng } from '../src/sample/sampler.js';
+import { Xoshiro128 } from '../src/util/rng.js';
 
 interface LoadOptions {
   model: string;
@@ -96,7 +96,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const health = async (): Promise<{ generated_tokens: number; decode_steps: number }> =>
       (await (await fetch(`${url}/health`)).json()) as { generated_tokens: number; decode_steps: number };
     const bodyOf = (i: number): string => {
-      const rng = new Rng(i, 1);
+      const rng = new Xoshiro128(i, 1);
       const prompt = Array.from({ length: o.promptLen }, () => rng.nextU32() % V);
       return JSON.stringify({ prompt, max_tokens: o.maxTokens, ignore_eos: true, temperature: 1, seed: i });
     };

@@ -19,7 +19,7 @@ import { Qwen2Model, type Qwen2Config } from '../model/qwen2.js';
 import { generate, newGenerateStats } from '../sample/generate.js';
 import { KvDecoder } from '../sample/kv-decoder.js';
 import { modelDirOrRandom } from './option-parsers.js';
-import { Rng } from '../sample/sampler.js';
+import { Xoshiro128 } from '../util/rng.js';
 import type { GenerationRequest } from '../sample/types.js';
 
 const RANDOM_DEFAULTS = { layers: 4, hidden: 256, heads: 4, 'kv-heads': 2, intermediate: 1024, vocab: 512 };
@@ -96,7 +96,7 @@ function median(xs: number[]): number {
 
 /** The `batch` random greedy requests of one benchmark. */
 function benchRequests(model: Qwen2Model, o: DecodeBenchOptions): GenerationRequest[] {
-  const rng = new Rng(o.seed ?? 1234, 0);
+  const rng = new Xoshiro128(o.seed ?? 1234, 0);
   const V = model.config.vocabSize;
   const requests: GenerationRequest[] = [];
   for (let b = 0; b < o.batch; b++) {

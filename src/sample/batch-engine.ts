@@ -4,7 +4,7 @@
 // (request validation and results for `generate`; jobs, streaming, cancellation, weight updates and the event loop for
 // the server), so a seeded request gives the same tokens through either.
 //
-// Sampling: sample j of a request draws from Rng(seed, j), one draw per non-greedy token, so a seeded request
+// Sampling: sample j of a request draws from Xoshiro128(seed, j), one draw per non-greedy token, so a seeded request
 // reproduces exactly whatever else is in the batch (with the js backend bit for bit; with a backend whose GEMM rounding
 // depends on the number of rows, a different batch can move logits in the last float32 bit, which changes a draw only
 // when it lands within ~1e-7 of a boundary of the cumulative distribution).
@@ -27,7 +27,8 @@ import { randomInt } from 'node:crypto';
 import type { F32 } from '../engine/tensor.js';
 import type { Qwen2Model } from '../model/qwen2.js';
 import type { KvCache, KvDecoder } from './kv-decoder.js';
-import { Rng, checkSamplerSettings, isGreedy, sampleNext, type Sampled } from './sampler.js';
+import { Xoshiro128 } from '../util/rng.js';
+import { checkSamplerSettings, isGreedy, sampleNext, type Sampled } from './sampler.js';
 import type { SamplingParams } from './types.js';
 
 /** One sample being generated. Drivers extend it with their own bookkeeping. */
@@ -37,7 +38,7 @@ export interface EngineSeq {
   readonly prompt: readonly number[];
   readonly params: SamplingParams;
   /** null for greedy settings (they consume no randomness). */
-  readonly rng: Rng | null;
+  readonly rng: Xoshiro128 | null;
   /** Whether its driver needs the host logits row each token was drawn from (top log-probabilities). */
   readonly wantsLogits: boolean;
   cache: KvCache | null;
@@ -99,7 +100,7 @@ export function newSeq(request: object, prompt: readonly number[], params: Sampl
     request,
     prompt,
     params,
-    rng: isGreedy(params) ? null : new Rng(seed, sample),
+    rng: isGreedy(params) ? null : new Xoshiro128(seed, sample),
     wantsLogits,
     cache: null,
     bytes: 0,

@@ -42,7 +42,7 @@ import { Qwen2Model, qwen2ConfigFromModelConfig } from '../model/qwen2.js';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { groupAdvantages } from '../rl/advantages.js';
-import { seededRng } from '../rl/filter.js';
+import { mixSeed, seededRng } from '../util/rng.js';
 import type { LossConfig } from '../rl/loss.js';
 import { stepLosses, type PromptGroup, type StepLossResult } from '../rl/step-losses.js';
 import { cumulativeMean, sigmoid } from '../rl/token-rm.js';
@@ -52,7 +52,7 @@ import { VerifierPool } from '../verify/pool.js';
 import { LlmJudge } from '../verify/judge.js';
 import { computeRewards, type AnswerJudge, type RewardInput, type RewardOptions, type RewardResult, type RuleVerifier } from '../verify/reward.js';
 import { configToYaml, lossConfigOf, type TrainConfig } from './config.js';
-import { PromptStream, balanceByDifficulty, loadPrompts, mixSeed, type PromptRecord, type StreamPosition } from './data.js';
+import { PromptStream, balanceByDifficulty, loadPrompts, type PromptRecord, type StreamPosition } from './data.js';
 import { AdamW, clipGradNorm, lrAt, type AdamWState } from './optim.js';
 
 // ---------------------------------------------------------------------------------------------------------------
