@@ -12,9 +12,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { loadConfig } from '../src/model/config.js';
 import { parseRandomModelSpec } from '../src/cli/bench-decode.js';
+import { positiveInt } from '../src/cli/option-parsers.js';
 import { Xoshiro128 } from '../src/util/rng.js';
 
 interface LoadOptions {
@@ -44,11 +45,6 @@ export interface LoadResult {
   latency_max_s: number;
   mean_batch: number | null;
   server_exit_code: number | null;
-}
-
-function positiveInt(v: string): number {
-  if (!/^\d+$/.test(v.trim()) || Number(v) < 1) throw new InvalidArgumentError('expected a positive integer');
-  return Number(v);
 }
 
 function quantile(sorted: readonly number[], q: number): number {
