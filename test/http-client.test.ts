@@ -4,11 +4,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { JsonHttpClient, displayUrl, parseRetryAfter } from '../src/util/http-client.js';
+import { JsonHttpClient, displayUrl, httpClientOptions, parseRetryAfter } from '../src/util/http-client.js';
 
 test('displayUrl drops credentials, query and fragment', () => {
   assert.equal(displayUrl('https://user:pw@host:8443/v1/chat/completions?key=abc#x'), 'https://host:8443/v1/chat/completions');
   assert.equal(displayUrl('not a url'), '(invalid url)');
+});
+
+test('httpClientOptions: the caller\'s defaults under its settings, each checked and named', () => {
+  const defaults = { apiKeyEnv: 'K', concurrency: 8, timeoutMs: 1000, retries: 3, backoffMs: 5, maxBackoffMs: 50 };
+  assert.deepEqual(httpClientOptions('X', { retries: 0, timeoutMs: undefined }, defaults), { ...defaults, retries: 0 });
+  assert.throws(() => httpClientOptions('X', { concurrency: 0 }, defaults), /^Error: X: concurrency must be a positive integer, got 0$/);
+  assert.throws(() => httpClientOptions('X', { retries: 1.5 }, defaults), /X: retries must be a non-negative integer, got 1\.5/);
+  assert.throws(() => httpClientOptions('X', { timeoutMs: 0 }, defaults), /X: timeoutMs must be a positive number/);
+  assert.throws(() => httpClientOptions('X', { backoffMs: -1 }, defaults), /X: backoffMs must be a non-negative number/);
+  assert.throws(() => httpClientOptions('X', { maxBackoffMs: Number.NaN }, defaults), /X: maxBackoffMs must be a non-negative number/);
 });
 
 test('parseRetryAfter: seconds, fractional seconds, HTTP dates, garbage', () => {

@@ -17,7 +17,7 @@
 // also served by `oreal serve`).
 
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
-import { JsonHttpClient, displayUrl } from '../util/http-client.js';
+import { JsonHttpClient, displayUrl, httpClientOptions, type HttpClientSettings } from '../util/http-client.js';
 
 /** A chat message for `/v1/chat/completions`. */
 export interface RemoteChatMessage {
@@ -30,23 +30,15 @@ export interface RemoteGenerationRequest extends GenerationRequest {
   messages?: RemoteChatMessage[];
 }
 
-export interface OpenAIRolloutBackendOptions {
+/**
+ * Options. The HTTP settings default to apiKeyEnv `OREAL_API_KEY`, concurrency 8, timeoutMs 600000, retries 3,
+ * backoffMs 500, maxBackoffMs 30000.
+ */
+export interface OpenAIRolloutBackendOptions extends HttpClientSettings {
   /** Server URL: `http://host:port` or `http://host:port/v1` (a trailing `/v1` is the API prefix). */
   baseUrl: string;
   /** Model name sent with each request. */
   model: string;
-  /** Environment variable holding the API key (default `OREAL_API_KEY`); no key → no Authorization header. */
-  apiKeyEnv?: string;
-  /** HTTP requests in flight at once (default 8). */
-  concurrency?: number;
-  /** Per-attempt timeout in milliseconds (default 600000). */
-  timeoutMs?: number;
-  /** Retries after the first attempt (default 3). */
-  retries?: number;
-  /** Base backoff in milliseconds, doubled per retry with jitter (default 500). */
-  backoffMs?: number;
-  /** Upper bound of one wait, Retry-After included (default 30000). */
-  maxBackoffMs?: number;
   /** Ask for the sampled tokens' log-probabilities (default false). */
   logprobs?: boolean;
   /** Ask for tokens as `token_id:<n>` (vLLM's `return_tokens_as_token_ids`) to fill `tokenIds` (default false). */
@@ -72,10 +64,6 @@ function isRecord(v: unknown): v is Json {
 
 function checkInt(v: number, name: string, min: number): number {
   if (!Number.isInteger(v) || v < min) throw new Error(`OpenAIRolloutBackend: ${name} must be an integer >= ${min}, got ${v}`);
-  return v;
-}
-function checkNum(v: number, name: string): number {
-  if (!Number.isFinite(v) || v < 0) throw new Error(`OpenAIRolloutBackend: ${name} must be a non-negative number, got ${v}`);
   return v;
 }
 
@@ -107,14 +95,16 @@ export class OpenAIRolloutBackend implements RolloutBackend {
     if (opts.model.trim() === '') throw new Error('OpenAIRolloutBackend: model name is empty');
     this.model = opts.model;
     this.name = `openai:${displayUrl(base)}#${opts.model}`;
-    this.http = new JsonHttpClient({
-      apiKeyEnv: opts.apiKeyEnv ?? 'OREAL_API_KEY',
-      timeoutMs: checkInt(opts.timeoutMs ?? 600_000, 'timeoutMs', 1),
-      retries: checkInt(opts.retries ?? 3, 'retries', 0),
-      backoffMs: checkNum(opts.backoffMs ?? 500, 'backoffMs'),
-      maxBackoffMs: checkNum(opts.maxBackoffMs ?? 30_000, 'maxBackoffMs'),
-      concurrency: checkInt(opts.concurrency ?? 8, 'concurrency', 1),
-    });
+    this.http = new JsonHttpClient(
+      httpClientOptions('OpenAIRolloutBackend', opts, {
+        apiKeyEnv: 'OREAL_API_KEY',
+        concurrency: 8,
+        timeoutMs: 600_000,
+        retries: 3,
+        backoffMs: 500,
+        maxBackoffMs: 30_000,
+      }),
+    );
     this.wantLogprobs = opts.logprobs ?? false;
     this.wantTokenIds = opts.tokenIds ?? false;
     this.maxN = opts.maxNPerRequest === undefined ? Infinity : checkInt(opts.maxNPerRequest, 'maxNPerRequest', 1);

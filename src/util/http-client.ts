@@ -77,19 +77,38 @@ export class HttpRequestError extends Error {
   }
 }
 
-export interface HttpClientOptions {
+/** The client's settings as a caller's options take them (each caller documents its defaults). */
+export interface HttpClientSettings {
   /** Environment variable holding the API key; unset or empty → no Authorization header. */
-  apiKeyEnv: string;
+  apiKeyEnv?: string;
   /** HTTP requests in flight at once. */
-  concurrency: number;
+  concurrency?: number;
   /** Per-attempt timeout in milliseconds. */
-  timeoutMs: number;
+  timeoutMs?: number;
   /** Retries after the first attempt. */
-  retries: number;
+  retries?: number;
   /** Base backoff in milliseconds, doubled per retry with jitter. */
-  backoffMs: number;
+  backoffMs?: number;
   /** Upper bound of one wait, Retry-After included. */
-  maxBackoffMs: number;
+  maxBackoffMs?: number;
+}
+
+export type HttpClientOptions = Required<HttpClientSettings>;
+
+/** `settings` over `defaults`, checked; `who` names the caller in the error. */
+export function httpClientOptions(who: string, settings: HttpClientSettings, defaults: HttpClientOptions): HttpClientOptions {
+  const o: HttpClientOptions = { ...defaults };
+  for (const [k, v] of Object.entries(settings) as Array<[keyof HttpClientOptions, unknown]>) if (v !== undefined) (o as Record<string, unknown>)[k] = v;
+  const fail = (name: string, what: string, v: unknown): never => {
+    throw new Error(`${who}: ${name} must be ${what}, got ${String(v)}`);
+  };
+  if (typeof o.apiKeyEnv !== 'string' || o.apiKeyEnv === '') fail('apiKeyEnv', 'a variable name', o.apiKeyEnv);
+  if (!Number.isInteger(o.concurrency) || o.concurrency < 1) fail('concurrency', 'a positive integer', o.concurrency);
+  if (!Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0) fail('timeoutMs', 'a positive number', o.timeoutMs);
+  if (!Number.isInteger(o.retries) || o.retries < 0) fail('retries', 'a non-negative integer', o.retries);
+  if (!Number.isFinite(o.backoffMs) || o.backoffMs < 0) fail('backoffMs', 'a non-negative number', o.backoffMs);
+  if (!Number.isFinite(o.maxBackoffMs) || o.maxBackoffMs < 0) fail('maxBackoffMs', 'a non-negative number', o.maxBackoffMs);
+  return o;
 }
 
 /** Counters since construction. */

@@ -5,26 +5,17 @@
 // per-attempt timeout, retries with backoff on network errors, timeouts, 429 and 5xx). The API key is read from an
 // environment variable and never appears in any error text.
 
-import { JsonHttpClient, displayUrl } from '../util/http-client.js';
+import { JsonHttpClient, displayUrl, httpClientOptions, type HttpClientSettings } from '../util/http-client.js';
 
-/** Options of {@link LlmJudge}. */
-export interface LlmJudgeOptions {
+/**
+ * Options of {@link LlmJudge}. The HTTP settings default to apiKeyEnv `OREAL_JUDGE_API_KEY`, concurrency 8, timeoutMs
+ * 60000, retries 3, backoffMs 500, maxBackoffMs 30000.
+ */
+export interface LlmJudgeOptions extends HttpClientSettings {
   /** Base URL such as `http://127.0.0.1:8000/v1`, a server root (`/v1` is added), or the full `.../chat/completions` URL. */
   url: string;
   /** Model name; when absent it is read (once) from `GET <base>/models`. */
   model?: string;
-  /** Name of the environment variable holding the API key (default `OREAL_JUDGE_API_KEY`). */
-  apiKeyEnv?: string;
-  /** Maximum number of HTTP requests in flight at once (default 8). */
-  concurrency?: number;
-  /** Per-attempt timeout in milliseconds (default 60000). */
-  timeoutMs?: number;
-  /** Retries after the first attempt (default 3). */
-  retries?: number;
-  /** Base backoff in milliseconds, doubled per retry with jitter (default 500). */
-  backoffMs?: number;
-  /** Upper bound on one wait, also applied to `Retry-After` (default 30000). */
-  maxBackoffMs?: number;
   /** `max_tokens` sent with each request; omitted when absent. */
   maxTokens?: number;
 }
@@ -128,15 +119,16 @@ export class LlmJudge {
     this.chatUrl = `${base}/chat/completions`;
     this.modelsUrl = `${base}/models`;
     this.model = opts.model;
-    this.concurrency = positiveInt(opts.concurrency ?? 8, 'concurrency');
-    this.http = new JsonHttpClient({
-      apiKeyEnv: opts.apiKeyEnv ?? 'OREAL_JUDGE_API_KEY',
-      concurrency: this.concurrency,
-      timeoutMs: positiveNumber(opts.timeoutMs ?? 60000, 'timeoutMs'),
-      retries: nonNegativeInt(opts.retries ?? 3, 'retries'),
-      backoffMs: nonNegativeNumber(opts.backoffMs ?? 500, 'backoffMs'),
-      maxBackoffMs: nonNegativeNumber(opts.maxBackoffMs ?? 30000, 'maxBackoffMs'),
+    const http = httpClientOptions('LlmJudge', opts, {
+      apiKeyEnv: 'OREAL_JUDGE_API_KEY',
+      concurrency: 8,
+      timeoutMs: 60_000,
+      retries: 3,
+      backoffMs: 500,
+      maxBackoffMs: 30_000,
     });
+    this.concurrency = http.concurrency;
+    this.http = new JsonHttpClient(http);
     this.maxTokens = opts.maxTokens === undefined ? undefined : positiveInt(opts.maxTokens, 'maxTokens');
   }
 
@@ -214,17 +206,5 @@ function extractContent(json: unknown): string | null {
 
 function positiveInt(v: number, name: string): number {
   if (!Number.isInteger(v) || v < 1) throw new Error(`LlmJudge: ${name} must be a positive integer, got ${v}`);
-  return v;
-}
-function nonNegativeInt(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 0) throw new Error(`LlmJudge: ${name} must be a non-negative integer, got ${v}`);
-  return v;
-}
-function positiveNumber(v: number, name: string): number {
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`LlmJudge: ${name} must be a positive number, got ${v}`);
-  return v;
-}
-function nonNegativeNumber(v: number, name: string): number {
-  if (!Number.isFinite(v) || v < 0) throw new Error(`LlmJudge: ${name} must be a non-negative number, got ${v}`);
   return v;
 }
