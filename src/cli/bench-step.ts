@@ -124,20 +124,9 @@ function round(x: number): number {
   return Math.round(x * 1e5) / 1e5;
 }
 
-interface StepCliOptions {
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  intermediate: number;
-  vocab: number;
-  batch: number;
-  seq: number;
+interface StepCliOptions extends Required<StepBenchOptions> {
   backend?: BackendName;
   threads?: number;
-  warmup: number;
-  reps: number;
-  seed: number;
   json?: boolean;
 }
 
