@@ -12,10 +12,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { loadConfig } from '../src/model/config.js';
 import { parseRandomModelSpec } from '../src/cli/bench-decode.js';
-import { Rng } from '../src/sample/sampler.js';
+import { positiveInt } from '../src/cli/option-parsers.js';
+import { Xoshiro128 } from '../src/util/rng.js';
 
 interface LoadOptions {
   model: string;
@@ -44,11 +45,6 @@ export interface LoadResult {
   latency_max_s: number;
   mean_batch: number | null;
   server_exit_code: number | null;
-}
-
-function positiveInt(v: string): number {
-  if (!/^\d+$/.test(v.trim()) || Number(v) < 1) throw new InvalidArgumentError('expected a positive integer');
-  return Number(v);
 }
 
 function quantile(sorted: readonly number[], q: number): number {
@@ -96,7 +92,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const health = async (): Promise<{ generated_tokens: number; decode_steps: number }> =>
       (await (await fetch(`${url}/health`)).json()) as { generated_tokens: number; decode_steps: number };
     const bodyOf = (i: number): string => {
-      const rng = new Rng(i, 1);
+      const rng = new Xoshiro128(i, 1);
       const prompt = Array.from({ length: o.promptLen }, () => rng.nextU32() % V);
       return JSON.stringify({ prompt, max_tokens: o.maxTokens, ignore_eos: true, temperature: 1, seed: i });
     };

@@ -18,7 +18,7 @@ import { Qwen2Model } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { writeFileAtomic } from '../src/util/atomic-write.js';
 import { makeSplit, type ArithProblem } from '../src/task/arith.js';
-import { passAtOne } from '../src/task/quick-eval.js';
+import { passAtOne } from '../src/eval/quick-eval.js';
 import { TASK_MIX } from './task-mix.js';
 
 interface Args {

@@ -16,7 +16,7 @@ import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { fnv1a, makeSplit, type ArithProblem } from '../src/task/arith.js';
-import { passAtOne } from '../src/task/quick-eval.js';
+import { passAtOne } from '../src/eval/quick-eval.js';
 import { formatSftLog } from '../src/cli/sft.js';
 import { parseSftConfig, runSft, type SftConfigInput } from '../src/train/sft.js';
 import { writeArithTokenizer } from './make-tokenizer.js';

@@ -10,7 +10,8 @@ import { createBackend, blasAvailable, ropeTables, type Backend } from '../src/e
 import type { AttentionDims } from '../src/engine/backend.js';
 import type { DeviceTensor, F32, I32 } from '../src/engine/tensor.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
-import { Rng, TokenSampler, type SamplerSettings } from '../src/sample/sampler.js';
+import { TokenSampler, type SamplerSettings } from '../src/sample/sampler.js';
+import { Xoshiro128 as Rng } from '../src/util/rng.js';
 
 const js = createBackend('js');
 const fast: Array<[string, Backend]> = [['wasm', createBackend('wasm', { threads: 2 })]];

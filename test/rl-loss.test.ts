@@ -13,7 +13,8 @@ import { createJsBackend } from '../src/engine/js-backend.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { grpoAdvantages, reinforceAdvantages, rlooAdvantages, rlooClosedForm, groupAdvantages } from '../src/rl/advantages.js';
-import { filterTrajectory, seededRng } from '../src/rl/filter.js';
+import { filterTrajectory } from '../src/rl/filter.js';
+import { seededRng } from '../src/util/rng.js';
 import { cumulativeMean, rmSequenceLoss, thresholdRescale, topkRescale, tokenWeights, bceWithLogits } from '../src/rl/token-rm.js';
 import {
   computeLosses,

@@ -9,7 +9,7 @@ import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model, qwen2ConfigFromModelConfig } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { makeSplit } from '../src/task/arith.js';
-import { naiveGenerate, passAtOne, promptIds } from '../src/task/quick-eval.js';
+import { naiveGenerate, passAtOne, promptIds } from '../src/eval/quick-eval.js';
 import { registerSft } from '../src/cli/sft.js';
 import {
   SftConfigError,

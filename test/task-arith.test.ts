@@ -6,7 +6,6 @@ import * as path from 'node:path';
 import {
   ARITH_FAMILIES,
   ARITH_LEVELS,
-  Rng,
   centsLatex,
   fracLatex,
   generateProblem,
@@ -14,6 +13,7 @@ import {
   problemSplit,
   type ArithProblem,
 } from '../src/task/arith.js';
+import { Mulberry32 as Rng } from '../src/util/rng.js';
 import { compareAnswers, extractAnswer, verifyResponse } from '../src/verify/index.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { writeArithTokenizer } from '../scripts/make-tokenizer.js';

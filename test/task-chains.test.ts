@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Rng } from '../src/task/arith.js';
+import { Mulberry32 as Rng } from '../src/util/rng.js';
 import { chainSplit, checkChain, generateChain, makeChainSplit, writeSolution } from '../src/task/chains.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { verifyResponse } from '../src/verify/index.js';

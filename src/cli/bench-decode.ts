@@ -12,14 +12,14 @@
 // scripts/torch_decode_bench.py times the same loop in PyTorch and prints both numbers and their ratio.
 import { readSync, realpathSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, type Qwen2Config } from '../model/qwen2.js';
 import { generate, newGenerateStats } from '../sample/generate.js';
 import { KvDecoder } from '../sample/kv-decoder.js';
-import { modelDirOrRandom } from './option-parsers.js';
-import { Rng } from '../sample/sampler.js';
+import { modelDirOrRandom, positiveInt } from './option-parsers.js';
+import { Xoshiro128 } from '../util/rng.js';
 import type { GenerationRequest } from '../sample/types.js';
 
 const RANDOM_DEFAULTS = { layers: 4, hidden: 256, heads: 4, 'kv-heads': 2, intermediate: 1024, vocab: 512 };
@@ -96,7 +96,7 @@ function median(xs: number[]): number {
 
 /** The `batch` random greedy requests of one benchmark. */
 function benchRequests(model: Qwen2Model, o: DecodeBenchOptions): GenerationRequest[] {
-  const rng = new Rng(o.seed ?? 1234, 0);
+  const rng = new Xoshiro128(o.seed ?? 1234, 0);
   const V = model.config.vocabSize;
   const requests: GenerationRequest[] = [];
   for (let b = 0; b < o.batch; b++) {
@@ -195,12 +195,6 @@ export async function serveDecodeBench(model: Qwen2Model, o: DecodeBenchOptions)
     }
   }
   decoder.releaseBuffers();
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 interface DecodeCliOptions {

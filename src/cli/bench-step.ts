@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { Qwen2Model, crossEntropyLoss, type Qwen2Config } from '../model/qwen2.js';
-import { backendName } from './option-parsers.js';
+import { backendName, nonNegInt, positiveInt } from './option-parsers.js';
 
 export interface StepBenchOptions {
   layers: number;
@@ -124,32 +124,9 @@ function round(x: number): number {
   return Math.round(x * 1e5) / 1e5;
 }
 
-function parsePositiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function parseNonNegativeInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
-
-interface StepCliOptions {
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  intermediate: number;
-  vocab: number;
-  batch: number;
-  seq: number;
+interface StepCliOptions extends Required<StepBenchOptions> {
   backend?: BackendName;
   threads?: number;
-  warmup: number;
-  reps: number;
-  seed: number;
   json?: boolean;
 }
 
@@ -160,19 +137,19 @@ export function registerBenchStep(bench: Command): Command {
     .description(
       'seconds per training step (forward + backward of the next-token loss) of a random Qwen2 model; median after warm-up',
     )
-    .option('--layers <n>', 'decoder layers', parsePositiveInt, 4)
-    .option('--hidden <n>', 'hidden size', parsePositiveInt, 256)
-    .option('--heads <n>', 'attention heads', parsePositiveInt, 4)
-    .option('--kv-heads <n>', 'key/value heads', parsePositiveInt, 2)
-    .option('--intermediate <n>', 'MLP size', parsePositiveInt, 1024)
-    .option('--vocab <n>', 'vocabulary size', parsePositiveInt, 512)
-    .option('--batch <n>', 'sequences per step', parsePositiveInt, 8)
-    .option('--seq <n>', 'tokens per sequence', parsePositiveInt, 128)
+    .option('--layers <n>', 'decoder layers', positiveInt, 4)
+    .option('--hidden <n>', 'hidden size', positiveInt, 256)
+    .option('--heads <n>', 'attention heads', positiveInt, 4)
+    .option('--kv-heads <n>', 'key/value heads', positiveInt, 2)
+    .option('--intermediate <n>', 'MLP size', positiveInt, 1024)
+    .option('--vocab <n>', 'vocabulary size', positiveInt, 512)
+    .option('--batch <n>', 'sequences per step', positiveInt, 8)
+    .option('--seq <n>', 'tokens per sequence', positiveInt, 128)
     .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')} (default: as createBackend())`, backendName)
-    .option('--threads <n>', 'threads (default: all available cores)', parsePositiveInt)
-    .option('--warmup <n>', 'untimed steps', parseNonNegativeInt, 2)
-    .option('--reps <n>', 'timed steps', parsePositiveInt, 10)
-    .option('--seed <n>', 'weights and tokens seed', parseNonNegativeInt, 0)
+    .option('--threads <n>', 'threads (default: all available cores)', positiveInt)
+    .option('--warmup <n>', 'untimed steps', nonNegInt, 2)
+    .option('--reps <n>', 'timed steps', positiveInt, 10)
+    .option('--seed <n>', 'weights and tokens seed', nonNegInt, 0)
     .option('--json', 'print one JSON object: {"step_s","forward_s","backend","threads","peak_rss_mb",…}')
     .action(async (o: StepCliOptions) => {
       if (o.hidden % o.heads !== 0) throw new InvalidArgumentError('--hidden must be a multiple of --heads');

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { registerBenchStep } from './bench-step.js';
 import { registerBenchDecode } from './bench-decode.js';
-import { backendName } from './option-parsers.js';
+import { backendName, positiveInt, positiveNumber } from './option-parsers.js';
 
 export interface GemmBenchResult {
   backend: string;
@@ -67,14 +67,8 @@ export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBe
   return { backend: backend.name, threads: backend.threads, gflops };
 }
 
-function parsePositiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
 function parseSizes(v: string): number[] {
-  return v.split(',').map((s) => parsePositiveInt(s.trim()));
+  return v.split(',').map((s) => positiveInt(s.trim()));
 }
 
 /** Adds `bench` and its sub-commands to the program. */
@@ -84,9 +78,9 @@ export function registerBench(program: Command): Command {
     .command('gemm')
     .description('GFLOP/s of square float32 GEMM (C = A·B) at M = N = K = 256, 512, 1024; median of timed runs after warm-up')
     .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')}`, backendName, 'wasm' as BackendName)
-    .option('--threads <n>', 'threads (default: all available cores)', parsePositiveInt)
+    .option('--threads <n>', 'threads (default: all available cores)', positiveInt)
     .option('--sizes <list>', 'comma-separated sizes', parseSizes)
-    .option('--seconds <s>', 'minimum timed seconds per size', parseFloat)
+    .option('--seconds <s>', 'minimum timed seconds per size', positiveNumber)
     .option('--trans <ab>', 'transposes: nn, nt, tn or tt', 'nn')
     .option('--json', 'print one JSON object: {"backend","threads","gflops":{"256":x,…}}')
     .action(

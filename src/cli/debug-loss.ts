@@ -10,13 +10,14 @@
 // "rm_grad_norm"} (rl_loss = positive + negative + KL; the RM entries are 0 without the token-level RM).
 
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model } from '../model/qwen2.js';
 import { parseLossConfig, type LossConfig } from '../rl/loss.js';
 import { stepLosses, type PromptGroup, type StepLossReport } from '../rl/step-losses.js';
+import { positiveInt } from './option-parsers.js';
 
 const tokenIds = z.array(z.number().int().nonnegative()).min(1);
 const batchSchema = z.strictObject({
@@ -101,12 +102,6 @@ interface LossCliOptions extends DebugLossInputs {
   json?: boolean;
   backend?: BackendName;
   threads?: number;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 /** Adds `loss` under the `debug` command. */

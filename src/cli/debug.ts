@@ -7,12 +7,12 @@
 // {"loss": ..., "grad_norms": {...}}.
 
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { Qwen2Model, crossEntropyLoss } from '../model/qwen2.js';
 import { registerDebugLoss } from './debug-loss.js';
-import { modelDir } from './option-parsers.js';
+import { modelDir, positiveInt } from './option-parsers.js';
 
 interface GradOptions {
   model: string;
@@ -63,12 +63,6 @@ export async function debugGrad(model: Qwen2Model, ids: Int32Array, B: number, T
   const lengths = new Int32Array(B).fill(T);
   const { loss } = await crossEntropyLoss(model, ids, lengths);
   return { loss, grad_norms: await model.gradNorms() };
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 export function registerDebug(program: Command): void {

@@ -16,29 +16,11 @@ import { BACKEND_NAMES } from '../engine/index.js';
 import type { EvalMetrics } from '../eval/metrics.js';
 import { ROLLOUT_BACKEND_NAMES } from '../sample/rollout-backends.js';
 import { DEFAULT_PROMPT_SUFFIX, EvalOptionError, runGenerationEval, runResponsesEval, type EvalOptions, type EvalSummary } from '../eval/evaluate.js';
-import { modelDir } from './option-parsers.js';
+import { modelDir, nonNegativeNumber, nonNegInt, positiveInt, probability } from './option-parsers.js';
 import { configureErrors, reportFatal } from './program.js';
 
 // ------------------------------------------------------------------------------------------------ argument parsing
 
-function positiveInt(value: string): number {
-  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('expected a positive integer');
-  return Number(value);
-}
-function nonNegativeInt(value: string): number {
-  if (!/^\s*\d+\s*$/.test(value)) throw new InvalidArgumentError('expected a non-negative integer');
-  return Number(value);
-}
-function nonNegativeNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
-  return n;
-}
-function probability(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError('expected a number in (0, 1]');
-  return n;
-}
 function intList(value: string): number[] {
   const parts = value.split(',').map((s) => s.trim());
   if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1)) {
@@ -68,9 +50,9 @@ export function registerEval(program: Command): void {
     .option('--greedy', 'also generate one greedy (temperature 0) sample per problem')
     .option('--temperature <t>', 'sampling temperature', nonNegativeNumber, 1)
     .option('--top-p <p>', 'nucleus sampling mass', probability, 1)
-    .option('--top-k <k>', 'top-k sampling (0 = off)', nonNegativeInt, 0)
+    .option('--top-k <k>', 'top-k sampling (0 = off)', nonNegInt, 0)
     .option('--max-new-tokens <m>', 'generation budget per sample', positiveInt, 2048)
-    .option('--seed <s>', 'base seed (per-request seeds derive from it)', nonNegativeInt)
+    .option('--seed <s>', 'base seed (per-request seeds derive from it)', nonNegInt)
     .option('--system-prompt <text>', 'system message')
     .option('--prompt-suffix <text>', 'text appended to each question', DEFAULT_PROMPT_SUFFIX)
     .option('--concurrency <c>', 'problems in flight (remote) / per batch (local)', positiveInt, 8)
@@ -79,7 +61,7 @@ export function registerEval(program: Command): void {
     .option('--json', 'print the summary as JSON (last line)')
     .addOption(new Option('--backend <name>', 'compute backend of the local engine (default: $OREAL_BACKEND, else blas if built, else wasm)').choices(BACKEND_NAMES))
     .option('--timeout <ms>', 'per-request timeout for --endpoint', positiveInt, 600_000)
-    .option('--retries <n>', 'retries per request for --endpoint', nonNegativeInt, 3)
+    .option('--retries <n>', 'retries per request for --endpoint', nonNegInt, 3)
     .option('--verify-timeout <ms>', 'hard time bound of each extraction / comparison', positiveInt, 2000)
     .option('--threads <n>', 'verifier worker threads (default min(2, cores))', positiveInt)
     .action(async (opts: EvalOptions, cmd: Command) => {

@@ -25,7 +25,7 @@ import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { generate } from '../sample/generate.js';
 import type { GenerationRequest, SamplingParams } from '../sample/types.js';
 import { loadModelSpec } from './bench-decode.js';
-import { modelDirOrRandom, nonNegInt, positiveInt } from './option-parsers.js';
+import { finiteNumber, modelDirOrRandom, nonNegInt, positiveInt } from './option-parsers.js';
 
 interface GenerateCliOptions {
   model: string;
@@ -51,12 +51,6 @@ interface GenerateCliOptions {
 
 /** One prompt as read from the command line or a JSONL line. */
 export type PromptInput = { ids: number[] } | { text: string } | { messages: ChatMessage[] };
-
-function finiteNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
-  return n;
-}
 
 function idList(value: string): number[] {
   const parts = value.split(',').map((s) => s.trim());

@@ -1,4 +1,4 @@
-// Commander argument parsers shared by CLI commands.
+// Commander argument parsers: every CLI command parses its options with these (one rule and one message per kind).
 import { statSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import { BACKEND_NAMES, isBackendName, type BackendName } from '../engine/index.js';
@@ -15,10 +15,37 @@ export function backendName(value: string): BackendName {
   return value;
 }
 
-/** An integer >= 1. */
+/** An integer >= 1 (digits only, surrounding whitespace allowed). */
 export function positiveInt(value: string): number {
-  const n = nonNegInt(value);
-  if (n < 1) throw new InvalidArgumentError('expected a positive integer');
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('expected a positive integer');
+  return Number(value);
+}
+
+/** A finite number. */
+export function finiteNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
+  return n;
+}
+
+/** A finite number >= 0. */
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
+  return n;
+}
+
+/** A finite number > 0. */
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+/** A number in (0, 1]. */
+export function probability(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError('expected a number in (0, 1]');
   return n;
 }
 

@@ -12,7 +12,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { openBackend, BACKEND_NAMES, type BackendName } from '../engine/index.js';
 import { loadServeModel, OrealServer } from '../serve/server.js';
 import { loadModelSpec } from './bench-decode.js';
-import { modelDirOrRandom, nonNegInt, positiveInt } from './option-parsers.js';
+import { modelDirOrRandom, nonNegInt, positiveInt, positiveNumber } from './option-parsers.js';
 
 interface ServeCliOptions {
   model: string;
@@ -29,12 +29,6 @@ interface ServeCliOptions {
   shutdownTimeout: number;
   apiKeyEnv?: string;
   logRequests?: boolean;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
 }
 
 function port(value: string): number {

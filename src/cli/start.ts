@@ -7,11 +7,12 @@
 //
 // Ctrl-C stops after the step in progress (summary and report are still written) and exits with status 130, naming
 // the command that continues the training; a second Ctrl-C exits at once, also 130.
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { createProgress } from '../main-job/progress.js';
 import { DEFAULT_MAIN_JOB_CONFIG, MissingInputError, formatResult, runMainJob } from '../main-job/run.js';
 import { TrainConfigError } from '../train/config.js';
 import { INTERRUPTED_EXIT } from './program.js';
+import { nonNegInt } from './option-parsers.js';
 
 interface StartCliOptions {
   config: string;
@@ -24,12 +25,6 @@ interface StartCliOptions {
 
 function collect(value: string, prev: string[]): string[] {
   return [...prev, value];
-}
-
-function nonNegInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
 }
 
 export function registerStart(program: Command): void {

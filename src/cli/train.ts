@@ -8,10 +8,10 @@
 // from it).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { runTraining } from '../train/trainer.js';
-import { modelDirProblem } from './option-parsers.js';
+import { modelDirProblem, positiveInt } from './option-parsers.js';
 import { INTERRUPTED_EXIT } from './program.js';
 
 interface TrainCliOptions {
@@ -25,12 +25,6 @@ interface TrainCliOptions {
 
 function collect(value: string, prev: string[]): string[] {
   return [...prev, value];
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 /** The model directories a config names (resolved paths), by key. */

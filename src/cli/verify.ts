@@ -20,10 +20,11 @@
 import { closeSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { VerifierPool, unwrapGold } from '../verify/index.js';
 import type { Verdict } from '../verify/types.js';
 import { LlmJudge } from '../verify/judge.js';
+import { nonNegInt, positiveInt } from './option-parsers.js';
 
 type JudgeMode = 'rescue' | 'review';
 
@@ -54,18 +55,6 @@ export interface VerifyRecord {
   error?: string;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isInteger(n)) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
-
 export function registerVerify(program: Command): void {
   program
     .command('verify')
@@ -88,7 +77,7 @@ export function registerVerify(program: Command): void {
         .default('rescue'),
     )
     .option('--judge-timeout <ms>', 'per-request judge timeout', positiveInt, 60000)
-    .option('--judge-retries <n>', 'judge retries after the first attempt', nonNegativeInt, 3)
+    .option('--judge-retries <n>', 'judge retries after the first attempt', nonNegInt, 3)
     .addHelpText(
       'after',
       '\nExit status: 0 when every line was verified (whatever the verdicts); 1 on an error that stops the run;\n' +

@@ -1,7 +1,7 @@
 // Token sampling from rows of logits — the reference implementation behind the `sampleTokens` op of the engine
 // contract: greedy (argmax), temperature, top-k, top-p (nucleus), each draw from one uniform number given by the
-// caller (src/sample/sampler.ts's seeded `Rng`, drawn on the host so a seeded request gives the same tokens whatever
-// the batch or backend).
+// caller (the sequence's seeded `Xoshiro128` from src/util/rng.ts, drawn on the host so a seeded request gives the
+// same tokens whatever the batch or backend).
 //
 // Order of the filters (as in Hugging Face and vLLM): logits / temperature → keep the top k → keep the nucleus of the
 // renormalised distribution (sorted by probability, descending; the minimal prefix whose mass reaches top_p) → draw.

@@ -23,6 +23,7 @@ import type { DType, DeviceTensor, F32, I32 } from '../engine/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { Tensor } from './safetensors.js';
 import { ropeTables } from '../engine/kernels.js';
+import { Mulberry32 } from '../util/rng.js';
 
 /** The architecture numbers the decoder needs (camelCase twins of HF's config.json fields). */
 export interface Qwen2Config {
@@ -511,14 +512,9 @@ export class Qwen2Model {
   /** Random initialisation (normal(0, std) weights, unit norms, zero biases) from a seed; for tests and toys. */
   static random(config: Qwen2Config, backend: Backend, seed = 0, std = 0.02, opts: ModelOptions = {}): Qwen2Model {
     const m = new Qwen2Model(config, backend, opts);
-    let s = (seed ^ 0x9e3779b9) >>> 0;
-    const uni = (): number => {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-    };
+    const g = Mulberry32.fromState(seed ^ 0x9e3779b9);
+    // In (0, 1): the Box–Muller logarithm needs a non-zero argument.
+    const uni = (): number => (g.nextU32() + 0.5) / 4294967296;
     for (const { name } of m.shapes) {
       const t = m.tensors.get(name)!;
       if (name.endsWith('norm.weight')) backend.fill(t, 1);

@@ -10,22 +10,9 @@
 // Correct means reward > 0 (the reference's filter tests `reward == 1` and its loss `reward > 0`; identical for the
 // ±1 rewards the judge produces). Advantages must be computed on the whole group before filtering.
 
+import type { Uniform } from '../util/rng.js';
+
 export type FilterMode = 'pair' | 'mixed' | 'none';
-
-/** A uniform number in [0, 1). */
-export type Rng = () => number;
-
-/** Deterministic PRNG (mulberry32 over a 32-bit seed): the same seed gives the same choices. */
-export function seededRng(seed: number): Rng {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface KeptResponse<T> {
   /** Index of the group (prompt) and of the response within it. */
@@ -43,7 +30,7 @@ export interface FilterResult<T> {
   droppedAllWrong: number;
 }
 
-function pick(rng: Rng, n: number): number {
+function pick(rng: Uniform, n: number): number {
   const u = rng();
   if (!(u >= 0 && u < 1)) throw new Error(`filter_trajectory: the RNG returned ${u}, expected a number in [0, 1)`);
   return Math.min(n - 1, Math.floor(u * n));
@@ -53,7 +40,7 @@ function pick(rng: Rng, n: number): number {
 export function filterTrajectory<T extends { reward: number }>(
   groups: ReadonlyArray<ReadonlyArray<T>>,
   mode: FilterMode,
-  rng: Rng,
+  rng: Uniform,
 ): FilterResult<T> {
   const kept: KeptResponse<T>[] = [];
   let droppedAllCorrect = 0;

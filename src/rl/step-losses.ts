@@ -10,7 +10,8 @@
 import type { Qwen2Model } from '../model/qwen2.js';
 import { gradNorm } from '../engine/norm.js';
 import { groupAdvantages } from './advantages.js';
-import { filterTrajectory, type FilterMode, type Rng } from './filter.js';
+import type { Uniform } from '../util/rng.js';
+import { filterTrajectory, type FilterMode } from './filter.js';
 import { addTotals, computeLosses, countTokens, type LossConfig, type LossSequence, type LossStats, type LossTotals, type TokenCounts } from './loss.js';
 
 export interface ResponseSample {
@@ -35,7 +36,7 @@ export interface StepModels {
 
 export interface StepLossOptions {
   /** `filter_trajectory` mode (default 'none': every response kept) and its RNG. */
-  filter?: { mode: FilterMode; rng: Rng };
+  filter?: { mode: FilterMode; rng: Uniform };
   /** Padded tokens (rows × longest row) per forward (default 8192; one sequence at least). */
   microBatchTokens?: number;
   /** Run the policy backward (default true; false while the actor is frozen). */

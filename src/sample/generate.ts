@@ -1,24 +1,12 @@
-// Batched generation on the local KV-cache engine: n samples per request, continuous batching (a finished sequence
-// leaves the batch at once and a waiting one is admitted in its place), stop token ids, stop strings, max new tokens.
-//
-// Per request, the prompt is prefilled once and its cache copied to the other samples of the same admission wave.
-// Sample j of a request draws from Rng(seed, j), one draw per non-greedy token, so a seeded request reproduces exactly
-// whatever else is in the batch (with the js backend bit for bit; with a backend whose GEMM rounding depends on the
-// number of rows, a different batch can move logits in the last float32 bit, which changes a draw only when it lands
-// within ~1e-7 of a boundary of the cumulative distribution).
-//
-// Output conventions (as vLLM's defaults):
-// - `tokenIds` are the generated ids only, including a stop token id when one ended the sequence; for a stop string,
-//   all tokens up to the one that completed it are kept.
-// - `text` is `decode(tokenIds)` without a final stop token id and cut before the earliest stop string; '' when no
-//   `decode` is given.
-// - `logprobs[i]` is log softmax(raw logits)[tokenIds[i]] (temperature 1, before top-k / top-p; see sampler.ts).
-// - finishReason 'stop' for a stop token id or stop string, else 'length' (maxNewTokens reached).
-import { randomInt } from 'node:crypto';
+// Offline batched generation: n samples per request through the continuous-batching engine (src/sample/batch-engine.ts,
+// which the server's scheduler drives too): a finished sequence leaves the batch at once and a waiting one is admitted
+// in its place; stop token ids, stop strings, max new tokens. Sampling, admission and output conventions are the
+// engine's (see the top of batch-engine.ts); this driver validates the requests, queues every sample and collects
+// the results.
 import type { Qwen2Model } from '../model/qwen2.js';
-import { KvDecoder, type KvCache, type KvDecoderOptions } from './kv-decoder.js';
-import { Rng, checkSamplerSettings, isGreedy, sampleNext, type Sampled } from './sampler.js';
-import type { Generation, GenerationRequest, SamplingParams } from './types.js';
+import { BatchEngine, checkSamplingParams, newSeq, requestSeed, type EngineSeq } from './batch-engine.js';
+import { KvDecoder, type KvDecoderOptions } from './kv-decoder.js';
+import type { Generation, GenerationRequest } from './types.js';
 
 export interface GenerateOptions {
   /** Token ids → text, for `text` and stop strings (stop strings are an error without it). */
@@ -46,14 +34,7 @@ export interface GenerateStats {
   decodeSeconds: number;
 }
 
-interface Seq {
-  req: number;
-  sample: number;
-  params: SamplingParams;
-  rng: Rng | null;
-  cache: KvCache | null;
-  tokens: number[];
-  logprobs: number[];
+interface Seq extends EngineSeq {
   result: Generation | null;
 }
 
@@ -64,8 +45,7 @@ function checkRequest(r: GenerationRequest, i: number, hasDecode: boolean): void
   if (!Number.isInteger(p.maxNewTokens) || p.maxNewTokens < 0)
     throw new Error(`${where}: maxNewTokens ${p.maxNewTokens} is not a non-negative integer`);
   try {
-    if (p.greedy === true) checkSamplerSettings({ ...p, temperature: 0 });
-    else checkSamplerSettings(p);
+    checkSamplingParams(p);
   } catch (e) {
     throw new Error(`${where}: ${(e as Error).message}`);
   }
@@ -115,19 +95,11 @@ export async function generate(model: Qwen2Model, requests: readonly GenerationR
   const seqs: Seq[][] = requests.map(() => []);
   const pending: Seq[] = [];
   requests.forEach((r, i) => {
-    const seed = r.params.seed ?? randomInt(0, 2 ** 48 - 1);
-    const greedy = isGreedy(r.params);
+    const seed = requestSeed(r.params);
+    // A fresh identity per request: only the samples of one request share a prefill.
+    const request = {};
     for (let j = 0; j < r.n; j++) {
-      const s: Seq = {
-        req: i,
-        sample: j,
-        params: r.params,
-        rng: greedy ? null : new Rng(seed, j),
-        cache: null,
-        tokens: [],
-        logprobs: [],
-        result: null,
-      };
+      const s: Seq = { ...newSeq(request, prompts[i]!, r.params, seed, j), result: null };
       if (r.params.maxNewTokens === 0) s.result = { tokenIds: [], text: '', finishReason: 'length', logprobs: [] };
       else pending.push(s);
       seqs[i]!.push(s);
@@ -136,102 +108,29 @@ export async function generate(model: Qwen2Model, requests: readonly GenerationR
   if (pending.length === 0) return finish();
 
   const decoder = opts.decoder ?? new KvDecoder(model, opts.decoderOptions);
-  let active: Seq[] = [];
-
-  /** Appends a sampled token; true when the sequence is finished (its result is then set). */
-  const accept = (s: Seq, { token, logprob }: Sampled): boolean => {
-    s.tokens.push(token);
-    s.logprobs.push(logprob);
-    const p = s.params;
-    const done = (reason: 'stop' | 'length', text: string): boolean => {
-      s.result = { tokenIds: s.tokens, text, finishReason: reason, logprobs: s.logprobs };
-      return true;
-    };
-    if (p.stopTokenIds.includes(token)) return done('stop', decode ? decode(s.tokens.slice(0, -1)) : '');
-    let text: string | null = null;
-    if (p.stopStrings.length > 0 && decode) {
-      text = decode(s.tokens);
-      let cut = -1;
-      for (const ss of p.stopStrings) {
-        const at = text.indexOf(ss);
-        if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-      }
-      if (cut >= 0) return done('stop', text.slice(0, cut));
-    }
-    if (s.tokens.length >= p.maxNewTokens) return done('length', text ?? (decode ? decode(s.tokens) : ''));
-    return false;
-  };
-
-  const release = (s: Seq): void => {
-    if (s.cache) decoder.freeCache(s.cache);
-    s.cache = null;
-  };
-
+  const engine = new BatchEngine<Seq>(model, decoder, { maxBatch: opts.maxBatch, decode });
+  engine.pending = pending;
   try {
-    while (pending.length > 0 || active.length > 0) {
-      // Admit waiting sequences into free slots: one prefill per request, its cache copied to the other samples.
-      if (pending.length > 0 && active.length < maxBatch) {
-        const t0 = now();
-        const wave = pending.splice(0, maxBatch - active.length);
-        const groups = new Map<number, Seq[]>();
-        for (const s of wave) {
-          const g = groups.get(s.req);
-          if (g) g.push(s);
-          else groups.set(s.req, [s]);
-        }
-        const heads: Seq[] = [];
-        for (const g of groups.values()) {
-          for (const s of g) s.cache = decoder.newCache(prompts[s.req]!.length + s.params.maxNewTokens - 1);
-          heads.push(g[0]!);
-        }
-        const logits = decoder.prefill(
-          heads.map((s) => prompts[s.req]!),
-          heads.map((s) => s.cache!),
-        );
-        if (stats) {
-          for (const s of heads) stats.prefillTokens += prompts[s.req]!.length;
-        }
-        // Each sample draws from its prompt's row.
-        const order = [...groups.values()].flat();
-        const rows = [...groups.values()].flatMap((g, gi) => g.map(() => gi));
-        const picks = await sampleNext(model.backend, logits, V, order, rows);
-        let j = 0;
-        for (const g of groups.values()) {
-          // Copy the prompt's cache to every sample before any of them can finish (and free the head's cache).
-          for (const s of g) if (s !== g[0]) decoder.copyCache(g[0]!.cache!, s.cache!);
-          for (const s of g) {
-            if (stats) stats.generatedTokens++;
-            if (accept(s, picks[j++]!)) release(s);
-            else active.push(s);
-          }
-        }
-        if (stats) stats.prefillSeconds += now() - t0;
-      }
-      if (active.length === 0) continue;
-      // One decode step for every active sequence.
+    while (!engine.idle) {
       const t0 = now();
-      const logits = decoder.decode(
-        active.map((s) => s.cache!),
-        active.map((s) => s.tokens[s.tokens.length - 1]!),
-      );
-      const picks = await sampleNext(model.backend, logits, V, active);
-      const still: Seq[] = [];
-      for (let i = 0; i < active.length; i++) {
-        const s = active[i]!;
-        if (accept(s, picks[i]!)) release(s);
-        else still.push(s);
-      }
+      for (const { seq, finish } of await engine.admit())
+        if (finish) seq.result = { tokenIds: seq.tokens, text: finish.text, finishReason: finish.reason, logprobs: seq.logprobs };
+      const t1 = now();
+      for (const { seq, finish } of await engine.step())
+        if (finish) seq.result = { tokenIds: seq.tokens, text: finish.text, finishReason: finish.reason, logprobs: seq.logprobs };
       if (stats) {
-        stats.decodeSteps++;
-        stats.generatedTokens += active.length;
-        stats.decodeSeconds += now() - t0;
+        stats.prefillSeconds += t1 - t0;
+        stats.decodeSeconds += now() - t1;
       }
-      active = still;
     }
   } finally {
-    for (const s of active) release(s);
-    for (const s of pending) release(s);
+    engine.releaseAll();
     if (!opts.decoder) decoder.releaseBuffers();
+    if (stats) {
+      stats.prefillTokens += engine.counters.prefillTokens;
+      stats.generatedTokens += engine.counters.generatedTokens;
+      stats.decodeSteps += engine.counters.decodeSteps;
+    }
   }
   return finish();
 

@@ -10,15 +10,15 @@
 // as `token_id:<n>` (vLLM with `return_tokens_as_token_ids`, requested when `tokenIds: true`). `logprobs` holds the
 // sampled tokens' log-probabilities when requested and returned, else it is empty.
 //
-// HTTP requests are limited by a semaphore, time out individually, and are retried with exponential backoff and
-// jitter (honouring Retry-After) on network errors, timeouts, 429 and 5xx. The API key is read from the environment
-// variable `OREAL_API_KEY` (configurable), sent as a Bearer token, and removed from every error message.
+// HTTP goes through the shared client (src/util/http-client.ts: concurrency limit, per-attempt timeout, retries with
+// backoff on network errors, timeouts, 429 and 5xx). The API key is read from the environment variable
+// `OREAL_API_KEY` (configurable), sent as a Bearer token, and removed from every error message.
 // `syncWeights(dir)` posts `{"model_path": dir}` to `<server root>/update_weights_from_disk` (SGLang's endpoint,
 // also served by `oreal serve`).
 
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from './types.js';
 import type { RolloutBackendEntry } from './rollout-backends.js';
-import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
+import { JsonHttpClient, displayUrl, httpClientOptions, type HttpClientSettings } from '../util/http-client.js';
 
 /** A chat message for `/v1/chat/completions`. */
 export interface RemoteChatMessage {
@@ -31,23 +31,15 @@ export interface RemoteGenerationRequest extends GenerationRequest {
   messages?: RemoteChatMessage[];
 }
 
-export interface OpenAIRolloutBackendOptions {
+/**
+ * Options. The HTTP settings default to apiKeyEnv `OREAL_API_KEY`, concurrency 8, timeoutMs 600000, retries 3,
+ * backoffMs 500, maxBackoffMs 30000.
+ */
+export interface OpenAIRolloutBackendOptions extends HttpClientSettings {
   /** Server URL: `http://host:port` or `http://host:port/v1` (a trailing `/v1` is the API prefix). */
   baseUrl: string;
   /** Model name sent with each request. */
   model: string;
-  /** Environment variable holding the API key (default `OREAL_API_KEY`); no key → no Authorization header. */
-  apiKeyEnv?: string;
-  /** HTTP requests in flight at once (default 8). */
-  concurrency?: number;
-  /** Per-attempt timeout in milliseconds (default 600000). */
-  timeoutMs?: number;
-  /** Retries after the first attempt (default 3). */
-  retries?: number;
-  /** Base backoff in milliseconds, doubled per retry with jitter (default 500). */
-  backoffMs?: number;
-  /** Upper bound of one wait, Retry-After included (default 30000). */
-  maxBackoffMs?: number;
   /** Ask for the sampled tokens' log-probabilities (default false). */
   logprobs?: boolean;
   /** Ask for tokens as `token_id:<n>` (vLLM's `return_tokens_as_token_ids`) to fill `tokenIds` (default false). */
@@ -65,47 +57,14 @@ export interface RemoteBackendStats {
   failures: number;
 }
 
-class HttpError extends Error {
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    readonly retryAfterMs: number | null = null,
-  ) {
-    super(message);
-    this.name = 'RemoteBackendError';
-  }
-}
-
 type Json = Record<string, unknown>;
 
 function isRecord(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function parseRetryAfter(v: string | null): number | null {
-  if (v === null) return null;
-  const s = Number(v.trim());
-  if (Number.isFinite(s) && s >= 0) return s * 1000;
-  const t = Date.parse(v);
-  return Number.isFinite(t) ? Math.max(0, t - Date.now()) : null;
-}
-
-/** URL without credentials or query, for messages. */
-function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return '(invalid url)';
-  }
-}
-
 function checkInt(v: number, name: string, min: number): number {
   if (!Number.isInteger(v) || v < min) throw new Error(`OpenAIRolloutBackend: ${name} must be an integer >= ${min}, got ${v}`);
-  return v;
-}
-function checkNum(v: number, name: string): number {
-  if (!Number.isFinite(v) || v < 0) throw new Error(`OpenAIRolloutBackend: ${name} must be a non-negative number, got ${v}`);
   return v;
 }
 
@@ -118,19 +77,12 @@ export class OpenAIRolloutBackend implements RolloutBackend {
   readonly chatUrl: string;
   readonly updateWeightsUrl: string;
   readonly model: string;
-  private readonly apiKeyEnv: string;
-  private readonly timeoutMs: number;
-  private readonly retries: number;
-  private readonly backoffMs: number;
-  private readonly maxBackoffMs: number;
+  private readonly http: JsonHttpClient;
   private readonly wantLogprobs: boolean;
   private readonly wantTokenIds: boolean;
   private readonly maxN: number;
   private readonly extraBody: Record<string, unknown>;
-  private readonly sem: Semaphore;
-  private readonly controllers = new Set<AbortController>();
   private closed = false;
-  private readonly counters: RemoteBackendStats = { requests: 0, retries: 0, failures: 0 };
 
   constructor(opts: OpenAIRolloutBackendOptions) {
     let base = opts.baseUrl.trim().replace(/\/+$/, '');
@@ -144,21 +96,25 @@ export class OpenAIRolloutBackend implements RolloutBackend {
     if (opts.model.trim() === '') throw new Error('OpenAIRolloutBackend: model name is empty');
     this.model = opts.model;
     this.name = `openai:${displayUrl(base)}#${opts.model}`;
-    this.apiKeyEnv = opts.apiKeyEnv ?? 'OREAL_API_KEY';
-    this.timeoutMs = checkInt(opts.timeoutMs ?? 600_000, 'timeoutMs', 1);
-    this.retries = checkInt(opts.retries ?? 3, 'retries', 0);
-    this.backoffMs = checkNum(opts.backoffMs ?? 500, 'backoffMs');
-    this.maxBackoffMs = checkNum(opts.maxBackoffMs ?? 30_000, 'maxBackoffMs');
+    this.http = new JsonHttpClient(
+      httpClientOptions('OpenAIRolloutBackend', opts, {
+        apiKeyEnv: 'OREAL_API_KEY',
+        concurrency: 8,
+        timeoutMs: 600_000,
+        retries: 3,
+        backoffMs: 500,
+        maxBackoffMs: 30_000,
+      }),
+    );
     this.wantLogprobs = opts.logprobs ?? false;
     this.wantTokenIds = opts.tokenIds ?? false;
     this.maxN = opts.maxNPerRequest === undefined ? Infinity : checkInt(opts.maxNPerRequest, 'maxNPerRequest', 1);
     this.extraBody = opts.extraBody ?? {};
-    this.sem = new Semaphore(checkInt(opts.concurrency ?? 8, 'concurrency', 1));
   }
 
   /** A copy of the request counters. */
   stats(): RemoteBackendStats {
-    return { ...this.counters };
+    return this.http.stats();
   }
 
   async generate(requests: GenerationRequest[]): Promise<Generation[][]> {
@@ -171,15 +127,14 @@ export class OpenAIRolloutBackend implements RolloutBackend {
     const json = await this.request(this.updateWeightsUrl, JSON.stringify({ model_path: checkpointDir }));
     if (isRecord(json) && json.success === false) {
       const msg = typeof json.message === 'string' ? `: ${json.message}` : '';
-      throw new Error(this.redact(`OpenAIRolloutBackend: ${displayUrl(this.updateWeightsUrl)} refused the weights${msg}`));
+      throw new Error(this.http.redact(`OpenAIRolloutBackend: ${displayUrl(this.updateWeightsUrl)} refused the weights${msg}`));
     }
   }
 
   /** Abort requests in flight; later calls fail. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const c of this.controllers) c.abort();
-    this.controllers.clear();
+    this.http.close();
   }
 
   private async generateOne(req: RemoteGenerationRequest): Promise<Generation[]> {
@@ -270,82 +225,12 @@ export class OpenAIRolloutBackend implements RolloutBackend {
     return { logprobs: this.wantLogprobs ? logprobs : [], tokenIds };
   }
 
-  private headers(): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json', 'content-type': 'application/json' };
-    const key = process.env[this.apiKeyEnv];
-    if (key !== undefined && key !== '') h.authorization = `Bearer ${key}`;
-    return h;
-  }
-
-  private redact(message: string): string {
-    const key = process.env[this.apiKeyEnv];
-    if (key === undefined || key.length < 4) return message;
-    return message.split(key).join('[redacted]');
-  }
-
-  /** POST a JSON body with retries; resolves to the parsed JSON reply. */
+  /** POST a JSON body with the client's retries; resolves to the parsed JSON reply. */
   private async request(url: string, body: string): Promise<unknown> {
-    const shown = displayUrl(url);
-    for (let attempt = 0; ; attempt++) {
-      let failure: HttpError;
-      await this.sem.acquire();
-      try {
-        this.counters.requests++;
-        return await this.attempt(url, shown, body);
-      } catch (err) {
-        failure = err instanceof HttpError ? err : new HttpError(`POST ${shown} failed: ${err instanceof Error ? err.message : String(err)}`, true);
-      } finally {
-        this.sem.release();
-      }
-      if (this.closed || !failure.retryable || attempt >= this.retries) {
-        this.counters.failures++;
-        const tries = attempt + 1;
-        const suffix = failure.retryable && !this.closed ? ` (gave up after ${tries} attempt${tries === 1 ? '' : 's'})` : '';
-        throw new Error(this.redact(`OpenAIRolloutBackend: ${failure.message}${suffix}`));
-      }
-      const wait = backoffDelay(attempt, this.backoffMs, this.maxBackoffMs, failure.retryAfterMs);
-      this.counters.retries++;
-      await sleep(wait);
-    }
-  }
-
-  private async attempt(url: string, shown: string, body: string): Promise<unknown> {
-    const controller = new AbortController();
-    this.controllers.add(controller);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, this.timeoutMs);
     try {
-      let text: string;
-      let res: Response;
-      try {
-        res = await fetch(url, { method: 'POST', headers: this.headers(), body, signal: controller.signal });
-        text = await res.text();
-      } catch (err) {
-        if (timedOut) throw new HttpError(`POST ${shown} timed out after ${this.timeoutMs} ms`, true);
-        if (this.closed) throw new HttpError(`POST ${shown} aborted by close()`, false);
-        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-        throw new HttpError(`POST ${shown} network error: ${err instanceof Error ? err.message : String(err)}${cause}`, true);
-      }
-      if (!res.ok) {
-        const retryable = res.status === 429 || res.status >= 500;
-        const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-        throw new HttpError(
-          `POST ${shown} returned HTTP ${res.status}${snippet ? `: ${snippet}` : ''}`,
-          retryable,
-          retryable ? parseRetryAfter(res.headers.get('retry-after')) : null,
-        );
-      }
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        throw new HttpError(`POST ${shown} returned a non-JSON body: ${JSON.stringify(text.slice(0, 120))}`, false);
-      }
-    } finally {
-      clearTimeout(timer);
-      this.controllers.delete(controller);
+      return await this.http.request(url, { method: 'POST', body });
+    } catch (e) {
+      throw new Error(`OpenAIRolloutBackend: ${(e as Error).message}`);
     }
   }
 }

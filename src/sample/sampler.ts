@@ -10,11 +10,12 @@
 // temperature 1 and before top-k / top-p. That is the quantity the RL loss and KL terms need (the policy's π(token));
 // the truncated sampling distribution would make the ratio against a reference model depend on sampling settings.
 //
-// Randomness: each sequence owns an `Rng` built from (seed, stream) — stream = the sample index within its request —
+// Randomness: each sequence owns a `Xoshiro128` (src/util/rng.ts) built from (seed, stream) — stream = the sample index within its request —
 // and one draw is consumed per non-greedy token, so a seeded request reproduces regardless of how it is batched.
 
 import type { Backend } from '../engine/backend.js';
 import type { F32 } from '../engine/tensor.js';
+import type { Xoshiro128 } from '../util/rng.js';
 import { TokenSampler as Sampler, type Sampled, type SamplerSettings, isGreedy } from '../engine/sampling.js';
 
 export {
@@ -27,66 +28,10 @@ export {
   type SamplerSettings,
 } from '../engine/sampling.js';
 
-/** xoshiro128** seeded by splitmix32 from (seed, stream). Doubles have 53 random bits. */
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-
-  /** `seed` is any finite number (integers up to 2^53 keep all their bits); `stream` separates sequences. */
-  constructor(seed: number, stream = 0) {
-    if (!Number.isFinite(seed)) throw new Error(`Rng: seed ${seed} is not finite`);
-    const lo = Math.trunc(seed) >>> 0;
-    const hi = Math.trunc(Math.trunc(seed) / 4294967296) >>> 0;
-    let x = (lo ^ Math.imul(hi, 0x9e3779b1) ^ Math.imul(stream >>> 0, 0x85ebca77)) >>> 0;
-    x = (x + Math.imul(hi ^ 0x7f4a7c15, 0x27d4eb2f)) >>> 0;
-    const next = (): number => {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    // Fold the stream in again after the first round so that (seed, stream) pairs do not alias.
-    next();
-    x = (x ^ Math.imul((stream >>> 0) + 0x632be5ab, 0x9e3779b1)) >>> 0;
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  nextDouble(): number {
-    const a = this.nextU32() >>> 5; // 27 bits
-    const b = this.nextU32() >>> 6; // 26 bits
-    return (a * 67108864 + b) / 9007199254740992;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
-/** The reference sampler with the draw taken from a sequence's `Rng` (one draw per non-greedy token). */
+/** The reference sampler with the draw taken from a sequence's `Xoshiro128` (one draw per non-greedy token). */
 export class TokenSampler extends Sampler {
   /** Picks the next token from `logits` (length = vocabulary). Greedy settings consume no randomness. */
-  sample(logits: ArrayLike<number>, s: SamplerSettings, rng: Rng | null): Sampled {
+  sample(logits: ArrayLike<number>, s: SamplerSettings, rng: Xoshiro128 | null): Sampled {
     if (isGreedy(s)) return this.sampleWith(logits, s, Number.NaN);
     if (rng === null) throw new Error('sample: non-greedy sampling needs an Rng');
     return this.sampleWith(logits, s, rng.nextDouble());
@@ -96,14 +41,14 @@ export class TokenSampler extends Sampler {
 /**
  * The next token of each sequence through the backend's `sampleTokens` op, straight from the logits on the backend:
  * sequence r samples from row rows[r] of `logits` [·, V] (row r when `rows` is null) with seqs[r]'s settings and one
- * draw from its `Rng` (none for greedy rows), the same draws `TokenSampler.sample` would take. Only the ids and the
+ * draw from its `Xoshiro128` (none for greedy rows), the same draws `TokenSampler.sample` would take. Only the ids and the
  * log-probabilities are read back; the log-probability is the op's float32 one (the reference's, rounded to float32).
  */
 export async function sampleNext(
   backend: Backend,
   logits: F32,
   V: number,
-  seqs: ReadonlyArray<{ params: SamplerSettings; rng: Rng | null }>,
+  seqs: ReadonlyArray<{ params: SamplerSettings; rng: Xoshiro128 | null }>,
   rows: readonly number[] | null = null,
 ): Promise<Sampled[]> {
   const M = seqs.length;

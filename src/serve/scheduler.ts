@@ -1,18 +1,12 @@
-// Continuous batching for the server: one loop owns the model and its KV-cache decoder; requests that arrive over time
-// join the running decode batch (prefill, then one token per decode step together with everything else that is
-// running), finished sequences leave at once, and the loop yields to the event loop between steps so that new HTTP
-// requests are accepted while it runs.
+// The server's driver of the continuous-batching engine (src/sample/batch-engine.ts, the one `generate()` drives too):
+// one loop owns the model and the engine; requests that arrive over time join the running decode batch (prefill, then
+// one token per decode step together with everything else that is running), finished sequences leave at once, and the
+// loop yields to the event loop between steps so that new HTTP requests are accepted while it runs.
 //
-// Sampling is the same as `generate()` (src/sample/generate.ts): sample j of a request draws from Rng(seed, j), one
-// draw per non-greedy token, with the same TokenSampler; stop token ids are kept in `tokenIds`, `text` is decoded
-// without the final stop token id and cut before the earliest stop string; logprobs are log softmax(raw logits) in
-// float32 (the sampler op's; top log-probs are rounded to match). So a seeded request gives the same tokens whatever
-// else is in the batch (bit for bit on the js backend) and the same tokens as `generate()` on the same weights.
-//
-// Admission (between decode steps, FIFO): a waiting sequence is admitted while the batch has fewer than `maxBatch`
-// sequences, the KV caches stay within `kvCacheBytes` (each sequence preallocates prompt + max_tokens − 1 positions)
-// and the prompts prefilled in this step stay within `prefillTokensPerStep` (the first admission of a step always
-// fits, so a long prompt is never starved). The samples of one request admitted together share one prefill.
+// Sampling, admission (between decode steps, FIFO, within `maxBatch`, `kvCacheBytes` and `prefillTokensPerStep`) and
+// the output conventions are the engine's, so a seeded request gives the same tokens whatever else is in the batch
+// (bit for bit on the js backend) and the same tokens as `generate()` on the same weights. Top log-probabilities are
+// rounded to float32 like the sampled token's log-probability.
 //
 // Weight updates (`updateWeights`) drain: once an update is queued no new sequence is admitted; the sequences already
 // running finish on the old weights; then the checkpoint is validated completely and copied in (a bad checkpoint leaves
@@ -22,12 +16,11 @@
 //
 // Cancellation (client gone, timeout, shutdown) takes effect at the next step boundary: the sequences leave the batch
 // or the queue, their caches are freed, and the request's promise rejects with a `CancelledError`.
-import { randomInt } from 'node:crypto';
-import type { F32 } from '../engine/tensor.js';
 import type { Qwen2Model } from '../model/qwen2.js';
+import { BatchEngine, checkSamplingParams, newSeq, requestSeed, type EngineSeq, type Produced } from '../sample/batch-engine.js';
 import { loadWeightsInto } from '../sample/local-backend.js';
-import { KvDecoder, type KvCache, type KvDecoderOptions } from '../sample/kv-decoder.js';
-import { Rng, checkSamplerSettings, isGreedy, logSumExp, sampleNext, type Sampled } from '../sample/sampler.js';
+import { KvDecoder, type KvDecoderOptions } from '../sample/kv-decoder.js';
+import { logSumExp } from '../sample/sampler.js';
 import type { SamplingParams } from '../sample/types.js';
 
 /** One alternative of `top_logprobs`. */
@@ -123,10 +116,6 @@ export interface SchedulerStats {
 }
 
 interface JobState {
-  prompt: number[];
-  params: SamplingParams;
-  greedy: boolean;
-  seed: number;
   top: number;
   onToken: ((ev: TokenEvent) => void) | undefined;
   results: Array<SampleResult | null>;
@@ -137,15 +126,9 @@ interface JobState {
   reject: (e: Error) => void;
 }
 
-interface Seq {
+interface Seq extends EngineSeq {
   job: JobState;
   sample: number;
-  rng: Rng | null;
-  cache: KvCache | null;
-  /** Bytes reserved for its cache (0 while waiting). */
-  bytes: number;
-  tokens: number[];
-  logprobs: number[];
   top: TopLogprob[][] | null;
 }
 
@@ -178,48 +161,48 @@ export function topLogprobsOf(logits: ArrayLike<number>, k: number, lse: number)
 
 export class Scheduler {
   readonly model: Qwen2Model;
-  private readonly decoder: KvDecoder;
-  private readonly decodeText: ((ids: readonly number[]) => string) | undefined;
-  readonly maxBatch: number;
-  readonly kvCacheBytes: number;
-  private readonly prefillPerStep: number;
+  private readonly engine: BatchEngine<Seq>;
   private readonly maxQueued: number;
-  private pending: Seq[] = [];
-  private active: Seq[] = [];
   private swaps: Swap[] = [];
   /** Sequences being admitted (failed with the batch should the engine throw). */
-  private wave: Seq[] = [];
-  private kvBytes = 0;
+  private wave: readonly Seq[] = [];
   private wake: (() => void) | null = null;
   private stopped = false;
   private loopDone: Promise<void>;
   private readonly counters = {
     weightVersion: 0,
-    decodeSteps: 0,
-    generatedTokens: 0,
-    prefillTokens: 0,
     completedRequests: 0,
     cancelledRequests: 0,
   };
 
   constructor(model: Qwen2Model, opts: SchedulerOptions = {}) {
     this.model = model;
-    this.decoder = new KvDecoder(model, opts.decoderOptions);
-    this.decodeText = opts.decode;
-    this.maxBatch = Math.max(1, Math.floor(opts.maxBatch ?? 64));
-    this.kvCacheBytes = Math.max(1, opts.kvCacheBytes ?? 2 * 1024 ** 3);
-    this.prefillPerStep = Math.max(1, Math.floor(opts.prefillTokensPerStep ?? 2048));
+    this.engine = new BatchEngine<Seq>(model, new KvDecoder(model, opts.decoderOptions), {
+      maxBatch: opts.maxBatch,
+      kvCacheBytes: opts.kvCacheBytes ?? 2 * 1024 ** 3,
+      prefillTokensPerStep: opts.prefillTokensPerStep ?? 2048,
+      decode: opts.decode,
+    });
     this.maxQueued = Math.max(1, Math.floor(opts.maxQueued ?? 4096));
     this.loopDone = this.loop();
   }
 
+  get maxBatch(): number {
+    return this.engine.maxBatch;
+  }
+
+  get kvCacheBytes(): number {
+    return this.engine.kvCacheBytes;
+  }
+
   /** Bytes of the KV caches of one sequence with room for `positions` positions. */
   cacheBytes(positions: number): number {
-    return 2 * 4 * this.decoder.cacheFloats(Math.max(1, positions));
+    return this.engine.cacheBytes(positions);
   }
 
   stats(): SchedulerStats {
-    return { running: this.active.length, queued: this.pending.length, ...this.counters };
+    const { pending, active, counters } = this.engine;
+    return { running: active.length, queued: pending.length, ...this.counters, ...counters };
   }
 
   /**
@@ -232,16 +215,16 @@ export class Scheduler {
     const V = this.model.config.vocabSize;
     if (!Number.isInteger(req.n) || req.n < 1) throw new Error(`n ${req.n} is not a positive integer`);
     if (!Number.isInteger(p.maxNewTokens) || p.maxNewTokens < 0) throw new Error(`max_tokens ${p.maxNewTokens} is not a non-negative integer`);
-    if (p.greedy === true) checkSamplerSettings({ ...p, temperature: 0 });
-    else checkSamplerSettings(p);
+    checkSamplingParams(p);
     if (req.prompt.length === 0) throw new Error('empty prompt');
     for (const t of req.prompt) if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`prompt token id ${t} not in [0, ${V})`);
-    if (p.stopStrings.length > 0 && this.decodeText === undefined) throw new Error('stop strings need a tokenizer');
+    if (p.stopStrings.length > 0 && this.engine.decode === undefined) throw new Error('stop strings need a tokenizer');
     const need = this.cacheBytes(req.prompt.length + p.maxNewTokens - 1);
     if (need > this.kvCacheBytes)
       throw new Error(`prompt (${req.prompt.length} tokens) + max_tokens (${p.maxNewTokens}) need ${need} bytes of KV cache, more than the budget of ${this.kvCacheBytes}`);
-    if (p.maxNewTokens > 0 && this.pending.length + req.n > this.maxQueued)
-      throw new QueueFullError(`too many queued sequences (${this.pending.length} waiting, limit ${this.maxQueued})`);
+    const pending = this.engine.pending;
+    if (p.maxNewTokens > 0 && pending.length + req.n > this.maxQueued)
+      throw new QueueFullError(`too many queued sequences (${pending.length} waiting, limit ${this.maxQueued})`);
 
     let resolve!: (r: SampleResult[]) => void;
     let reject!: (e: Error) => void;
@@ -251,12 +234,7 @@ export class Scheduler {
     });
     // Avoid unhandled-rejection noise when a caller drops the promise after cancelling.
     done.catch(() => undefined);
-    const greedy = isGreedy(p);
     const job: JobState = {
-      prompt: req.prompt,
-      params: p,
-      greedy,
-      seed: p.seed ?? randomInt(0, 2 ** 48 - 1),
       top: Math.max(0, Math.floor(req.topLogprobs ?? 0)),
       onToken: req.onToken,
       results: new Array<SampleResult | null>(req.n).fill(null),
@@ -267,23 +245,13 @@ export class Scheduler {
       reject,
     };
     if (p.maxNewTokens === 0) {
-      job.results.fill(null);
       for (let j = 0; j < req.n; j++) job.results[j] = { tokenIds: [], logprobs: [], topLogprobs: job.top > 0 ? [] : null, text: '', finishReason: 'length' };
       job.remaining = 0;
       this.settle(job);
     } else {
-      for (let j = 0; j < req.n; j++) {
-        this.pending.push({
-          job,
-          sample: j,
-          rng: greedy ? null : new Rng(job.seed, j),
-          cache: null,
-          bytes: 0,
-          tokens: [],
-          logprobs: [],
-          top: job.top > 0 ? [] : null,
-        });
-      }
+      const seed = requestSeed(p);
+      for (let j = 0; j < req.n; j++)
+        pending.push({ ...newSeq(job, req.prompt, p, seed, j, job.top > 0), job, sample: j, top: job.top > 0 ? [] : null });
       this.kick();
     }
     return {
@@ -307,7 +275,7 @@ export class Scheduler {
 
   /** Cancels everything still queued or running (e.g. at shutdown). */
   cancelAll(reason: string): void {
-    for (const s of [...this.pending, ...this.active]) if (!s.job.settled && s.job.cancelled === null) s.job.cancelled = reason;
+    for (const s of [...this.engine.pending, ...this.engine.active]) if (!s.job.settled && s.job.cancelled === null) s.job.cancelled = reason;
     this.kick();
   }
 
@@ -319,7 +287,7 @@ export class Scheduler {
     await this.loopDone;
     for (const sw of this.swaps) sw.resolve({ success: false, message: 'server is shutting down' });
     this.swaps = [];
-    this.decoder.releaseBuffers();
+    this.engine.decoder.releaseBuffers();
   }
 
   private kick(): void {
@@ -340,15 +308,8 @@ export class Scheduler {
     }
   }
 
-  private release(s: Seq): void {
-    if (s.cache) this.decoder.freeCache(s.cache);
-    s.cache = null;
-    this.kvBytes -= s.bytes;
-    s.bytes = 0;
-  }
-
   private fail(s: Seq, err: Error): void {
-    this.release(s);
+    this.engine.release(s);
     if (!s.job.settled) {
       s.job.settled = true;
       s.job.reject(err);
@@ -356,26 +317,28 @@ export class Scheduler {
   }
 
   private async loop(): Promise<void> {
+    const engine = this.engine;
     while (true) {
       this.dropCancelled();
-      if (this.stopped && this.active.length === 0 && this.pending.length === 0) return;
-      if (this.swaps.length > 0 && this.active.length === 0) {
+      if (this.stopped && engine.idle) return;
+      if (this.swaps.length > 0 && engine.active.length === 0) {
         this.applySwaps();
         await yieldToEventLoop();
         continue;
       }
-      if (this.active.length === 0 && (this.pending.length === 0 || this.swaps.length > 0)) {
+      if (engine.active.length === 0 && (engine.pending.length === 0 || this.swaps.length > 0)) {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
       try {
-        if (this.swaps.length === 0) await this.admit();
-        if (this.active.length > 0) await this.step();
+        // A queued weight update drains: nothing new is admitted until it has been applied.
+        if (this.swaps.length === 0) this.accept(await engine.admit((wave) => (this.wave = wave)));
+        this.accept(await engine.step());
       } catch (e) {
         // An engine failure fails the sequences involved (all running ones); the server keeps serving.
         const err = e instanceof Error ? e : new Error(String(e));
-        for (const s of [...this.wave, ...this.active]) this.fail(s, err);
-        this.active = [];
+        for (const s of [...this.wave, ...engine.active]) this.fail(s, err);
+        engine.active = [];
       } finally {
         this.wave = [];
       }
@@ -384,14 +347,13 @@ export class Scheduler {
   }
 
   private dropCancelled(): void {
-    const keep = (s: Seq): boolean => {
+    const settledWith: JobState[] = [];
+    this.engine.retain((s) => {
       if (s.job.cancelled === null && !s.job.settled) return true;
-      this.release(s);
-      if (s.job.cancelled !== null) this.settle(s.job);
+      if (s.job.cancelled !== null) settledWith.push(s.job);
       return false;
-    };
-    if (this.pending.some((s) => s.job.cancelled !== null || s.job.settled)) this.pending = this.pending.filter(keep);
-    if (this.active.some((s) => s.job.cancelled !== null || s.job.settled)) this.active = this.active.filter(keep);
+    });
+    for (const job of settledWith) this.settle(job);
   }
 
   private applySwaps(): void {
@@ -408,138 +370,31 @@ export class Scheduler {
     }
   }
 
-  /** Moves waiting sequences into the batch and prefills them (one prefill per request per admission). */
-  private async admit(): Promise<void> {
-    if (this.pending.length === 0 || this.active.length >= this.maxBatch) return;
-    const wave: Seq[] = [];
-    let prefill = 0;
-    const seen = new Set<JobState>();
-    while (this.pending.length > 0 && this.active.length + wave.length < this.maxBatch) {
-      const s = this.pending[0]!;
-      const len = s.job.prompt.length;
-      const bytes = this.cacheBytes(len + s.job.params.maxNewTokens - 1);
-      const first = wave.length === 0 && this.active.length === 0;
-      if (!first && this.kvBytes + bytes > this.kvCacheBytes) break;
-      const newPrompt = !seen.has(s.job);
-      if (newPrompt && wave.length > 0 && prefill + len > this.prefillPerStep) break;
-      this.pending.shift();
-      this.kvBytes += bytes;
-      s.bytes = bytes;
-      if (newPrompt) {
-        seen.add(s.job);
-        prefill += len;
-      }
-      wave.push(s);
-    }
-    if (wave.length === 0) return;
-    this.wave = wave;
-    const groups = new Map<JobState, Seq[]>();
-    for (const s of wave) {
-      const g = groups.get(s.job);
-      if (g) g.push(s);
-      else groups.set(s.job, [s]);
-    }
-    const heads: Seq[] = [];
-    for (const g of groups.values()) {
-      for (const s of g) s.cache = this.decoder.newCache(s.job.prompt.length + s.job.params.maxNewTokens - 1);
-      heads.push(g[0]!);
-    }
-    const logits = this.decoder.prefill(
-      heads.map((s) => s.job.prompt),
-      heads.map((s) => s.cache!),
-    );
+  /** Records the tokens the engine produced: top log-probabilities, streaming, and each finished sample's result. */
+  private accept(produced: readonly Produced<Seq>[]): void {
     const V = this.model.config.vocabSize;
-    // Each sample draws from its prompt's row.
-    const order = [...groups.values()].flat();
-    const rows = [...groups.values()].flatMap((g, gi) => g.map(() => gi));
-    const picks = await sampleNext(this.model.backend, logits, V, order.map((s) => ({ params: s.job.params, rng: s.rng })), rows);
-    const host = await this.topLogits(order, logits);
-    let j = 0;
-    let gi = 0;
-    for (const g of groups.values()) {
-      this.counters.prefillTokens += g[0]!.job.prompt.length;
-      const row = host ? host.subarray(gi * V, (gi + 1) * V) : null;
-      gi++;
-      // Copy the prompt's cache to every sample before any of them can finish and free the head's cache.
-      for (const s of g) if (s !== g[0]) this.decoder.copyCache(g[0]!.cache!, s.cache!);
-      for (const s of g) {
-        this.counters.generatedTokens++;
-        if (this.accept(s, row, picks[j++]!)) this.release(s);
-        else this.active.push(s);
+    for (const { seq: s, sampled, row, finish } of produced) {
+      const job = s.job;
+      let top: TopLogprob[] | null = null;
+      if (s.top !== null) {
+        // Rounded to float32 like the sampled token's log-probability (the sampler op's), so the two agree exactly.
+        top = topLogprobsOf(row!, job.top, logSumExp(row!, V)).map((t) => ({ id: t.id, logprob: Math.fround(t.logprob) }));
+        s.top.push(top);
       }
-    }
-  }
-
-  /** The logits on the host, read only when a sequence asked for top log-probabilities (they need every logit). */
-  private async topLogits(seqs: readonly Seq[], logits: F32): Promise<Float32Array | null> {
-    return seqs.some((s) => s.top !== null) ? await this.model.backend.read(logits) : null;
-  }
-
-  private async step(): Promise<void> {
-    const V = this.model.config.vocabSize;
-    const batch = this.active;
-    const logits = this.decoder.decode(
-      batch.map((s) => s.cache!),
-      batch.map((s) => s.tokens[s.tokens.length - 1]!),
-    );
-    this.counters.decodeSteps++;
-    this.counters.generatedTokens += batch.length;
-    const picks = await sampleNext(this.model.backend, logits, V, batch.map((s) => ({ params: s.job.params, rng: s.rng })));
-    const host = await this.topLogits(batch, logits);
-    const still: Seq[] = [];
-    for (let i = 0; i < batch.length; i++) {
-      const s = batch[i]!;
-      if (this.accept(s, host ? host.subarray(i * V, (i + 1) * V) : null, picks[i]!)) this.release(s);
-      else still.push(s);
-    }
-    this.active = still;
-  }
-
-  /**
-   * Appends a sampled token; true when the sequence is finished (its result is then stored). `logits` is the host row
-   * it was drawn from, there when some sequence of the batch asked for top log-probabilities.
-   */
-  private accept(s: Seq, logits: Float32Array | null, { token, logprob }: Sampled): boolean {
-    const job = s.job;
-    const p = job.params;
-    s.tokens.push(token);
-    s.logprobs.push(logprob);
-    let top: TopLogprob[] | null = null;
-    if (s.top !== null) {
-      // Rounded to float32 like the sampled token's log-probability (the sampler op's), so the two agree exactly.
-      top = topLogprobsOf(logits!, job.top, logSumExp(logits!, logits!.length)).map((t) => ({ id: t.id, logprob: Math.fround(t.logprob) }));
-      s.top.push(top);
-    }
-    const decode = this.decodeText;
-    let result: SampleResult | null = null;
-    const done = (reason: 'stop' | 'length', text: string): void => {
-      result = { tokenIds: s.tokens, logprobs: s.logprobs, topLogprobs: s.top, text, finishReason: reason };
-    };
-    if (p.stopTokenIds.includes(token)) done('stop', decode ? decode(s.tokens.slice(0, -1)) : '');
-    else {
-      let text: string | null = null;
-      if (p.stopStrings.length > 0 && decode) {
-        text = decode(s.tokens);
-        let cut = -1;
-        for (const ss of p.stopStrings) {
-          const at = text.indexOf(ss);
-          if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      const result: SampleResult | null = finish
+        ? { tokenIds: s.tokens, logprobs: s.logprobs, topLogprobs: s.top, text: finish.text, finishReason: finish.reason }
+        : null;
+      if (job.onToken && job.cancelled === null) {
+        try {
+          job.onToken({ sample: s.sample, token: sampled.token, logprob: sampled.logprob, top, tokens: s.tokens, result });
+        } catch {
+          // a listener's failure must not stop the batch
         }
-        if (cut >= 0) done('stop', text.slice(0, cut));
       }
-      if (result === null && s.tokens.length >= p.maxNewTokens) done('length', text ?? (decode ? decode(s.tokens) : ''));
+      if (result === null) continue;
+      job.results[s.sample] = result;
+      job.remaining--;
+      if (job.remaining === 0) this.settle(job);
     }
-    if (job.onToken && job.cancelled === null) {
-      try {
-        job.onToken({ sample: s.sample, token, logprob, top, tokens: s.tokens, result });
-      } catch {
-        // a listener's failure must not stop the batch
-      }
-    }
-    if (result === null) return false;
-    job.results[s.sample] = result;
-    job.remaining--;
-    if (job.remaining === 0) this.settle(job);
-    return true;
   }
 }

@@ -4,9 +4,11 @@
 // `\boxed{gold}`, and the gold is written the way real datasets write answers: `12`, `-7`, `\frac{3}{4}`,
 // `-\frac{1}{2}`, `4.75`.
 //
-// Determinism: everything derives from a seed through a small counter-based PRNG (no Math.random).
+// Determinism: everything derives from a seed through a small counter-based PRNG (Mulberry32, src/util/rng.ts).
 // Splits: a problem belongs to `heldout` when a hash of its question text falls in a fixed 20 % bucket, otherwise to
 // `train`, so the two splits never share a problem whatever seeds they were drawn with.
+
+import { Mulberry32 } from '../util/rng.js';
 
 export type ArithFamily = 'arith' | 'lineq' | 'frac' | 'percent' | 'decimal';
 export type ArithSplit = 'train' | 'heldout';
@@ -28,40 +30,7 @@ export interface ArithProblem {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Seeded randomness and hashing.
-
-/** A small deterministic PRNG (mulberry32 on a 32-bit state). */
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = (Math.imul(seed | 0, 0x9e3779b1) ^ 0x85ebca6b) >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Uniform integer in [lo, hi] (inclusive). */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  /** Uniform integer in [lo, hi] other than 0. */
-  nonZero(lo: number, hi: number): number {
-    for (;;) {
-      const v = this.int(lo, hi);
-      if (v !== 0) return v;
-    }
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)]!;
-  }
-  bool(p = 0.5): boolean {
-    return this.next() < p;
-  }
-}
+// Hashing (the seeded generator is src/util/rng.ts's Mulberry32).
 
 /** FNV-1a 32-bit hash of a string's UTF-16 code units. */
 export function fnv1a(s: string): number {
@@ -138,7 +107,7 @@ function finish(family: ArithFamily, level: number, question: string, steps: str
 
 type Op = '+' | '-' | '*';
 
-function genArith(rng: Rng, level: number): ArithProblem {
+function genArith(rng: Mulberry32, level: number): ArithProblem {
   const spec: Record<number, { ops: number; max: number; mul: number; mulMax: number }> = {
     1: { ops: 1, max: 20, mul: 0, mulMax: 9 },
     2: { ops: 2, max: 30, mul: 0, mulMax: 9 },
@@ -200,7 +169,7 @@ function paren(n: number): string {
   return n < 0 ? `(${n})` : String(n);
 }
 
-function genLineq(rng: Rng, level: number): ArithProblem {
+function genLineq(rng: Mulberry32, level: number): ArithProblem {
   let x: number;
   let question: string;
   const steps: string[] = [];
@@ -260,14 +229,14 @@ function genLineq(rng: Rng, level: number): ArithProblem {
 // Family: fractions (add, subtract, multiply), answers reduced.
 
 /** A numerator in [1, max] (default d − 1) coprime to d. */
-function coprimeBelow(rng: Rng, d: number, max = d - 1): number {
+function coprimeBelow(rng: Mulberry32, d: number, max = d - 1): number {
   for (;;) {
     const a = rng.int(1, max);
     if (gcd(a, d) === 1) return a;
   }
 }
 
-function genFrac(rng: Rng, level: number): ArithProblem {
+function genFrac(rng: Mulberry32, level: number): ArithProblem {
   const steps: string[] = [];
   let question: string;
   let num: number;
@@ -330,7 +299,7 @@ function genFrac(rng: Rng, level: number): ArithProblem {
 // ---------------------------------------------------------------------------------------------------------------
 // Family: percentages ("What is p% of n?").
 
-function genPercent(rng: Rng, level: number): ArithProblem {
+function genPercent(rng: Mulberry32, level: number): ArithProblem {
   let p: number;
   let n: number;
   switch (level) {
@@ -364,7 +333,7 @@ function genPercent(rng: Rng, level: number): ArithProblem {
 // ---------------------------------------------------------------------------------------------------------------
 // Family: decimals (sums, differences, products with an integer or a decimal).
 
-function genDecimal(rng: Rng, level: number): ArithProblem {
+function genDecimal(rng: Mulberry32, level: number): ArithProblem {
   const steps: string[] = [];
   let question: string;
   let answer: string;
@@ -410,7 +379,7 @@ function genDecimal(rng: Rng, level: number): ArithProblem {
   return finish('decimal', level, question, steps, answer);
 }
 
-const GENERATORS: Record<ArithFamily, (rng: Rng, level: number) => ArithProblem> = {
+const GENERATORS: Record<ArithFamily, (rng: Mulberry32, level: number) => ArithProblem> = {
   arith: genArith,
   lineq: genLineq,
   frac: genFrac,
@@ -419,7 +388,7 @@ const GENERATORS: Record<ArithFamily, (rng: Rng, level: number) => ArithProblem>
 };
 
 /** One problem of a family and level, drawn from `rng`. */
-export function generateProblem(rng: Rng, family: ArithFamily, level: number): ArithProblem {
+export function generateProblem(rng: Mulberry32, family: ArithFamily, level: number): ArithProblem {
   if (!Number.isInteger(level) || level < 1 || level > 5) throw new Error(`arith: level ${level} not in 1..5`);
   const gen = GENERATORS[family];
   if (gen === undefined) throw new Error(`arith: unknown family ${String(family)}`);
@@ -436,7 +405,7 @@ export interface SplitOptions {
   levels?: Readonly<Partial<Record<number, number>>>;
 }
 
-function weighted<T extends string | number>(rng: Rng, entries: ReadonlyArray<readonly [T, number]>): T {
+function weighted<T extends string | number>(rng: Mulberry32, entries: ReadonlyArray<readonly [T, number]>): T {
   let total = 0;
   for (const [, w] of entries) total += w;
   let u = rng.next() * total;
@@ -462,7 +431,7 @@ export function makeSplit(split: ArithSplit, n: number, seed: number, opts: Spli
     .filter(([, w]) => (w ?? 0) > 0)
     .map(([k, w]) => [Number(k), w ?? 0] as [number, number]);
   if (fams.length === 0 || lvls.length === 0) throw new Error('arith: empty family or level mix');
-  const rng = new Rng(fnv1a(`${split}/${seed}`));
+  const rng = new Mulberry32(fnv1a(`${split}/${seed}`));
   const out: ArithProblem[] = [];
   const seen = new Set<string>();
   let misses = 0;

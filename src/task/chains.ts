@@ -10,9 +10,10 @@
 // whose result crosses below zero (a ≥ 0, a − b < 0) it drops the sign, writing |a − b|, and carries the wrong value
 // on confidently. The error is local (the line is checkably wrong) and systematic (always the same kind of step).
 //
-// Determinism and splits follow src/task/arith.ts: everything derives from a seed through its Rng, and a problem is
+// Determinism and splits follow src/task/arith.ts: everything derives from a seed through its Mulberry32, and a problem is
 // held out when a hash of its question falls in a fixed 20 % bucket (salted apart from the arithmetic task's).
-import { Rng, fnv1a } from './arith.js';
+import { Mulberry32 } from '../util/rng.js';
+import { fnv1a } from './arith.js';
 
 export type ChainSplit = 'train' | 'heldout';
 export type ChainOp = '+' | '-' | '*';
@@ -53,7 +54,7 @@ export function chainSplit(question: string): ChainSplit {
  * One problem: a start value and 6–8 operations. Values stay within ±120 (short numbers keep solutions short);
  * multiplications are by 2 or 3 and only of values up to 40; many subtractions are drawn to cross below zero.
  */
-export function generateChain(rng: Rng): ChainProblem {
+export function generateChain(rng: Mulberry32): ChainProblem {
   const n = rng.int(6, 8);
   const start = rng.int(2, 30);
   const steps: ChainStep[] = [];
@@ -102,7 +103,7 @@ export interface WrittenSolution {
  * A worked solution, one step per line, each line `a op b = c` inside a varied phrasing, ending with
  * `The answer is \boxed{c}.` With `signDropRate`, crossing subtractions may be written with the sign dropped.
  */
-export function writeSolution(p: ChainProblem, rng: Rng, opts: WriteOptions = {}): WrittenSolution {
+export function writeSolution(p: ChainProblem, rng: Mulberry32, opts: WriteOptions = {}): WrittenSolution {
   const drop = opts.signDropRate ?? 0;
   const lines: string[] = [];
   let v = p.start;
@@ -174,7 +175,7 @@ export function checkChain(p: ChainProblem, response: string): ChainCheck {
 /** `n` distinct problems of one split, deterministic in (`split`, `n`, `seed`). */
 export function makeChainSplit(split: ChainSplit, n: number, seed: number): ChainProblem[] {
   if (split !== 'train' && split !== 'heldout') throw new Error(`chains: unknown split ${String(split)}`);
-  const rng = new Rng(fnv1a(`chains/${split}/${seed}`));
+  const rng = new Mulberry32(fnv1a(`chains/${split}/${seed}`));
   const out: ChainProblem[] = [];
   const seen = new Set<string>();
   let misses = 0;

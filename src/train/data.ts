@@ -6,7 +6,7 @@
 
 import { DataError, goldFromAnswerField, readJsonlObjects } from '../eval/data.js';
 import type { DifficultyBin } from './config.js';
-import { seededRng } from '../rl/filter.js';
+import { mixSeed, seededRng } from '../util/rng.js';
 
 export { DataError } from '../eval/data.js';
 
@@ -122,29 +122,6 @@ export function balanceByDifficulty(prompts: readonly PromptRecord[], bins: read
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeds and the epoch iterator.
-
-/** Mixes integers into one 32-bit seed (FNV-1a over 32-bit words, then a murmur finaliser). */
-export function mixSeed(...parts: readonly number[]): number {
-  let h = 0x811c9dc5;
-  for (const p of parts) {
-    let v = Math.floor(p) >>> 0;
-    const hi = Math.floor(p / 4294967296) >>> 0;
-    for (const w of [v, hi]) {
-      v = w;
-      for (let i = 0; i < 4; i++) {
-        h ^= v & 0xff;
-        h = Math.imul(h, 0x01000193) >>> 0;
-        v >>>= 8;
-      }
-    }
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** Where the iterator stands: the epoch and the index of the next item within that epoch's permutation. */
 export interface StreamPosition {

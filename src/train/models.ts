@@ -6,9 +6,8 @@ import type { Backend } from '../engine/backend.js';
 import { loadCheckpoint, type Tensor } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { Qwen2Model, qwen2ConfigFromModelConfig } from '../model/qwen2.js';
-import { seededRng } from '../rl/filter.js';
+import { mixSeed, seededRng } from '../util/rng.js';
 import type { TrainConfig } from './config.js';
-import { mixSeed } from './data.js';
 import { AdamW } from './optim.js';
 import { importOptimizerState, type SavedState } from './run-dir.js';
 

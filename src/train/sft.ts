@@ -17,6 +17,7 @@ import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { parseConfig, type ModelConfig } from '../model/config.js';
 import { Qwen2Model, qwen2ConfigFromModelConfig } from '../model/qwen2.js';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
+import { Mulberry32 } from '../util/rng.js';
 import { AdamW, clipGradNorm, lrAt } from './optim.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -425,16 +426,10 @@ export interface SftResult {
   numParameters: number;
 }
 
-function shuffle<T>(xs: T[], seedState: { s: number }): void {
-  const rnd = (): number => {
-    seedState.s = (seedState.s + 0x6d2b79f5) >>> 0;
-    let t = seedState.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Fisher–Yates with `rng`, which carries on across calls (one stream over all epochs). */
+function shuffle<T>(xs: T[], rng: Mulberry32): void {
   for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
+    const j = Math.floor(rng.next() * (i + 1));
     [xs[i], xs[j]] = [xs[j]!, xs[i]!];
   }
 }
@@ -516,7 +511,7 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       noDecay: (n) => n.endsWith('norm.weight') || n.endsWith('.bias'),
     });
     const sched = { lr: cfg.lr, minLr: Math.min(cfg.min_lr, cfg.lr), warmupSteps: cfg.warmup_steps, totalSteps };
-    const rngState = { s: (cfg.seed ^ 0x5bd1e995) >>> 0 };
+    const rng = Mulberry32.fromState(cfg.seed ^ 0x5bd1e995);
     let order: number[] = [];
     let cursor = 0;
     const nextBatch = (): SftExample[] => {
@@ -524,7 +519,7 @@ export async function runSft(cfg: SftConfig, hooks: SftHooks = {}): Promise<SftR
       while (out.length < bs) {
         if (cursor >= order.length) {
           order = [...train.examples.keys()];
-          shuffle(order, rngState);
+          shuffle(order, rng);
           cursor = 0;
         }
         out.push(train.examples[order[cursor++]!]!);

@@ -1,30 +1,21 @@
 // LLM judge over an OpenAI-compatible chat-completions API.
 //
 // The judge is asked whether a candidate answer agrees with the standard (gold) answer and must reply "A"
-// (correct) or "B" (incorrect). Requests are rate-limited by a small semaphore, time out individually, and are
-// retried with exponential backoff on network errors, timeouts, 429 and 5xx. The API key is read from an
+// (correct) or "B" (incorrect). HTTP goes through the shared client (src/util/http-client.ts: concurrency limit,
+// per-attempt timeout, retries with backoff on network errors, timeouts, 429 and 5xx). The API key is read from an
 // environment variable and never appears in any error text.
 
-import { backoffDelay, Semaphore, sleep } from '../util/http-retry.js';
+import { JsonHttpClient, displayUrl, httpClientOptions, type HttpClientSettings } from '../util/http-client.js';
 
-/** Options of {@link LlmJudge}. */
-export interface LlmJudgeOptions {
+/**
+ * Options of {@link LlmJudge}. The HTTP settings default to apiKeyEnv `OREAL_JUDGE_API_KEY`, concurrency 8, timeoutMs
+ * 60000, retries 3, backoffMs 500, maxBackoffMs 30000.
+ */
+export interface LlmJudgeOptions extends HttpClientSettings {
   /** Base URL such as `http://127.0.0.1:8000/v1`, a server root (`/v1` is added), or the full `.../chat/completions` URL. */
   url: string;
   /** Model name; when absent it is read (once) from `GET <base>/models`. */
   model?: string;
-  /** Name of the environment variable holding the API key (default `OREAL_JUDGE_API_KEY`). */
-  apiKeyEnv?: string;
-  /** Maximum number of HTTP requests in flight at once (default 8). */
-  concurrency?: number;
-  /** Per-attempt timeout in milliseconds (default 60000). */
-  timeoutMs?: number;
-  /** Retries after the first attempt (default 3). */
-  retries?: number;
-  /** Base backoff in milliseconds, doubled per retry with jitter (default 500). */
-  backoffMs?: number;
-  /** Upper bound on one wait, also applied to `Retry-After` (default 30000). */
-  maxBackoffMs?: number;
   /** `max_tokens` sent with each request; omitted when absent. */
   maxTokens?: number;
 }
@@ -105,40 +96,6 @@ export function parseJudgeReply(reply: string): 'correct' | 'incorrect' | null {
   return saysCorrect ? null : 'incorrect';
 }
 
-/** An HTTP failure; `retryable` says whether another attempt may help. */
-class JudgeHttpError extends Error {
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    readonly retryAfterMs: number | null = null,
-  ) {
-    super(message);
-    this.name = 'JudgeHttpError';
-  }
-}
-
-/** Parse a `Retry-After` header (seconds, possibly fractional, or an HTTP date) into milliseconds. */
-function parseRetryAfter(value: string | null): number | null {
-  if (value === null) return null;
-  const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const date = Date.parse(v);
-  if (Number.isNaN(date)) return null;
-  return Math.max(0, date - Date.now());
-}
-
-/** Remove any user-info from a URL so it can be shown in messages. */
-function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
-
 function isRecord(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
@@ -148,16 +105,11 @@ export class LlmJudge {
   readonly chatUrl: string;
   readonly modelsUrl: string;
   readonly concurrency: number;
-  private readonly apiKeyEnv: string;
-  private readonly timeoutMs: number;
-  private readonly retries: number;
-  private readonly backoffMs: number;
-  private readonly maxBackoffMs: number;
+  private readonly http: JsonHttpClient;
   private readonly maxTokens: number | undefined;
-  private readonly sem: Semaphore;
   private model: string | undefined;
   private modelPromise: Promise<string> | null = null;
-  private readonly counters: JudgeStats = { requests: 0, retries: 0, errors: 0 };
+  private errors = 0;
 
   constructor(opts: LlmJudgeOptions) {
     let base = opts.url.trim().replace(/\/+$/, '');
@@ -167,19 +119,23 @@ export class LlmJudge {
     this.chatUrl = `${base}/chat/completions`;
     this.modelsUrl = `${base}/models`;
     this.model = opts.model;
-    this.apiKeyEnv = opts.apiKeyEnv ?? 'OREAL_JUDGE_API_KEY';
-    this.concurrency = positiveInt(opts.concurrency ?? 8, 'concurrency');
-    this.timeoutMs = positiveNumber(opts.timeoutMs ?? 60000, 'timeoutMs');
-    this.retries = nonNegativeInt(opts.retries ?? 3, 'retries');
-    this.backoffMs = nonNegativeNumber(opts.backoffMs ?? 500, 'backoffMs');
-    this.maxBackoffMs = nonNegativeNumber(opts.maxBackoffMs ?? 30000, 'maxBackoffMs');
+    const http = httpClientOptions('LlmJudge', opts, {
+      apiKeyEnv: 'OREAL_JUDGE_API_KEY',
+      concurrency: 8,
+      timeoutMs: 60_000,
+      retries: 3,
+      backoffMs: 500,
+      maxBackoffMs: 30_000,
+    });
+    this.concurrency = http.concurrency;
+    this.http = new JsonHttpClient(http);
     this.maxTokens = opts.maxTokens === undefined ? undefined : positiveInt(opts.maxTokens, 'maxTokens');
-    this.sem = new Semaphore(this.concurrency);
   }
 
   /** A copy of the request counters. */
   get stats(): JudgeStats {
-    return { ...this.counters };
+    const { requests, retries } = this.http.stats();
+    return { requests, retries, errors: this.errors };
   }
 
   /** The model name, discovering it from `/models` on first use (cached; a failed discovery is retried later). */
@@ -210,131 +166,31 @@ export class LlmJudge {
         temperature: 0,
       };
       if (this.maxTokens !== undefined) body.max_tokens = this.maxTokens;
-      const json = await this.request(this.chatUrl, { method: 'POST', body: JSON.stringify(body) });
+      const json = await this.http.request(this.chatUrl, { method: 'POST', body: JSON.stringify(body) });
       const content = extractContent(json);
       if (content === null) {
-        throw new JudgeHttpError(`judge reply from ${displayUrl(this.chatUrl)} has no choices[0].message.content`, false);
+        throw new Error(`judge reply from ${displayUrl(this.chatUrl)} has no choices[0].message.content`);
       }
       const verdict = parseJudgeReply(content);
       if (verdict === null) {
-        throw new JudgeHttpError(`unparseable judge reply ${JSON.stringify(content.slice(0, 200))}`, false);
+        throw new Error(`unparseable judge reply ${JSON.stringify(content.slice(0, 200))}`);
       }
       return { verdict, raw: content };
     } catch (err) {
-      this.counters.errors++;
-      return { verdict: 'error', error: this.redact(err instanceof Error ? err.message : String(err)) };
+      this.errors++;
+      return { verdict: 'error', error: this.http.redact(err instanceof Error ? err.message : String(err)) };
     }
   }
 
   private async discoverModel(): Promise<string> {
-    const json = await this.request(this.modelsUrl, { method: 'GET' });
+    const json = await this.http.request(this.modelsUrl, { method: 'GET' });
     const data = isRecord(json) ? json.data : undefined;
     if (Array.isArray(data)) {
       for (const entry of data) {
         if (isRecord(entry) && typeof entry.id === 'string' && entry.id !== '') return entry.id;
       }
     }
-    throw new JudgeHttpError(`no model listed at ${displayUrl(this.modelsUrl)}`, false);
-  }
-
-  private headers(hasBody: boolean): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json' };
-    if (hasBody) h['content-type'] = 'application/json';
-    const key = process.env[this.apiKeyEnv];
-    if (key !== undefined && key !== '') h.authorization = `Bearer ${key}`;
-    return h;
-  }
-
-  /** Replace the API key (if set) wherever it appears in a message. */
-  private redact(message: string): string {
-    const key = process.env[this.apiKeyEnv];
-    if (key === undefined || key.length < 4) return message;
-    return message.split(key).join('[redacted]');
-  }
-
-  /** One HTTP exchange with retries; resolves to the parsed JSON body. */
-  private async request(url: string, init: { method: 'GET' | 'POST'; body?: string }): Promise<unknown> {
-    const shown = displayUrl(url);
-    let attempt = 0;
-    for (;;) {
-      let failure: JudgeHttpError;
-      await this.sem.acquire();
-      try {
-        this.counters.requests++;
-        return await this.attempt(url, shown, init);
-      } catch (err) {
-        failure =
-          err instanceof JudgeHttpError
-            ? err
-            : new JudgeHttpError(`${init.method} ${shown} failed: ${err instanceof Error ? err.message : String(err)}`, true);
-      } finally {
-        this.sem.release();
-      }
-      if (!failure.retryable || attempt >= this.retries) {
-        const tries = attempt + 1;
-        throw new JudgeHttpError(
-          failure.retryable ? `${failure.message} (gave up after ${tries} attempt${tries === 1 ? '' : 's'})` : failure.message,
-          false,
-        );
-      }
-      const wait = backoffDelay(attempt, this.backoffMs, this.maxBackoffMs, failure.retryAfterMs);
-      attempt++;
-      this.counters.retries++;
-      await sleep(wait);
-    }
-  }
-
-  private async attempt(url: string, shown: string, init: { method: 'GET' | 'POST'; body?: string }): Promise<unknown> {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.timeoutMs);
-    try {
-      let res: Response;
-      try {
-        res = await fetch(url, {
-          method: init.method,
-          headers: this.headers(init.body !== undefined),
-          body: init.body,
-          signal: controller.signal,
-        });
-      } catch (err) {
-        if (controller.signal.aborted) {
-          throw new JudgeHttpError(`${init.method} ${shown} timed out after ${this.timeoutMs} ms`, true);
-        }
-        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-        throw new JudgeHttpError(
-          `${init.method} ${shown} network error: ${err instanceof Error ? err.message : String(err)}${cause}`,
-          true,
-        );
-      }
-      let text: string;
-      try {
-        text = await res.text();
-      } catch (err) {
-        if (controller.signal.aborted) {
-          throw new JudgeHttpError(`${init.method} ${shown} timed out after ${this.timeoutMs} ms`, true);
-        }
-        throw new JudgeHttpError(`${init.method} ${shown} body read failed: ${err instanceof Error ? err.message : String(err)}`, true);
-      }
-      if (!res.ok) {
-        const retryable = res.status === 429 || res.status >= 500;
-        const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-        throw new JudgeHttpError(
-          `${init.method} ${shown} returned HTTP ${res.status}${snippet ? `: ${snippet}` : ''}`,
-          retryable,
-          retryable ? parseRetryAfter(res.headers.get('retry-after')) : null,
-        );
-      }
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        throw new JudgeHttpError(
-          `${init.method} ${shown} returned non-JSON body: ${JSON.stringify(text.slice(0, 120))}`,
-          false,
-        );
-      }
-    } finally {
-      clearTimeout(timer);
-    }
+    throw new Error(`no model listed at ${displayUrl(this.modelsUrl)}`);
   }
 }
 
@@ -350,17 +206,5 @@ function extractContent(json: unknown): string | null {
 
 function positiveInt(v: number, name: string): number {
   if (!Number.isInteger(v) || v < 1) throw new Error(`LlmJudge: ${name} must be a positive integer, got ${v}`);
-  return v;
-}
-function nonNegativeInt(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 0) throw new Error(`LlmJudge: ${name} must be a non-negative integer, got ${v}`);
-  return v;
-}
-function positiveNumber(v: number, name: string): number {
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`LlmJudge: ${name} must be a positive number, got ${v}`);
-  return v;
-}
-function nonNegativeNumber(v: number, name: string): number {
-  if (!Number.isFinite(v) || v < 0) throw new Error(`LlmJudge: ${name} must be a non-negative number, got ${v}`);
   return v;
 }

@@ -4,6 +4,7 @@
 import type { Node } from './latex.js';
 import * as Q from './rational.js';
 import { TooBigError, type Rational } from './rational.js';
+import { seededRng } from '../util/rng.js';
 
 export { TooBigError };
 
@@ -650,21 +651,9 @@ function funcNum(name: string, args: Complex[]): Complex {
 
 // ---------------------------------------------------------------- seeded points
 
-/** Deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random evaluation points for the given variables: exact rationals (mixed signs, fractions). */
 export function samplePoints(vars: string[], count: number, seed = 0x5eed): Array<Map<string, Rational>> {
-  const rnd = prng(seed);
+  const rnd = seededRng(seed);
   const pts: Array<Map<string, Rational>> = [];
   for (let p = 0; p < count; p++) {
     const m = new Map<string, Rational>();

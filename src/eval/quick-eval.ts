@@ -5,11 +5,11 @@
 
 import type { Qwen2Model } from '../model/qwen2.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { scoreGenerations } from '../eval/evaluate.js';
+import { scoreGenerations } from './evaluate.js';
 import { generate } from '../sample/generate.js';
 import type { Generation } from '../sample/types.js';
 import { verifyResponse } from '../verify/index.js';
-import { Rng } from './arith.js';
+import { Mulberry32 as Rng } from '../util/rng.js';
 
 export interface QuickSampleOptions {
   /** 0 = greedy argmax. */
