@@ -1,4 +1,4 @@
-// The one HTTP client for OpenAI-compatible servers: the remote rollout backend (src/eval/remote-backend.ts) and the
+// The one HTTP client for OpenAI-compatible servers: the remote rollout backend (src/sample/remote-backend.ts) and the
 // LLM judge (src/verify/judge.ts) both send their JSON requests through it, so they share one retry/backoff policy and
 // one redaction policy.
 //
