@@ -189,3 +189,90 @@ export function makeChainSplit(split: ChainSplit, n: number, seed: number): Chai
   }
   return out;
 }
+
+const QUESTION = /^Start with (\d+)\. (.*)\. What is the result\?$/;
+const WORD_OP = new Map<string, ChainOp>(
+  (Object.entries(OP_WORDS) as Array<[ChainOp, readonly string[]]>).map(([op, words]) => [words[0]!, op]),
+);
+
+/**
+ * The problem a question states, read back from the text `generateChain` writes ("Start with 7. Add 3, then
+ * subtract 12. What is the result?"), or null when the question is not a chain problem. Prompt files carry only the
+ * question, so this is how the step checker finds the problem of a training prompt.
+ */
+export function parseChainQuestion(question: string): ChainProblem | null {
+  const m = QUESTION.exec(question);
+  if (m === null) return null;
+  const start = Number(m[1]);
+  const steps: ChainStep[] = [];
+  const crossing: number[] = [];
+  let v = start;
+  for (const part of m[2]!.split(', then ')) {
+    const pm = /^([A-Za-z]+(?: by)?) (\d+)$/.exec(part);
+    const op = pm === null ? undefined : WORD_OP.get(pm[1]!.toLowerCase());
+    if (pm === null || op === undefined) return null;
+    const s: ChainStep = { op, operand: Number(pm[2]) };
+    const next = apply(v, s);
+    if (s.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
+    steps.push(s);
+    v = next;
+  }
+  return { id: 'chain-' + fnv1a(question).toString(16).padStart(8, '0'), question, start, steps, answer: String(v), crossingSteps: crossing };
+}
+
+/**
+ * The step checker's blame for a response given as its tokens' text pieces (in order; their concatenation is the
+ * response): 1 for every token that starts at or after the first wrong line (`checkChain`), 0 before. A response with
+ * no wrong line can still be wrong (a bad box, a chain stopped early, a step with the wrong operand, which
+ * `checkChain` does not compare with the question): then the blame starts at the first line after the last equation
+ * line (the closing sentence), and with no such line, or no equation at all, every token is blamed (the
+ * sequence-level verdict).
+ */
+export function chainBlame(p: ChainProblem, pieces: readonly string[]): Float64Array {
+  const text = pieces.join('');
+  const c = checkChain(p, text);
+  let from = c.firstErrorOffset;
+  if (from === null) {
+    let last = -1;
+    c.lines.forEach((l, i) => {
+      if (l.equation !== null) last = i;
+    });
+    const after = last >= 0 ? c.lines.slice(last + 1).find((l) => l.text.trim() !== '') : undefined;
+    from = after?.offset ?? 0;
+  }
+  const out = new Float64Array(pieces.length);
+  let at = 0;
+  pieces.forEach((piece, t) => {
+    out[t] = at >= from! ? 1 : 0;
+    at += piece.length;
+  });
+  return out;
+}
+
+/** A step checker over response token pieces: the blame mask of `chainBlame` for the problem a question states. */
+export type StepChecker = (question: string, pieces: readonly string[]) => Float64Array;
+
+/**
+ * The chain task's step checker for a prompt set, or null when some prompt is not a chain problem (the checker only
+ * knows this task). With `required` (token_weight_source oracle) that is an error naming the prompt's file:line.
+ */
+export function chainStepChecker(prompts: ReadonlyArray<{ question: string; source: string }>, required: boolean): StepChecker | null {
+  const problems = new Map<string, ChainProblem>();
+  for (const p of prompts) {
+    if (problems.has(p.question)) continue;
+    const c = parseChainQuestion(p.question);
+    if (c === null) {
+      if (!required) return null;
+      throw new Error(
+        `${p.source}: token_weight_source oracle needs a task whose steps can be checked, and this question is not a ` +
+          `chain problem (the one task with a step checker, src/task/chains.ts): ${JSON.stringify(p.question.slice(0, 80))}`,
+      );
+    }
+    problems.set(p.question, c);
+  }
+  return (question, pieces) => {
+    const p = problems.get(question) ?? parseChainQuestion(question);
+    if (p == null) throw new Error(`step checker: not a chain problem: ${JSON.stringify(question.slice(0, 80))}`);
+    return chainBlame(p, pieces);
+  };
+}

@@ -13,7 +13,15 @@ import { BACKEND_NAMES } from '../engine/index.js';
 import YAML from 'yaml';
 import type { AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
-import { LOSS_DEFAULTS, resolveLossConfig, type KlType, type LossConfig, type LossNormalization } from '../rl/loss.js';
+import {
+  LOSS_DEFAULTS,
+  resolveLossConfig,
+  type KlType,
+  type LossConfig,
+  type LossNormalization,
+  type RmScorePosition,
+  type TokenWeightSource,
+} from '../rl/loss.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema.
@@ -144,6 +152,14 @@ const baseSchema = z
     pos_mult_adv: z.boolean().nullable().default(null),
     kl_coef: z.number().min(0).nullable().default(null),
     kl_type: z.enum(['unbias', 'kl', 'mse']).nullable().default(null),
+    /**
+     * Where the token weights come from: 'rm' (the token-level RM; uniform without it) or 'oracle' (the task's step
+     * checker: w⁻ = 1 from the first wrong step on, 0 before; needs a task with a checker, src/task/chains.ts).
+     * null: 'rm'.
+     */
+    token_weight_source: z.enum(['rm', 'oracle']).nullable().default(null),
+    /** Which RM score weights token t: 'shifted' (the reference: it has seen y_<t) or 'inclusive' (the paper's w(s≤t)). null: 'shifted'. */
+    rm_score_position: z.enum(['shifted', 'inclusive']).nullable().default(null),
     /** Scalar head of a token-level RM built from the actor: 'zero' (the paper) or 'normal' (std 0.02). */
     token_level_rm_head_init: z.enum(['zero', 'normal']).default('zero'),
 
@@ -235,6 +251,8 @@ export interface ResolvedLossKeys {
   incorrect_threshold: number;
   correct_topk_ratio: number;
   incorrect_topk_ratio: number;
+  token_weight_source: TokenWeightSource;
+  rm_score_position: RmScorePosition;
 }
 
 const orUndef = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
@@ -264,15 +282,19 @@ function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof 
       incorrect_threshold: orUndef(c.incorrect_threshold),
       correct_topk_ratio: orUndef(c.correct_topk_ratio),
       incorrect_topk_ratio: orUndef(c.incorrect_topk_ratio),
+      token_weight_source: orUndef(c.token_weight_source),
+      rm_score_position: orUndef(c.rm_score_position),
     });
   } catch (e) {
     ctx.addIssue({ code: 'custom', path: ['threshold_rescale'], message: (e as Error).message.replace(/^config: /, '') });
     return z.NEVER;
   }
   // The pair filter and the frozen steps belong to OREAL with its token-level RM; "OREAL without the RM" means the
-  // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway).
+  // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway). The oracle
+  // stands in for the RM's weights, so OREAL with it keeps the pair filter (but has no RM to warm up).
   const withRm = loss.tokenLevelRm;
-  const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && withRm ? 'pair' : 'none');
+  const weighted = withRm || loss.tokenWeightSource === 'oracle';
+  const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && weighted ? 'pair' : 'none');
   const r = loss.rescale;
   return {
     ...c,
@@ -293,6 +315,8 @@ function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof 
     incorrect_threshold: r.mode === 'threshold' ? r.incorrectThreshold : (c.incorrect_threshold ?? LOSS_DEFAULTS.incorrect_threshold),
     correct_topk_ratio: r.mode === 'topk' ? r.correctTopkRatio : (c.correct_topk_ratio ?? LOSS_DEFAULTS.correct_topk_ratio),
     incorrect_topk_ratio: r.mode === 'topk' ? r.incorrectTopkRatio : (c.incorrect_topk_ratio ?? LOSS_DEFAULTS.incorrect_topk_ratio),
+    token_weight_source: loss.tokenWeightSource,
+    rm_score_position: loss.rmScorePosition,
   };
 }
 
@@ -442,6 +466,8 @@ export function lossConfigOf(cfg: TrainConfig): LossConfig {
     incorrect_threshold: cfg.incorrect_threshold,
     correct_topk_ratio: cfg.correct_topk_ratio,
     incorrect_topk_ratio: cfg.incorrect_topk_ratio,
+    token_weight_source: cfg.token_weight_source,
+    rm_score_position: cfg.rm_score_position,
   });
 }
 

@@ -28,12 +28,16 @@
 //   gen_time, judge_time  rollout generation and reward computation; infer_time = gen_time + judge_time;
 //   rl_time            losses, backward and optimizer steps; total_time: the whole step (logging, checkpoint, eval
 //                      included); eta: remaining steps × mean total_time (seconds)
+//   rm_auc             ROC AUC of the token-level RM's σ(mean score) against correctness over the kept sequences, read
+//                      before this step's RM update (the RM's online accuracy); null without the RM or a class
+//   neg_weight_on_error  on a task with a step checker (src/task/chains.ts): the share of the kept negatives' token
+//                      weight w⁻ on or after their first wrong step (src/rl/step-losses.ts); null on other tasks
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openBackend } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
-import { passAtK } from '../eval/metrics.js';
+import { passAtK, rocAuc } from '../eval/metrics.js';
 import { OpenAIRolloutBackend } from '../eval/remote-backend.js';
 import { loadCheckpoint, saveCheckpoint, type Tensor } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
@@ -46,6 +50,7 @@ import { seededRng } from '../rl/filter.js';
 import type { LossConfig } from '../rl/loss.js';
 import { stepLosses, type PromptGroup, type StepLossResult } from '../rl/step-losses.js';
 import { cumulativeMean, sigmoid } from '../rl/token-rm.js';
+import { chainStepChecker, type StepChecker } from '../task/chains.js';
 import { LocalRolloutBackend } from '../sample/local-backend.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { VerifierPool } from '../verify/pool.js';
@@ -98,6 +103,8 @@ export interface StepMetrics {
   judge_failures: number;
   truncated_frac: number;
   actor_frozen: boolean;
+  rm_auc: number | null;
+  neg_weight_on_error: number | null;
   /** Updates not applied this step and why (e.g. "actor: non-finite loss", "all groups filtered out"). */
   skipped: string[];
 }
@@ -349,6 +356,8 @@ export class Trainer {
   private readonly rmModelConfig: ModelConfig | null;
   private readonly stream: PromptStream<PromptRecord>;
   private readonly evalSet: PromptRecord[] | null;
+  /** The task's step checker (null when the prompts are not of a task that has one). */
+  private readonly stepChecker: StepChecker | null;
   private readonly stopId: number;
   private readonly rewardOpts: RewardOptions;
   private readonly pool: VerifierPool | null;
@@ -385,6 +394,7 @@ export class Trainer {
     } else {
       this.log(`prompts: ${prompts.length} (no difficulty balancing)`);
     }
+    this.stepChecker = chainStepChecker(prompts, this.lossCfg.tokenWeightSource === 'oracle');
     this.evalSet = cfg.eval_dataset !== null && cfg.eval_interval > 0 ? loadPrompts(cfg.eval_dataset, cfg.eval_max_prompts !== null ? { limit: cfg.eval_max_prompts } : {}) : null;
 
     // Judge.
@@ -618,6 +628,17 @@ export class Trainer {
     };
   }
 
+  /** The step checker's blame mask of a response (its tokens' text pieces decoded one by one, as the heat-map's). */
+  private blame(question: string, ids: ArrayLike<number>): Float64Array {
+    const pieces = Array.from(ids, (id) => {
+      let p = this.pieceCache.get(id);
+      if (p === undefined) this.pieceCache.set(id, (p = this.tokenizer.decode([id], { skipSpecialTokens: false })));
+      return p;
+    });
+    return this.stepChecker!(question, pieces);
+  }
+  private readonly pieceCache = new Map<number, string>();
+
   /** Response token ids for the loss: the backend's ids, or (remote without ids) the re-encoded text + stop token. */
   private responseIds(g: Generation): number[] {
     if (g.tokenIds.length > 0) return g.tokenIds;
@@ -748,6 +769,7 @@ export class Trainer {
         rmBackward: this.rm !== null,
         // The RM's per-token numbers of the kept sequences, for the report's heat-map (trajectory dumps).
         collectTokens: cfg.save_trajectories && this.rm !== null,
+        ...(this.stepChecker !== null ? { blame: (g: number, i: number) => this.blame(prompts[trainGroupIndex[g]!]!.question, trainGroups[g]!.responses[i]!.ids) } : {}),
       });
     }
     let actorGradNorm = 0;
@@ -858,6 +880,8 @@ export class Trainer {
       judge_failures: judgeFailures,
       truncated_frac: mean(rollouts.flat().map((x) => (x.gen.finishReason === 'length' ? 1 : 0))),
       actor_frozen: frozen,
+      rm_auc: res?.rmProbs ? rocAuc(res.rmProbs, kept.map((k) => k.reward > 0)) : null,
+      neg_weight_on_error: res?.negWeightOnError && res.negWeightOnError.total > 0 ? res.negWeightOnError.onError / res.negWeightOnError.total : null,
       skipped,
     };
     if (judgeFailures > 0) this.log(`step ${step}: ${judgeFailures} judge failure(s), policy ${cfg.judger.on_failure}`);
