@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Entry point of the `oreal` command: one small module per sub-command registers itself here.
 import { Command } from 'commander';
+import { registerAblate } from './ablate.js';
 import { registerBench } from './bench.js';
 import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerSft(program);
   registerVerify(program);
   registerReport(program);
+  registerAblate(program);
   registerBench(program);
   registerDebug(program);
   configureErrors(program);
