@@ -10,7 +10,7 @@
 //
 // Budgets. Equal rollouts (default): every arm runs the config's total_steps with the same prompts and samples per
 // step. Equal wall clock (`budgetMinutes`): each arm gets total_steps = ⌊budget / its mean training seconds per
-// step⌋, the step cost measured by the equal-rollouts runs of the same OUT (so those come first); its runs go to
+// step⌋, the step cost measured by all the equal-rollouts runs of the arm in the same OUT (so those come first); its runs go to
 // OUT/budget-Mmin/ARM-seedS/ and its learning-rate schedule spans its own steps.
 
 import { spawn } from 'node:child_process';
@@ -221,11 +221,14 @@ async function beforeEval(o: AblationOptions, seed: number): Promise<EvalMetrics
   return e;
 }
 
-/** Training seconds per step of each arm, from its equal-rollouts runs under `out` (for the budget mode). */
+/** Training seconds per step of each arm: the mean over all its finished equal-rollouts runs under `out`, whatever their seeds. */
 function stepCosts(o: AblationOptions, arms: readonly Arm[]): Map<string, number> {
   const out = new Map<string, number>();
   for (const a of arms) {
-    const per = o.seeds
+    const seeds = fs.existsSync(o.out)
+      ? fs.readdirSync(o.out).flatMap((n) => (n.startsWith(`${a.name}-seed`) && /^\d+$/.test(n.slice(a.name.length + 5)) ? [Number(n.slice(a.name.length + 5))] : []))
+      : [];
+    const per = seeds
       .map((s) => readAblationRun(a.name, s, path.join(o.out, `${a.name}-seed${s}`)))
       .filter((r): r is AblationRun => r !== null && r.steps > 0)
       .map((r) => r.train_s / r.steps);
