@@ -20,7 +20,7 @@ import { Rng, fnv1a } from '../src/task/arith.js';
 import { makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
 import { ARMS, differingKeys } from '../src/ablate/arms.js';
 import { ablationTable, runAblation, type AblationOptions } from '../src/ablate/run.js';
-import { readMetricsFile, type StepMetrics } from '../src/train/trainer.js';
+import { readMetricsFile, type StepMetrics } from '../src/train/metrics.js';
 import type { MainJobSummary } from '../src/main-job/run.js';
 import type { Generation, GenerationRequest, RolloutBackend } from '../src/sample/types.js';
 

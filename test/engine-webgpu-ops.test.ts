@@ -284,3 +284,19 @@ test('webgpu adamw matches the js backend', async () => {
     );
   });
 });
+
+test('webgpu tiled attention across workgroup blocks: sequences that straddle 64-row blocks, GQA 3:1, head dim 64', async () => {
+  await withOps(async (g) => {
+    const dims = { heads: 6, kvHeads: 2, headDim: 64 };
+    const starts = Int32Array.from([0, 40, 40, 107, 150]);
+    const N = 150;
+    const qd = N * dims.heads * dims.headDim;
+    const kd = N * dims.kvHeads * dims.headDim;
+    await same(g, 'attentionBackward', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), rand(qd), rand(qd), rand(kd), rand(kd), starts], (b, t) => {
+      const be = b === 'js' ? js : g;
+      const [q, k, v, o, l, dout, dq, dk, dv, ss] = t as [F32, F32, F32, F32, F32, F32, F32, F32, F32, I32];
+      be.attention(q, k, v, o, l, ss, dims, 16);
+      be.attentionBackward(q, k, v, o, l, dout, dq, dk, dv, ss, dims, 16);
+    });
+  });
+});

@@ -27,7 +27,8 @@ import {
   type TrainConfig,
 } from '../src/train/config.js';
 import { PromptStream, balanceByDifficulty, loadPrompts, type PromptRecord } from '../src/train/data.js';
-import { TIMING_FIELDS, readMetricsFile, runTraining, type StepMetrics, type TrainStage } from '../src/train/trainer.js';
+import { TIMING_FIELDS, readMetricsFile, type StepMetrics } from '../src/train/metrics.js';
+import { runTraining, type TrainStage } from '../src/train/trainer.js';
 import type { RuleVerifier } from '../src/verify/reward.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');

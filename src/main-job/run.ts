@@ -16,7 +16,8 @@ import * as path from 'node:path';
 import { writeReport } from '../report/html.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
-import { runTraining, type EvalMetrics, type StepMetrics, type TrainStage } from '../train/trainer.js';
+import type { EvalMetrics, StepMetrics } from '../train/metrics.js';
+import { runTraining, type TrainStage } from '../train/trainer.js';
 import type { RolloutBackend } from '../sample/types.js';
 import { silentProgress, type JobPhase, type ProgressSnapshot, type ProgressView } from './progress.js';
 

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type ModelConfig, loadConfig, writeConfig } from './config.js';
+import { writeDirAtomic } from '../util/atomic-write.js';
 import {
   type SafetensorsDtype,
   type Tensor,
@@ -71,13 +72,7 @@ export function saveCheckpoint(
   const dtype = opts.dtype ?? 'bf16';
   if (!Object.hasOwn(DTYPES, dtype)) throw new Error(`saveCheckpoint: unknown dtype ${String(dtype)} (use f32, bf16 or f16)`);
   const d = DTYPES[dtype];
-  const target = path.resolve(dir);
-  const parent = path.dirname(target);
-  fs.mkdirSync(parent, { recursive: true });
-  const suffix = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  const tmp = `${target}.tmp-${suffix}`;
-  fs.mkdirSync(tmp);
-  try {
+  writeDirAtomic(dir, (tmp) => {
     if (opts.tokenizerDir !== undefined) {
       for (const f of TOKENIZER_FILES) {
         const src = path.join(opts.tokenizerDir, f);
@@ -89,21 +84,5 @@ export function saveCheckpoint(
       ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}),
     });
     writeConfig(path.join(tmp, 'config.json'), { ...config, torchDtype: d.torch });
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  let old: string | null = null;
-  if (fs.existsSync(target)) {
-    old = `${target}.old-${suffix}`;
-    fs.renameSync(target, old);
-  }
-  try {
-    fs.renameSync(tmp, target);
-  } catch (e) {
-    if (old !== null) fs.renameSync(old, target);
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  if (old !== null) fs.rmSync(old, { recursive: true, force: true });
+  });
 }

@@ -60,16 +60,39 @@
 //                                       the paper's w(s≤t). Applied where the scores are read (src/rl/step-losses.ts).
 
 import { z } from 'zod';
-import type { AdvantageType } from './advantages.js';
+import { ADVANTAGE_TYPES, type AdvantageType } from './advantages.js';
 import { rmSequenceLoss, tokenWeights, type RescaleOptions } from './token-rm.js';
 
-export type Algorithm = 'oreal' | 'grpo' | 'rloo' | 'reinforce' | 'rft';
 export type KlType = 'unbias' | 'kl' | 'mse';
 export type LossNormalization = 'per_class' | 'all';
 export type TokenWeightSource = 'rm' | 'oracle';
 export type RmScorePosition = 'shifted' | 'inclusive';
 
-export const ALGORITHMS: readonly Algorithm[] = ['oreal', 'grpo', 'rloo', 'reinforce', 'rft'];
+interface Preset {
+  rewardShapingType: AdvantageType;
+  behaviorCloning: boolean;
+  tokenLevelRm: boolean;
+  posMultAdv: boolean;
+  positiveLossFactor: number;
+  negativeLossFactor: number;
+  klCoef: number;
+  lossNormalization: LossNormalization;
+}
+
+/**
+ * The algorithms and their presets: the one place an algorithm is named (adding one is one entry here; the config
+ * schemas and `--set algorithm=` read the names from it).
+ */
+const PRESETS = {
+  oreal: { rewardShapingType: 'rloo', behaviorCloning: true, tokenLevelRm: true, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 0.5, klCoef: 0.01, lossNormalization: 'per_class' },
+  grpo: { rewardShapingType: 'grpo', behaviorCloning: false, tokenLevelRm: false, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 1, klCoef: 0.01, lossNormalization: 'all' },
+  rloo: { rewardShapingType: 'rloo', behaviorCloning: false, tokenLevelRm: false, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 1, klCoef: 0.01, lossNormalization: 'all' },
+  reinforce: { rewardShapingType: 'none', behaviorCloning: false, tokenLevelRm: false, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 1, klCoef: 0.01, lossNormalization: 'all' },
+  rft: { rewardShapingType: 'none', behaviorCloning: true, tokenLevelRm: false, posMultAdv: false, positiveLossFactor: 1, negativeLossFactor: 0, klCoef: 0, lossNormalization: 'per_class' },
+} as const satisfies Record<string, Preset>;
+
+export type Algorithm = keyof typeof PRESETS;
+export const ALGORITHMS = Object.keys(PRESETS) as [Algorithm, ...Algorithm[]];
 
 /** A fully resolved loss configuration. */
 export interface LossConfig {
@@ -93,8 +116,8 @@ export interface LossConfig {
 
 /** The loss keys of a config file, in the reference's names (snake_case); unknown keys are rejected. */
 export const lossConfigSchema = z.strictObject({
-  algorithm: z.enum(['oreal', 'grpo', 'rloo', 'reinforce', 'rft']).optional(),
-  reward_shaping_type: z.enum(['rloo', 'grpo', 'none']).optional(),
+  algorithm: z.enum(ALGORITHMS).optional(),
+  reward_shaping_type: z.enum(ADVANTAGE_TYPES).optional(),
   behavior_cloning: z.boolean().optional(),
   token_level_rm: z.boolean().optional(),
   pos_mult_adv: z.boolean().optional(),
@@ -131,24 +154,7 @@ export const LOSS_DEFAULTS = {
   rm_score_position: 'shifted',
 } as const satisfies Partial<LossConfigInput>;
 
-interface Preset {
-  rewardShapingType: AdvantageType;
-  behaviorCloning: boolean;
-  tokenLevelRm: boolean;
-  posMultAdv: boolean;
-  positiveLossFactor: number;
-  negativeLossFactor: number;
-  klCoef: number;
-  lossNormalization: LossNormalization;
-}
 
-const PRESETS: Record<Algorithm, Preset> = {
-  oreal: { rewardShapingType: 'rloo', behaviorCloning: true, tokenLevelRm: true, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 0.5, klCoef: 0.01, lossNormalization: 'per_class' },
-  grpo: { rewardShapingType: 'grpo', behaviorCloning: false, tokenLevelRm: false, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 1, klCoef: 0.01, lossNormalization: 'all' },
-  rloo: { rewardShapingType: 'rloo', behaviorCloning: false, tokenLevelRm: false, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 1, klCoef: 0.01, lossNormalization: 'all' },
-  reinforce: { rewardShapingType: 'none', behaviorCloning: false, tokenLevelRm: false, posMultAdv: true, positiveLossFactor: 1, negativeLossFactor: 1, klCoef: 0.01, lossNormalization: 'all' },
-  rft: { rewardShapingType: 'none', behaviorCloning: true, tokenLevelRm: false, posMultAdv: false, positiveLossFactor: 1, negativeLossFactor: 0, klCoef: 0, lossNormalization: 'per_class' },
-};
 
 /**
  * The paper's Table 2 rows as config overrides, cumulative, in the paper's reading: "Behavior Cloning" is plain BC on

@@ -88,6 +88,8 @@ export interface StepLossReport extends LossTotals {
 }
 
 export interface StepLossResult extends StepLossReport {
+  /** The group advantage of every response, kept or not: advantages[group][response]. */
+  advantages: number[][];
   counts: TokenCounts;
   stats: LossStats;
   kept: KeptSequence[];
@@ -272,6 +274,7 @@ export async function stepLosses(
     ...totals,
     actor_grad_norm: actorBackward ? await gradNorm(policy.backend, policy.gradTensors.values()) : 0,
     rm_grad_norm: rmBackward ? await gradNorm(rm!.backend, rm!.gradTensors.values()) : 0,
+    advantages: withAdv.map((g) => g.map((r) => r.advantage)),
     counts,
     stats,
     kept: rows.map((r) => r.info),

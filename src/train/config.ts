@@ -11,9 +11,10 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { BACKEND_NAMES } from '../engine/index.js';
 import YAML from 'yaml';
-import type { AdvantageType } from '../rl/advantages.js';
+import { ADVANTAGE_TYPES, type AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
 import {
+  ALGORITHMS,
   LOSS_DEFAULTS,
   resolveLossConfig,
   type KlType,
@@ -131,11 +132,11 @@ const baseSchema = z
 
     // Algorithm. Keys left out (or null) take the algorithm's preset (src/rl/loss.ts): oreal = the reference.
     /** oreal (reference), grpo, rloo, reinforce, rft (behaviour cloning on correct samples only). */
-    algorithm: z.enum(['oreal', 'grpo', 'rloo', 'reinforce', 'rft']).default('oreal'),
+    algorithm: z.enum(ALGORITHMS).default('oreal'),
     /** true = the reference's pair filter; false = keep all; or a mode by name. null: 'pair' for oreal, else 'none'. */
     filter_trajectory: z.union([z.boolean(), z.enum(['pair', 'mixed', 'none'])]).nullable().default(null),
     /** Group baseline: rloo, grpo, or none (A = r, the REINFORCE row of the paper's Table 2). */
-    reward_shaping_type: z.enum(['rloo', 'grpo', 'none']).nullable().default(null),
+    reward_shaping_type: z.enum(ADVANTAGE_TYPES).nullable().default(null),
     /** Ablation: behaviour cloning on positives (true) or policy gradient on them (false). */
     behavior_cloning: z.boolean().nullable().default(null),
     /** Token-mean denominators: 'per_class' (reference: T_pos and T_neg) or 'all' (T_all). */

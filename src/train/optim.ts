@@ -185,6 +185,66 @@ export async function clipGradNorm(backend: Backend, grads: Iterable<F32>, maxNo
   return norm;
 }
 
+/** An update refused by `UpdateGuard` and why. */
+export interface GuardedUpdate {
+  /** The gradient norm before clipping. */
+  gradNorm: number;
+  /** Why the update was not applied, or null when it was. */
+  refused: string | null;
+}
+
+/**
+ * Clip-then-step with the trainer's safety checks, for one model and its optimizer. An update is refused when the loss
+ * or the gradient norm is non-finite (the NaN guard), or when `AdamW.preview` shows it would make a weight non-finite
+ * or move the weights by more than their own norm (divergence, usually a learning rate far too high). A refused update
+ * leaves weights and moments exactly as they were; `patience` refusals in a row for a reason other than the loss throw.
+ */
+export class UpdateGuard {
+  private refusedInARow = 0;
+
+  constructor(
+    /** 'actor' or 'token_rm': names the model in messages. */
+    readonly who: string,
+    readonly opt: AdamW,
+    private readonly opts: { maxGradNorm: number; maxUpdateRatio: number; patience: number; lrKey: string; baseLr: number },
+  ) {}
+
+  /**
+   * Clips `grads` (by `gradNormBefore`, the norm the caller measured) and steps unless unsafe. `onRefused` hears a
+   * refusal before a divergence error is thrown.
+   */
+  async update(grads: ReadonlyMap<string, F32>, loss: number, gradNormBefore: number, lr: number, step: number, onRefused: (why: string, gradNorm: number) => void): Promise<GuardedUpdate> {
+    const { who, opt } = this;
+    const gradNorm = await clipGradNorm(opt.backend, grads.values(), this.opts.maxGradNorm, gradNormBefore);
+    let why: string | null = null;
+    let diverging = true;
+    if (!Number.isFinite(loss)) {
+      why = `${who}: non-finite loss`;
+      diverging = false;
+    } else if (!Number.isFinite(gradNorm)) why = `${who}: non-finite gradient norm`;
+    else {
+      const pv = await opt.preview(grads, lr);
+      if (!pv.finite) why = `${who}: update would make weights non-finite`;
+      else if (pv.update > this.opts.maxUpdateRatio * pv.param)
+        why = `${who}: exploding update (|Δw| ${pv.update.toExponential(2)} > |w| ${pv.param.toExponential(2)})`;
+    }
+    if (why === null) {
+      opt.step(grads, lr);
+      this.refusedInARow = 0;
+      return { gradNorm, refused: null };
+    }
+    onRefused(why, gradNorm);
+    this.refusedInARow = diverging ? this.refusedInARow + 1 : 0;
+    if (this.refusedInARow >= this.opts.patience)
+      throw new Error(
+        `training diverged at step ${step}: ${this.opts.patience} ${who} updates in a row were refused (last: ${why}). ` +
+          `The likely cause is the learning rate (${this.opts.lrKey} ${this.opts.baseLr}, ${lr} at this step): lower it. ` +
+          `No refused update was applied or saved; the run directory holds the last good state.`,
+      );
+    return { gradNorm, refused: why };
+  }
+}
+
 export interface LrScheduleOptions {
   /** Peak learning rate, reached at the end of the warm-up. */
   lr: number;

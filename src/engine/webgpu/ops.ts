@@ -15,6 +15,7 @@ import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from '../backen
 import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
+import { TILE_ROWS, attentionDkv, attentionDq, attentionForward, kvTileDecls, qTileDecls, tileDepth } from './attention.js';
 import { WebGpuGemm } from './gemm.js';
 
 /** A device buffer and what it holds. */
@@ -241,12 +242,11 @@ export class WebGpuBackend implements Backend {
 
   // ---- attention -------------------------------------------------------------------------------------------------
   //
-  // First versions, correct and simple: one invocation per (query row, head) with an online softmax over its keys
-  // (forward), the same for dq, and one per (key row, query head) for the dk and dv shares, each walking its sequence
-  // in order (deterministic, no atomics). Per-thread vectors of the head dim live in function memory. On the H200 the
-  // 0.5B step spent 26 of 39 GPU seconds in a dk/dv kernel with one invocation per (key row, kv head); the per-head
-  // split and the precomputed D_i since then are checked here on lavapipe but not yet timed there. Tiled,
-  // shared-memory versions are the next step; these stay the reference the fast ones are tested against.
+  // Tiled kernels (src/engine/webgpu/attention.ts): a workgroup owns 64 rows of one head and walks the other side's
+  // rows in tiles staged in workgroup memory; no T×T matrix, sums in row order (deterministic, no atomics). The
+  // backward precomputes D_i = dO_i·O_i once per (row, head). On the H200 the first, untiled versions spent 26 of a 0.5B
+  // step's 39 GPU seconds in dk/dv; these are checked on lavapipe (test/engine-webgpu-ops.test.ts) and not yet timed
+  // there.
 
   private attnArgs(op: string, q: F32, k: F32, v: F32, seqStarts: I32, dims: AttentionDims): { N: number; S: number } {
     const { heads, kvHeads, headDim } = dims;
@@ -258,11 +258,6 @@ export class WebGpuBackend implements Backend {
     return { N, S: seqStarts.size - 1 };
   }
 
-  /** The WGSL that finds row `r`'s sequence start (a linear scan of the sequence starts, few in a batch). */
-  private static seqStartOf(r: string): string {
-    return `var st = 0u; var en = 0u; for (var s = 0u; s < u32(s3); s++) { if (u32(SS[s + 1u]) > ${r}) { st = u32(SS[s]); en = u32(SS[s + 1u]); break; } }`;
-  }
-
   attention(q: F32, k: F32, v: F32, out: F32, lse: F32, seqStarts: I32, dims: AttentionDims, _chunk: number): void {
     const op = 'attention';
     const [Q, K, V, O, L, SS] = [gpu(q, op, 'q'), gpu(k, op, 'k'), gpu(v, op, 'v'), gpu(out, op, 'out'), gpu(lse, op, 'lse'), gpu(seqStarts, op, 'seqStarts')];
@@ -270,18 +265,8 @@ export class WebGpuBackend implements Backend {
     const { heads: nh, kvHeads: nkv, headDim: hd } = dims;
     need(op, 'out', O, Q.size);
     need(op, 'lse', L, nh * N);
-    this.run(
-      `attention_hd${hd}`,
-      `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
-       let r = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuBackend.seqStartOf('r')}
-       let qo = r * nh * hd + h * hd;
-       ${onlineSoftmax(hd, 'st', 'r', 'j * u32(s1) * hd + kh * hd', 'K', 'V', 's2')}
-       L[h * u32(s4) + r] = m + log(l);`,
-      N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['SS', SS]],
-      [nh, nkv, 1 / Math.sqrt(hd), S, N],
-    );
+    const depth = this.tileDepth(2 * hd);
+    this.runTiles(`attention_hd${hd}_t${depth}`, attentionForward(hd, depth), [Math.ceil(N / TILE_ROWS), nh], [['Q', Q], ['K', K], ['V', V], ['O', O], ['L', L], ['SS', SS]], [nh, nkv, 1 / Math.sqrt(hd), S, N], kvTileDecls(hd, depth));
   }
 
   attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, seqStarts: I32, dims: AttentionDims, _chunk: number): void {
@@ -308,63 +293,13 @@ export class WebGpuBackend implements Backend {
       [['O', O], ['DO', DO], ['DD', Dt]],
       scalars,
     );
-    const pAndDs = (qo: string, ko: string, h: string, row: string): string => `
-         var d = 0.0; var dp = 0.0;
-         for (var e = 0u; e < hd; e++) { d += Q[${qo} + e] * K[${ko} + e]; dp += DO[${qo} + e] * V[${ko} + e]; }
-         let p = exp(d * s2 - L[${h} * u32(s4) + ${row}]);
-         let ds = p * (dp - DD[${h} * u32(s4) + ${row}]);`;
-    this.run(
-      `attention_dq_hd${hd}`,
-      `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
-       let r = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuBackend.seqStartOf('r')}
-       let qo = r * nh * hd + h * hd;
-       var acc: array<f32, ${hd}>;
-       for (var j = st; j <= r; j++) {
-         let ko = j * u32(s1) * hd + kh * hd;
-         ${pAndDs('qo', 'ko', 'h', 'r')}
-         for (var e = 0u; e < hd; e++) { acc[e] += ds * K[ko + e]; }
-       }
-       for (var e = 0u; e < hd; e++) { DQ[qo + e] = acc[e] * s2; }`,
-      N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DQ', DQ], ['SS', SS]],
-      scalars,
-    );
-    // dk, dv: one invocation per (key row, query head) writes that head's share, [heads, N, hd] each (the heads
-    // sharing a kv head are summed after, in order), so there are `heads` times more invocations than kv rows.
-    const PK = this.empty([nh * N * hd]);
-    const PV = this.empty([nh * N * hd]);
-    this.run(
-      `attention_dkv_hd${hd}`,
-      `let nh = u32(s0); let nkv = u32(s1); let hd = ${hd}u; let grp = nh / nkv;
-       let j = i / nh; let h = i % nh; let kh = h / grp;
-       ${WebGpuBackend.seqStartOf('j')}
-       let ko = j * nkv * hd + kh * hd;
-       var ak: array<f32, ${hd}>;
-       var av: array<f32, ${hd}>;
-       for (var r = j; r < en; r++) {
-         let qo = r * nh * hd + h * hd;
-         ${pAndDs('qo', 'ko', 'h', 'r')}
-         for (var e = 0u; e < hd; e++) { av[e] += p * DO[qo + e]; ak[e] += ds * Q[qo + e]; }
-       }
-       let po = (h * u32(s4) + j) * hd;
-       for (var e = 0u; e < hd; e++) { PK[po + e] = ak[e]; PV[po + e] = av[e]; }`,
-      N * nh,
-      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['PK', PK], ['PV', PV], ['SS', SS]],
-      scalars,
-    );
-    this.run(
-      `attention_dkv_sum`,
-      `let nh = u32(s0); let nkv = u32(s1); let hd = u32(s5); let grp = nh / nkv;
-       let e = i % hd; let kh = (i / hd) % nkv; let j = i / (hd * nkv);
-       var sk = 0.0; var sv = 0.0;
-       for (var hl = 0u; hl < grp; hl++) { let po = ((kh * grp + hl) * u32(s4) + j) * hd + e; sk += PK[po]; sv += PV[po]; }
-       DK[i] = sk * s2; DV[i] = sv;`,
-      N * nkv * hd,
-      [['PK', PK], ['PV', PV], ['DK', DK], ['DV', DV]],
-      [...scalars, hd],
-    );
-    for (const t of [Dt, PK, PV]) this.free(t);
+    const depth = this.tileDepth(2 * hd);
+    this.runTiles(`attention_dq_hd${hd}_t${depth}`, attentionDq(hd, depth), [Math.ceil(N / TILE_ROWS), nh],
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DQ', DQ], ['SS', SS]], scalars, kvTileDecls(hd, depth));
+    const qDepth = this.tileDepth(2 * hd + 2);
+    this.runTiles(`attention_dkv_hd${hd}_t${qDepth}`, attentionDkv(hd, qDepth), [Math.ceil(N / TILE_ROWS), nkv],
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DK', DK], ['DV', DV], ['SS', SS]], scalars, qTileDecls(hd, qDepth));
+    this.free(Dt);
   }
 
   /** Appends rows [r0, r0+n) of k, v [N, kvHeads·hd] at positions pos0… of each segment's cache layers. */
@@ -823,9 +758,24 @@ export class WebGpuBackend implements Backend {
     this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)], helpers);
   }
 
+  /**
+   * Runs a tiled kernel (src/engine/webgpu/attention.ts): `grid` workgroups of TILE_ROWS invocations (`wid`, `lid`),
+   * with the workgroup memory declared in `decls`.
+   */
+  private runTiles(key: string, body: string, grid: [number, number], args: readonly KernelArg[], scalars: readonly number[], decls: string): void {
+    if (grid[0] === 0 || grid[1] === 0) return;
+    if (grid[0] > 65535 || grid[1] > 65535) throw new RangeError(`${key}: a grid of ${grid[0]} × ${grid[1]} workgroups exceeds 65535 in a dimension`);
+    this.dispatch(key, 'tiles', body, grid[0] * grid[1], args, scalars, grid, decls);
+  }
+
+  /** Rows per tile for tiles of `perRow` floats a row (the adapter's workgroup memory decides). */
+  private tileDepth(perRow: number): number {
+    return tileDepth(perRow, this.dev.limits.maxComputeWorkgroupStorageSize);
+  }
+
   private dispatch(
     key: string,
-    kind: 'flat' | 'rows',
+    kind: 'flat' | 'rows' | 'tiles',
     body: string,
     n: number,
     args: readonly KernelArg[],
@@ -856,7 +806,13 @@ export class WebGpuBackend implements Backend {
       const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
       const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
       const main =
-        kind === 'flat'
+        kind === 'tiles'
+          ? `@compute @workgroup_size(${TILE_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${scalarLets}
+  ${code}
+}`
+          : kind === 'flat'
           ? `@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
