@@ -6,6 +6,7 @@ import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
 import { configureErrors, reportFatal } from './program.js';
 import { registerReport } from './report.js';
+import { registerRmProbe } from './rm-probe.js';
 import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
 import { registerSft } from './sft.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerSft(program);
   registerVerify(program);
   registerReport(program);
+  registerRmProbe(program);
   registerBench(program);
   registerDebug(program);
   configureErrors(program);
