@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/task/arith.js';
-import { chainSplit, checkChain, generateChain, makeChainSplit, writeSolution } from '../src/task/chains.js';
+import { chainResponseStats, chainSplit, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { verifyResponse } from '../src/verify/index.js';
 
@@ -105,4 +105,36 @@ test('solutions are about 100 tokens with the bundled tokenizer', () => {
   const mean = lens.reduce((a, b) => a + b, 0) / lens.length;
   assert.ok(mean >= 60 && mean <= 110, `mean solution length ${mean} tokens`);
   process.stdout.write(`# mean solution length ${mean.toFixed(1)} tokens (min ${Math.min(...lens)}, max ${Math.max(...lens)})\n`);
+});
+
+test('a question parses back to its problem; other text does not', () => {
+  for (const p of makeChainSplit('heldout', 200, 7)) assert.deepEqual(parseChainQuestion(p.question), p);
+  assert.equal(parseChainQuestion('Compute 2+3.'), null);
+  assert.equal(parseChainQuestion('Start with 4. Add 2, then Divide by 2. What is the result?'), null);
+});
+
+test('response stats: first error kind, sign drops per crossing line, accuracy of the other lines', () => {
+  const ps = makeChainSplit('train', 300, 8).filter((p) => p.crossingSteps.length > 0);
+  let crossingLines = 0;
+  for (const p of ps) {
+    const right = chainResponseStats(p, writeSolution(p, new Rng(2)).text);
+    assert.deepEqual(right, { firstError: 'none', crossingLines: p.crossingSteps.length, signDrops: 0, otherLines: p.steps.length - p.crossingSteps.length, otherRight: p.steps.length - p.crossingSteps.length });
+    const dropped = chainResponseStats(p, writeSolution(p, new Rng(2), { signDropRate: 1 }).text);
+    assert.equal(dropped.firstError, 'sign-drop');
+    // After a drop the chain runs on from the wrong value, so later crossings may differ; every line is still counted.
+    assert.equal(dropped.crossingLines + dropped.otherLines, p.steps.length);
+    assert.equal(dropped.signDrops, dropped.crossingLines);
+    assert.equal(dropped.otherRight, dropped.otherLines);
+    crossingLines += dropped.crossingLines;
+  }
+  assert.ok(crossingLines >= ps.length);
+  // A wrong sum on the first line (not a crossing one) is an "other" error; the next line, which goes on from the
+  // right value instead of the written one, is wrong too.
+  const p = ps.find((q) => q.crossingSteps[0] !== 0)!;
+  const lines = writeSolution(p, new Rng(3)).text.split('\n');
+  lines[0] = lines[0]!.replace(/=(-?\d+)/, (_m, c: string) => `=${Number(c) + 1}`);
+  const st = chainResponseStats(p, lines.join('\n'));
+  assert.equal(st.firstError, 'other');
+  assert.equal(st.signDrops, 0);
+  assert.equal(st.otherLines - st.otherRight, 2);
 });

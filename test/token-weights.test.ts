@@ -8,7 +8,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/task/arith.js';
 import { chainBlame, chainStepChecker, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
-import { rocAuc } from '../src/eval/metrics.js';
 import { computeLosses, parseLossConfig, resolveLossConfig } from '../src/rl/loss.js';
 import { stepLosses } from '../src/rl/step-losses.js';
 import { createJsBackend } from '../src/engine/js-backend.js';
@@ -31,7 +30,7 @@ test('a chain question parses back to the problem it was generated from', () => 
 });
 
 // Start 5: +3 = 8, −10 = −2, ×2 = −4.
-const Q = 'Start with 5. Add 3, then subtract 10, then multiply by 2. What is the result?';
+const Q = 'Start with 5. Add 3, then Subtract 10, then Multiply by 2. What is the result?';
 
 test('oracle blame: 1 on every token from the first wrong line on, 0 before', () => {
   const p = parseChainQuestion(Q)!;
@@ -75,15 +74,6 @@ test('the step checker needs chain prompts: null for other tasks, a clear error 
   assert.deepEqual(Array.from(check(Q, ['5+3=8\n', '8-10=2\n'])), [0, 1]);
   assert.equal(chainStepChecker(arith, false), null);
   assert.throws(() => chainStepChecker(arith, true), /b\.jsonl:7: token_weight_source oracle needs a task whose steps can be checked/);
-});
-
-test('rocAuc: Mann-Whitney with ties counted one half', () => {
-  assert.equal(rocAuc([0.1, 0.4, 0.35, 0.8], [false, false, true, true]), 0.75);
-  assert.equal(rocAuc([0.5, 0.5, 0.5], [true, false, false]), 0.5);
-  assert.equal(rocAuc([0.9, 0.2], [true, false]), 1);
-  assert.equal(rocAuc([0.9, 0.2], [false, true]), 0);
-  assert.equal(rocAuc([0.3, 0.3, 0.1, 0.7], [true, false, false, true]), (1 + 1 + 0.5 + 1) / 4);
-  assert.equal(rocAuc([1, 2], [true, true]), null);
 });
 
 test('oracle weights in the loss: w⁻ is the mask on negatives, w⁺ = 1; missing weights are an error', () => {

@@ -7,6 +7,7 @@ import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
 import { configureErrors, reportFatal } from './program.js';
 import { registerReport } from './report.js';
+import { registerRmProbe } from './rm-probe.js';
 import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
 import { registerSft } from './sft.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerVerify(program);
   registerReport(program);
   registerAblate(program);
+  registerRmProbe(program);
   registerBench(program);
   registerDebug(program);
   configureErrors(program);

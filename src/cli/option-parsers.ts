@@ -47,3 +47,17 @@ export function modelDir(value: string): string {
 export function modelDirOrRandom(value: string): string {
   return value === 'random' || value.startsWith('random:') ? value : modelDir(value);
 }
+
+/** A finite number > 0. */
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number > 0');
+  return n;
+}
+
+/** A number strictly between 0 and 1. */
+export function openFraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n > 0 && n < 1)) throw new InvalidArgumentError('expected a number between 0 and 1 (exclusive)');
+  return n;
+}

@@ -26,28 +26,6 @@ export function passAtK(n: number, c: number, k: number): number {
   return 1 - miss;
 }
 
-/**
- * Area under the ROC curve of `scores` against binary `labels` (true = positive): the probability that a random
- * positive scores above a random negative, ties counting one half (the Mann–Whitney statistic, from average ranks).
- * null when either class is empty.
- */
-export function rocAuc(scores: readonly number[], labels: readonly boolean[]): number | null {
-  if (scores.length !== labels.length) throw new RangeError(`rocAuc: ${scores.length} scores for ${labels.length} labels`);
-  const nPos = labels.filter((l) => l).length;
-  const nNeg = labels.length - nPos;
-  if (nPos === 0 || nNeg === 0) return null;
-  const order = scores.map((s, i) => ({ s, i })).sort((a, b) => a.s - b.s);
-  let rankSumPos = 0;
-  for (let a = 0; a < order.length; ) {
-    let b = a;
-    while (b + 1 < order.length && order[b + 1]!.s === order[a]!.s) b++;
-    const avgRank = (a + b) / 2 + 1; // 1-based ranks, ties share their mean
-    for (let k = a; k <= b; k++) if (labels[order[k]!.i]) rankSumPos += avgRank;
-    a = b + 1;
-  }
-  return (rankSumPos - (nPos * (nPos + 1)) / 2) / (nPos * nNeg);
-}
-
 /** Equivalence of two extracted answers (sync for in-thread use, or async e.g. through the verifier pool). */
 export type AnswerEquivalence = (a: string, b: string) => boolean | Promise<boolean>;
 

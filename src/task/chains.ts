@@ -190,34 +190,87 @@ export function makeChainSplit(split: ChainSplit, n: number, seed: number): Chai
   return out;
 }
 
-const QUESTION = /^Start with (\d+)\. (.*)\. What is the result\?$/;
-const WORD_OP = new Map<string, ChainOp>(
-  (Object.entries(OP_WORDS) as Array<[ChainOp, readonly string[]]>).map(([op, words]) => [words[0]!, op]),
-);
+const WORD_OP: Record<string, ChainOp> = { add: '+', subtract: '-', 'multiply by': '*' };
 
 /**
- * The problem a question states, read back from the text `generateChain` writes ("Start with 7. Add 3, then
- * subtract 12. What is the result?"), or null when the question is not a chain problem. Prompt files carry only the
- * question, so this is how the step checker finds the problem of a training prompt.
+ * The problem a chain question states, rebuilt from its text alone (prompt files carry only question and gold
+ * answer), or null when the text is not a chain question. Inverse of the question `generateChain` writes.
  */
 export function parseChainQuestion(question: string): ChainProblem | null {
-  const m = QUESTION.exec(question);
+  const m = /^Start with (\d+)\. (.*)\. What is the result\?$/.exec(question);
   if (m === null) return null;
   const start = Number(m[1]);
   const steps: ChainStep[] = [];
   const crossing: number[] = [];
   let v = start;
   for (const part of m[2]!.split(', then ')) {
-    const pm = /^([A-Za-z]+(?: by)?) (\d+)$/.exec(part);
-    const op = pm === null ? undefined : WORD_OP.get(pm[1]!.toLowerCase());
-    if (pm === null || op === undefined) return null;
-    const s: ChainStep = { op, operand: Number(pm[2]) };
-    const next = apply(v, s);
-    if (s.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
-    steps.push(s);
+    const s = /^(Add|Subtract|Multiply by) (\d+)$/.exec(part);
+    if (s === null) return null;
+    const step: ChainStep = { op: WORD_OP[s[1]!.toLowerCase()]!, operand: Number(s[2]) };
+    const next = apply(v, step);
+    if (step.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
+    steps.push(step);
     v = next;
   }
-  return { id: 'chain-' + fnv1a(question).toString(16).padStart(8, '0'), question, start, steps, answer: String(v), crossingSteps: crossing };
+  return {
+    id: 'chain-' + fnv1a(question).toString(16).padStart(8, '0'),
+    question,
+    start,
+    steps,
+    answer: String(v),
+    crossingSteps: crossing,
+  };
+}
+
+/**
+ * What went wrong first in a response, by its first wrong line (`checkChain`): `none` when every equation line holds;
+ * `sign-drop` when that line is a subtraction crossing below zero from the right value with only the result's sign
+ * wrong (the starting policy's systematic error); `other` for any other wrong line.
+ */
+export type ChainErrorKind = 'none' | 'sign-drop' | 'other';
+
+/** Per-line tallies of a response, judged locally (each line against the value the previous line produced). */
+export interface ChainResponseStats {
+  firstError: ChainErrorKind;
+  /** Equation lines that are subtractions crossing below zero from their own left operand, and how many of them
+   *  drop the result's sign. */
+  crossingLines: number;
+  signDrops: number;
+  /** Other equation lines, and how many of them are right. */
+  otherLines: number;
+  otherRight: number;
+}
+
+function isSignDrop(e: NonNullable<CheckedLine['equation']>): boolean {
+  const true_ = apply(e.a, { op: e.op, operand: e.b });
+  return e.op === '-' && e.a >= 0 && true_ < 0 && e.c === -true_;
+}
+
+/** Classifies a response to `p` by its first error and tallies its lines (see ChainResponseStats). */
+export function chainResponseStats(p: ChainProblem, response: string): ChainResponseStats {
+  const c = checkChain(p, response);
+  const st: ChainResponseStats = { firstError: 'none', crossingLines: 0, signDrops: 0, otherLines: 0, otherRight: 0 };
+  let prev = p.start;
+  for (const l of c.lines) {
+    const e = l.equation;
+    if (e === null) continue;
+    // A line is judged from the value it was handed; one that does not continue the chain counts as wrong.
+    const crossing = e.op === '-' && e.a >= 0 && e.a - e.b < 0;
+    if (crossing && e.a === prev) {
+      st.crossingLines++;
+      if (isSignDrop(e)) st.signDrops++;
+    } else {
+      st.otherLines++;
+      if (l.ok) st.otherRight++;
+    }
+    prev = e.c;
+  }
+  if (c.firstError !== null) {
+    const l = c.lines[c.firstError]!;
+    const prevValue = c.firstError === 0 ? p.start : (c.lines.slice(0, c.firstError).reverse().find((x) => x.equation !== null)?.equation?.c ?? p.start);
+    st.firstError = l.equation !== null && l.equation.a === prevValue && isSignDrop(l.equation) ? 'sign-drop' : 'other';
+  }
+  return st;
 }
 
 /**

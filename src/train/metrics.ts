@@ -2,7 +2,7 @@
 // trainer; definitions at the top of src/train/trainer.ts) and {"type":"eval"} lines, plus the trajectory records of
 // `trajectories/step-N.jsonl`. The trainer fills them; the main job, the report and the tests read them.
 import * as fs from 'node:fs';
-import { rocAuc } from '../eval/metrics.js';
+import { rocAuc } from '../eval/auc.js';
 import type { StepLossResult } from '../rl/step-losses.js';
 import { cumulativeMean, sigmoid } from '../rl/token-rm.js';
 import type { GroupedRollouts } from './rollouts.js';
@@ -206,7 +206,7 @@ export function stepMetrics(r: StepRecord): StepMetrics {
     judge_failures: r.judgeFailures,
     truncated_frac: mean(r.responses.map((x) => (x.truncated ? 1 : 0))),
     actor_frozen: r.frozen,
-    rm_auc: res?.rmProbs ? rocAuc(res.rmProbs, kept.map((k) => k.reward > 0)) : null,
+    rm_auc: res?.rmProbs && kept.some((k) => k.reward > 0) && kept.some((k) => k.reward <= 0) ? rocAuc(res.rmProbs, kept.map((k) => k.reward > 0)) : null,
     neg_weight_on_error: res?.negWeightOnError && res.negWeightOnError.total > 0 ? res.negWeightOnError.onError / res.negWeightOnError.total : null,
     skipped: r.skipped,
   };
