@@ -146,14 +146,17 @@ export interface ChainCheck {
 const EQ = /(-?\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)/;
 
 /**
- * Checks a response to `p` line by line: each line with an equation must be true and must continue the chain from
- * the previous result (the first from `p.start`). Lines without an equation (the closing sentence) are not judged.
+ * Checks a response to `p` line by line: the k-th line with an equation must do the problem's k-th step (its operation
+ * and operand: a skipped, repeated or misread step is wrong), be true, and continue the chain from the previous
+ * result (the first from `p.start`); an equation line after the last step is wrong. Lines without an equation (the
+ * closing sentence) are not judged.
  */
 export function checkChain(p: ChainProblem, response: string): ChainCheck {
   const lines: CheckedLine[] = [];
   let offset = 0;
   let prev = p.start;
   let firstError: number | null = null;
+  let k = 0;
   for (const text of response.split('\n')) {
     const m = EQ.exec(text);
     let equation: CheckedLine['equation'] = null;
@@ -161,7 +164,13 @@ export function checkChain(p: ChainProblem, response: string): ChainCheck {
     if (m !== null) {
       const op = m[2] as ChainOp;
       equation = { a: Number(m[1]), op, b: Number(m[3]), c: Number(m[4]) };
-      ok = equation.a === prev && apply(equation.a, { op, operand: equation.b }) === equation.c;
+      const step = p.steps[k++];
+      ok =
+        step !== undefined &&
+        step.op === op &&
+        step.operand === equation.b &&
+        equation.a === prev &&
+        apply(equation.a, { op, operand: equation.b }) === equation.c;
       prev = equation.c;
     }
     if (!ok && firstError === null) firstError = lines.length;
