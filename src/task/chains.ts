@@ -285,10 +285,9 @@ export function chainResponseStats(p: ChainProblem, response: string): ChainResp
 /**
  * The step checker's blame for a response given as its tokens' text pieces (in order; their concatenation is the
  * response): 1 for every token that starts at or after the first wrong line (`checkChain`), 0 before. A response with
- * no wrong line can still be wrong (a bad box, a chain stopped early, a step with the wrong operand, which
- * `checkChain` does not compare with the question): then the blame starts at the first line after the last equation
- * line (the closing sentence), and with no such line, or no equation at all, every token is blamed (the
- * sequence-level verdict).
+ * no wrong line can still be wrong (a bad box, a chain stopped early): then the blame starts at the first line after
+ * the last equation line (the closing sentence), and with no such line, or no equation at all, every token is blamed
+ * (the sequence-level verdict).
  */
 export function chainBlame(p: ChainProblem, pieces: readonly string[]): Float64Array {
   const text = pieces.join('');
