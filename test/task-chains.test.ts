@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/task/arith.js';
-import { chainResponseStats, chainSplit, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
+import { CHAIN_VALUE_BOUND, chainResponseStats, chainSplit, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { verifyResponse } from '../src/verify/index.js';
 import { chainErrorReport, readEvalSamples } from '../scripts/chain-errors.js';
@@ -26,7 +26,7 @@ test('problems: deterministic, 6-8 steps, values bounded, splits disjoint, answe
     let v = p.start;
     for (const s of p.steps) {
       v = s.op === '+' ? v + s.operand : s.op === '-' ? v - s.operand : v * s.operand;
-      assert.ok(Math.abs(v) <= 120);
+      assert.ok(Math.abs(v) <= CHAIN_VALUE_BOUND);
     }
     assert.equal(p.answer, String(v));
     assert.match(p.question, /^Start with \d+\. .*What is the result\?$/);

@@ -49,25 +49,29 @@ export function chainSplit(question: string): ChainSplit {
   return fnv1a('oreal-chains-split/' + question) % 5 === 0 ? 'heldout' : 'train';
 }
 
+/** Largest magnitude a chain's value may reach. Small numbers keep each step an easy two-digit sum for a 1M-parameter
+ * policy, so that its errors are mostly the systematic one and a few slips, not arithmetic it cannot do. */
+export const CHAIN_VALUE_BOUND = 60;
+
 /**
- * One problem: a start value and 6–8 operations. Values stay within ±120 (short numbers keep solutions short);
- * multiplications are by 2 or 3 and only of values up to 40; many subtractions are drawn to cross below zero.
+ * One problem: a start value and 6–8 operations. Values stay within ±CHAIN_VALUE_BOUND; multiplications are by 2 or 3
+ * and only of values up to 15; operands are at most 20; many subtractions are drawn to cross below zero.
  */
 export function generateChain(rng: Rng): ChainProblem {
   const n = rng.int(6, 8);
-  const start = rng.int(2, 30);
+  const start = rng.int(2, 20);
   const steps: ChainStep[] = [];
   const crossing: number[] = [];
   let v = start;
   while (steps.length < n) {
     const r = rng.next();
     let s: ChainStep;
-    if (r < 0.2 && Math.abs(v) <= 40) s = { op: '*', operand: rng.int(2, 3) };
-    else if (r < 0.55) s = { op: '+', operand: rng.int(2, 40) };
-    else if (v >= 0 && rng.bool(0.45)) s = { op: '-', operand: v + rng.int(1, 30) }; // crosses below zero
-    else s = { op: '-', operand: rng.int(2, 40) };
+    if (r < 0.15 && Math.abs(v) <= 15) s = { op: '*', operand: rng.int(2, 3) };
+    else if (r < 0.55) s = { op: '+', operand: rng.int(2, 20) };
+    else if (v >= 0 && rng.bool(0.45)) s = { op: '-', operand: v + rng.int(1, 15) }; // crosses below zero
+    else s = { op: '-', operand: rng.int(2, 20) };
     const next = apply(v, s);
-    if (Math.abs(next) > 120) continue;
+    if (Math.abs(next) > CHAIN_VALUE_BOUND) continue;
     if (s.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
     steps.push(s);
     v = next;
