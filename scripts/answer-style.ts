@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { isAnswerOnlyResponse } from '../src/task/answer-style.js';
 
 export interface StyleRow {
   step: number;
@@ -18,11 +19,6 @@ export interface StyleRow {
   /** Fraction correct among rollouts that show working. */
   worked_acc: number | null;
   acc: number;
-}
-
-/** A response is answer-only when nothing but a `\boxed{...}` is written. */
-export function isAnswerOnlyResponse(text: string): boolean {
-  return /^\s*\\boxed\{[^\n]*\}\s*$/.test(text);
 }
 
 export function styleOfStep(file: string, step: number): StyleRow {

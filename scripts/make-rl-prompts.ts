@@ -17,8 +17,8 @@ import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { writeFileAtomic } from '../src/util/atomic-write.js';
-import { makeSplit, type ArithProblem } from '../src/task/arith.js';
-import { passAtOne } from '../src/eval/quick-eval.js';
+import { makeSplit } from '../src/task/arith.js';
+import { passAtOne, type EvalProblem } from '../src/eval/quick-eval.js';
 import { TASK_MIX } from './task-mix.js';
 
 interface Args {
@@ -79,16 +79,17 @@ export function writeJsonl(file: string, rows: readonly unknown[]): void {
 }
 
 /**
- * Measures each problem's pass rate over `k` samples of the policy at temperature 1 and writes the RL prompt file
+ * Measures each problem's pass rate over `k` samples of the policy at temperature 1 (up to `maxNewTokens`, default
+ * 64, the main job's) and writes the RL prompt file
  * ({question, gold_answer, pass_rate}). Returns the mean pass rate.
  */
 export async function writeRlPromptFile(
   model: Qwen2Model,
   tok: Tokenizer,
-  problems: readonly ArithProblem[],
-  opts: { k: number; seed: number; file: string },
+  problems: readonly EvalProblem[],
+  opts: { k: number; seed: number; file: string; maxNewTokens?: number },
 ): Promise<number> {
-  const r = await passAtOne(model, tok, problems, { temperature: 1, samples: opts.k, maxNewTokens: 64, seed: opts.seed });
+  const r = await passAtOne(model, tok, problems, { temperature: 1, samples: opts.k, maxNewTokens: opts.maxNewTokens ?? 64, seed: opts.seed });
   writeJsonl(
     opts.file,
     problems.map((p, i) => ({ question: p.question, gold_answer: p.answer, pass_rate: r.perProblem[i]! })),

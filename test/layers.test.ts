@@ -22,8 +22,9 @@ const RANK: Record<string, number> = {
   serve: 4,
   train: 5,
   'main-job': 6,
-  cli: 7,
-  'index.ts': 8,
+  ablate: 7,
+  cli: 8,
+  'index.ts': 9,
 };
 
 function tsFiles(dir: string): string[] {

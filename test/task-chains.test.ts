@@ -6,9 +6,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Mulberry32 as Rng } from '../src/util/rng.js';
-import { chainSplit, checkChain, generateChain, makeChainSplit, writeSolution } from '../src/task/chains.js';
+import { CHAIN_VALUE_BOUND, chainResponseStats, chainSplit, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { verifyResponse } from '../src/verify/index.js';
+import { chainErrorReport, readEvalSamples } from '../scripts/chain-errors.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -23,7 +26,7 @@ test('problems: deterministic, 6-8 steps, values bounded, splits disjoint, answe
     let v = p.start;
     for (const s of p.steps) {
       v = s.op === '+' ? v + s.operand : s.op === '-' ? v - s.operand : v * s.operand;
-      assert.ok(Math.abs(v) <= 120);
+      assert.ok(Math.abs(v) <= CHAIN_VALUE_BOUND);
     }
     assert.equal(p.answer, String(v));
     assert.match(p.question, /^Start with \d+\. .*What is the result\?$/);
@@ -95,6 +98,15 @@ test('the checker: a broken chain, a false equation, phrasings, and lines withou
   const falseEq = [...good];
   falseEq[0] = falseEq[0]!.replace(/=\s*(-?\d+)/, (_m, c: string) => `= ${Number(c) + 2}`);
   assert.equal(checkChain(p, falseEq.join('\n')).firstError, 0);
+  // A true equation that is not the problem's step: a misread operand, a skipped step, a step past the last.
+  const eqLine = (a: number, op: string, b: number): string => `${a}${op}${b}=${op === '+' ? a + b : op === '-' ? a - b : a * b}`;
+  const s0 = p.steps[0]!;
+  assert.equal(checkChain(p, [eqLine(p.start, s0.op, s0.operand + 1), ...good.slice(1)].join('\n')).firstError, 0);
+  const w = writeSolution(p, new Rng(1));
+  const skipped = [...good.slice(0, 1), ...good.slice(2)];
+  assert.equal(checkChain(p, skipped.join('\n')).firstError, 1);
+  const extra = [...good.slice(0, -1), eqLine(w.final, '+', 1), good.at(-1)!];
+  assert.equal(checkChain(p, extra.join('\n')).firstError, p.steps.length);
   assert.equal(checkChain(p, 'I think the answer is \\boxed{3}.').firstError, null);
 });
 
@@ -105,4 +117,64 @@ test('solutions are about 100 tokens with the bundled tokenizer', () => {
   const mean = lens.reduce((a, b) => a + b, 0) / lens.length;
   assert.ok(mean >= 60 && mean <= 110, `mean solution length ${mean} tokens`);
   process.stdout.write(`# mean solution length ${mean.toFixed(1)} tokens (min ${Math.min(...lens)}, max ${Math.max(...lens)})\n`);
+});
+
+test('a question parses back to its problem; other text does not', () => {
+  for (const p of makeChainSplit('heldout', 200, 7)) assert.deepEqual(parseChainQuestion(p.question), p);
+  assert.equal(parseChainQuestion('Compute 2+3.'), null);
+  assert.equal(parseChainQuestion('Start with 4. Add 2, then Divide by 2. What is the result?'), null);
+});
+
+test('response stats: first error kind, sign drops per crossing line, accuracy of the other lines', () => {
+  const ps = makeChainSplit('train', 300, 8).filter((p) => p.crossingSteps.length > 0);
+  let crossingLines = 0;
+  for (const p of ps) {
+    const right = chainResponseStats(p, writeSolution(p, new Rng(2)).text);
+    assert.deepEqual(right, { firstError: 'none', crossingLines: p.crossingSteps.length, signDrops: 0, otherLines: p.steps.length - p.crossingSteps.length, otherRight: p.steps.length - p.crossingSteps.length });
+    const dropped = chainResponseStats(p, writeSolution(p, new Rng(2), { signDropRate: 1 }).text);
+    assert.equal(dropped.firstError, 'sign-drop');
+    // After a drop the chain runs on from the wrong value, so later crossings may differ; every line is still counted.
+    assert.equal(dropped.crossingLines + dropped.otherLines, p.steps.length);
+    assert.equal(dropped.signDrops, dropped.crossingLines);
+    assert.equal(dropped.otherRight, dropped.otherLines);
+    crossingLines += dropped.crossingLines;
+  }
+  assert.ok(crossingLines >= ps.length);
+  // A wrong sum on the first line (not a crossing one) is an "other" error; the next line, which goes on from the
+  // right value instead of the written one, is wrong too.
+  const p = ps.find((q) => q.crossingSteps[0] !== 0)!;
+  const lines = writeSolution(p, new Rng(3)).text.split('\n');
+  lines[0] = lines[0]!.replace(/=(-?\d+)/, (_m, c: string) => `=${Number(c) + 1}`);
+  const st = chainResponseStats(p, lines.join('\n'));
+  assert.equal(st.firstError, 'other');
+  assert.equal(st.signDrops, 0);
+  assert.equal(st.otherLines - st.otherRight, 2);
+});
+
+test('chain-errors: shares of first errors over the wrong samples of an eval run, joined by id', () => {
+  const ps = makeChainSplit('heldout', 40, 3).filter((p) => p.crossingSteps.length > 0).slice(0, 10);
+  const dir = mkdtempSync(path.join(tmpdir(), 'oreal-chain-errors-'));
+  try {
+    const data = path.join(dir, 'd.jsonl');
+    writeFileSync(data, ps.map((p) => JSON.stringify({ question: p.question, gold_answer: p.answer, id: p.id })).join('\n') + '\n');
+    // Per problem: one right sample, one sign-dropped, and (first 5 problems) one with a wrong first line.
+    const recs: unknown[] = [];
+    ps.forEach((p, i) => {
+      recs.push({ id: p.id, sample: 0, correct: true, response: writeSolution(p, new Rng(i)).text });
+      recs.push({ id: p.id, sample: 1, correct: false, response: writeSolution(p, new Rng(i), { signDropRate: 1 }).text });
+      if (i < 5) recs.push({ id: p.id, sample: 2, correct: false, response: `${p.start}+1=${p.start + 2}\nThe answer is \\boxed{1}.` });
+      recs.push({ id: p.id, sample: 'greedy', correct: false, response: '' });
+    });
+    const samples = path.join(dir, 's.jsonl');
+    writeFileSync(samples, recs.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const r = chainErrorReport(readEvalSamples(data, samples));
+    assert.equal(r['samples'], 25);
+    assert.equal(r['wrong_samples'], 15);
+    assert.equal(r['wrong_first_error_sign_drop'], 0.667);
+    assert.equal(r['wrong_first_error_other_line'], 0.333);
+    writeFileSync(samples, JSON.stringify({ id: 'chain-nope', sample: 0, correct: true, response: '' }) + '\n');
+    assert.throws(() => readEvalSamples(data, samples), /s\.jsonl:1:id: "chain-nope" is not in/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

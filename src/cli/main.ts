@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Entry point of the `oreal` command: one small module per sub-command registers itself here.
 import { Command } from 'commander';
+import { registerAblate } from './ablate.js';
 import { registerBench } from './bench.js';
 import { registerDebug } from './debug.js';
 import { registerEval } from './eval.js';
 import { configureErrors, reportFatal } from './program.js';
 import { registerReport } from './report.js';
+import { registerRmProbe } from './rm-probe.js';
 import { registerTrain } from './train.js';
 import { registerGenerate } from './generate.js';
 import { registerSft } from './sft.js';
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
   registerSft(program);
   registerVerify(program);
   registerReport(program);
+  registerAblate(program);
+  registerRmProbe(program);
   registerBench(program);
   registerDebug(program);
   configureErrors(program);

@@ -74,3 +74,10 @@ export function modelDir(value: string): string {
 export function modelDirOrRandom(value: string): string {
   return value === 'random' || value.startsWith('random:') ? value : modelDir(value);
 }
+
+/** A number strictly between 0 and 1. */
+export function openFraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n > 0 && n < 1)) throw new InvalidArgumentError('expected a number between 0 and 1 (exclusive)');
+  return n;
+}

@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import type { EvalMetrics, StepMetrics } from '../train/metrics.js';
 import { runTraining, type TrainStage } from '../train/trainer.js';
+import type { RolloutBackend } from '../sample/types.js';
 import { silentProgress, type JobPhase, type ProgressSnapshot, type ProgressView } from './progress.js';
 
 /** The config `oreal start` uses when none is given (relative to the working directory). */
@@ -84,6 +85,13 @@ export interface MainJobOptions {
   signal?: AbortSignal;
   /** Told the run directory once it is chosen, before training starts (for messages on an early exit). */
   onRunDir?: (runDir: string) => void;
+  /**
+   * The starting policy's evaluation, already made with this config and seed (the same numbers the run's own
+   * before-evaluation would give: `oreal ablate` evaluates once per seed for all its arms); null or absent: evaluate.
+   */
+  before?: EvalMetrics | null;
+  /** A stand-in rollout engine (tests); default: the config's. */
+  rollout?: RolloutBackend;
 }
 
 export interface MainJobResult {
@@ -125,7 +133,9 @@ export function loadMainJobConfig(file: string, sets: readonly string[] = [], se
 export async function runMainJob(opts: MainJobOptions = {}): Promise<MainJobResult> {
   const t0 = performance.now();
   const configFile = opts.config ?? DEFAULT_MAIN_JOB_CONFIG;
-  const cfg = loadMainJobConfig(configFile, opts.sets ?? [], opts.seed);
+  const given = opts.before ?? null;
+  const loaded = loadMainJobConfig(configFile, opts.sets ?? [], opts.seed);
+  const cfg = given !== null ? { ...loaded, eval_at_start: false } : loaded;
   const runDir = path.resolve(opts.outDir ?? path.join('runs', `${cfg.algorithm}-seed${cfg.seed}-${stamp()}`));
   if (fs.existsSync(path.join(runDir, 'state')) || fs.existsSync(path.join(runDir, 'summary.json')))
     throw new Error(`${runDir} already holds a run: choose another --out (or resume it with \`oreal train --resume ${runDir}\`)`);
@@ -196,10 +206,11 @@ export async function runMainJob(opts: MainJobOptions = {}): Promise<MainJobResu
     onEval,
     onLog: opts.onLog ?? (() => undefined),
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    ...(opts.rollout !== undefined ? { rollout: opts.rollout } : {}),
   });
   show('report');
 
-  const before = res.evals.find((e) => e.step === 0);
+  const before = given ?? res.evals.find((e) => e.step === 0);
   if (before === undefined) throw new Error('the trainer did not evaluate the starting policy (eval_at_start)');
   const afterEval = res.step > 0 ? res.evals.find((e) => e.step === res.step) : undefined;
   const b = scores(before)!;
@@ -219,7 +230,7 @@ export async function runMainJob(opts: MainJobOptions = {}): Promise<MainJobResu
     gain: a === null ? null : { pass_at_1: diff(b.pass_at_1, a.pass_at_1), greedy: diff(b.greedy, a.greedy) },
     eval_problems: before.num_problems,
     eval_samples: before.samples,
-    timing: { before_eval_s: beforeEvalTime, train_s: trainS, after_eval_s: afterEval?.eval_time ?? null },
+    timing: { before_eval_s: given !== null ? 0 : beforeEvalTime, train_s: trainS, after_eval_s: afterEval?.eval_time ?? null },
     interrupted: res.step < total,
     config: path.resolve(configFile),
     run_dir: runDir,

@@ -48,6 +48,16 @@
 // With pos_mult_adv true (the reference) and ρ = 1, BC (−logp·A) and PG (−ρ·A) on positives have the same gradient;
 // the paper's BC is unweighted (pos_mult_adv false), which TABLE2_ABLATION uses for its BC rows.
 // The trainer's filter (src/rl/filter.ts) is separate: the reference's no-RM config turns `filter_trajectory` off.
+//
+// Where the token weights come from (issue 15's ablation; defaults reproduce the reference exactly):
+//   token_weight_source rm|oracle       rm: w⁺/w⁻ from the token-level RM (as above; uniform 1 without it);
+//                                       oracle: w⁺ = 1, w⁻ from the task's step checker, passed in per sequence as
+//                                       `oracleNegWeights` (1 from the first wrong step on, 0 before; see
+//                                       src/task/chains.ts `chainBlame`), the upper bound of what token credit buys.
+//                                       The RM, if on, still trains but no longer weights the loss.
+//   rm_score_position shifted|inclusive shifted: s_t read at the position that predicts y_t (it has seen y_<t), the
+//                                       reference's `[-n-1:-1]`; inclusive: at y_t's own position (it has seen y_≤t),
+//                                       the paper's w(s≤t). Applied where the scores are read (src/rl/step-losses.ts).
 
 import { z } from 'zod';
 import { ADVANTAGE_TYPES, type AdvantageType } from './advantages.js';
@@ -55,6 +65,8 @@ import { rmSequenceLoss, tokenWeights, type RescaleOptions } from './token-rm.js
 
 export type KlType = 'unbias' | 'kl' | 'mse';
 export type LossNormalization = 'per_class' | 'all';
+export type TokenWeightSource = 'rm' | 'oracle';
+export type RmScorePosition = 'shifted' | 'inclusive';
 
 interface Preset {
   rewardShapingType: AdvantageType;
@@ -96,6 +108,10 @@ export interface LossConfig {
   lossNormalization: LossNormalization;
   /** How the RM scores become token weights (used only with tokenLevelRm). */
   rescale: RescaleOptions;
+  /** Where w⁺/w⁻ come from (see the file header). */
+  tokenWeightSource: TokenWeightSource;
+  /** Which position's RM score weights token t (see the file header). */
+  rmScorePosition: RmScorePosition;
 }
 
 /** The loss keys of a config file, in the reference's names (snake_case); unknown keys are rejected. */
@@ -118,6 +134,8 @@ export const lossConfigSchema = z.strictObject({
   topk_rescale: z.boolean().optional(),
   correct_topk_ratio: z.number().finite().gt(0).lte(1).optional(),
   incorrect_topk_ratio: z.number().finite().gt(0).lte(1).optional(),
+  token_weight_source: z.enum(['rm', 'oracle']).optional(),
+  rm_score_position: z.enum(['shifted', 'inclusive']).optional(),
 });
 
 export type LossConfigInput = z.infer<typeof lossConfigSchema>;
@@ -132,6 +150,8 @@ export const LOSS_DEFAULTS = {
   incorrect_threshold: 0.5,
   correct_topk_ratio: 0.25,
   incorrect_topk_ratio: 0.5,
+  token_weight_source: 'rm',
+  rm_score_position: 'shifted',
 } as const satisfies Partial<LossConfigInput>;
 
 
@@ -187,6 +207,8 @@ export function resolveLossConfig(input: LossConfigInput = {}): LossConfig {
     klCoef: input.kl_coef ?? p.klCoef,
     lossNormalization: input.loss_normalization ?? p.lossNormalization,
     rescale,
+    tokenWeightSource: input.token_weight_source ?? LOSS_DEFAULTS.token_weight_source,
+    rmScorePosition: input.rm_score_position ?? LOSS_DEFAULTS.rm_score_position,
   };
 }
 
@@ -222,6 +244,8 @@ export interface LossSequence {
   oldLogp?: ArrayLike<number>;
   /** RM scores s_t, n values (required with tokenLevelRm). */
   rmScores?: ArrayLike<number>;
+  /** w⁻ from the task's step checker, n values (required for negatives with token_weight_source oracle). */
+  oracleNegWeights?: ArrayLike<number>;
 }
 
 export interface TokenCounts {
@@ -321,9 +345,21 @@ export function computeLosses(seqs: ReadonlyArray<LossSequence>, cfg: LossConfig
       totals.token_level_rm_loss += rm.loss / C.numSeqs;
       dScore = rm.dScore;
       for (let t = 0; t < n; t++) dScore[t] = dScore[t]! / C.numSeqs;
-      const w = tokenWeights(s.rmScores, cfg.rescale);
-      posW = w.pos;
-      negW = w.neg;
+      if (cfg.tokenWeightSource === 'rm') {
+        const w = tokenWeights(s.rmScores, cfg.rescale);
+        posW = w.pos;
+        negW = w.neg;
+      }
+    }
+    if (cfg.tokenWeightSource === 'oracle') {
+      // The checker judges steps, so it can only blame: positives keep weight 1 on every token.
+      posW = new Float64Array(n).fill(1);
+      negW = new Float64Array(n).fill(1);
+      if (!positive) {
+        const o = s.oracleNegWeights;
+        if (o === undefined || o.length !== n) throw new Error(`loss: sequence ${i}: token_weight_source oracle needs ${n} oracle weights`);
+        negW.set(o);
+      }
     }
     const A = s.advantage;
     const ratio = (t: number): number => (s.oldLogp === undefined ? 1 : Math.exp(s.logp[t]! - s.oldLogp[t]!));

@@ -5,13 +5,19 @@
 //
 // Positions: a sequence is prompt ‖ response (P + n tokens). The action positions are P−1 … P+n−2, the positions
 // whose next token is a response token: logp_t = log π(y_t | x, y_<t) there, and the RM score s_t is read at the same
-// positions (it sees the prefix before y_t), as the reference's `[-n-1:-1]` slices.
+// positions (it sees the prefix before y_t), as the reference's `[-n-1:-1]` slices; with rm_score_position
+// 'inclusive' (the paper's w(s≤t)) the RM score is read one position later, at y_t itself (P … P+n−1).
+//
+// Step checker (optional `blame`): for a task whose steps can be checked, the 0/1 mask of each response's tokens
+// from its first wrong step on. It gives the oracle's w⁻ (token_weight_source oracle) and, whatever the weights, the
+// share of the negatives' weight Σw⁻·mask / Σw⁻ that falls on or after the first wrong step (a credit diagnostic).
 
 import type { Qwen2Model } from '../model/qwen2.js';
 import { gradNorm } from '../engine/norm.js';
 import { groupAdvantages } from './advantages.js';
 import type { Uniform } from '../util/rng.js';
 import { filterTrajectory, type FilterMode } from './filter.js';
+import { sigmoid } from './token-rm.js';
 import { addTotals, computeLosses, countTokens, type LossConfig, type LossSequence, type LossStats, type LossTotals, type TokenCounts } from './loss.js';
 
 export interface ResponseSample {
@@ -47,6 +53,12 @@ export interface StepLossOptions {
   accumulate?: boolean;
   /** Return the per-token numbers of every kept sequence in `tokens` (e.g. for trajectory dumps and tests). */
   collectTokens?: boolean;
+  /**
+   * The task's step checker: for response `index` of group `group`, 1 on the tokens from its first wrong step on and
+   * 0 before (one value per response token), or null when it cannot say. Asked for the kept negatives only.
+   * Required with token_weight_source oracle.
+   */
+  blame?: (group: number, index: number) => ArrayLike<number> | null;
 }
 
 /** Per-token numbers of one kept sequence (n action tokens). */
@@ -86,6 +98,10 @@ export interface StepLossResult extends StepLossReport {
   droppedAllWrong: number;
   /** With `collectTokens`, in the order of `kept`. */
   tokens?: SequenceTokens[];
+  /** σ(mean RM score) of each kept sequence, the RM's probability that it is correct (in the order of `kept`); null without the RM. */
+  rmProbs: number[] | null;
+  /** With `blame`: Σ over the kept negatives of w⁻·mask and of w⁻ (w⁻ = 1 without token weights); null without. */
+  negWeightOnError: { onError: number; total: number } | null;
 }
 
 interface Row {
@@ -116,6 +132,10 @@ export async function stepLosses(
   const vocab = Math.min(policy.config.vocabSize, ref.config.vocabSize, rm && cfg.tokenLevelRm ? rm.config.vocabSize : Infinity);
   const actorBackward = opts.actorBackward ?? true;
   const rmBackward = (opts.rmBackward ?? true) && cfg.tokenLevelRm;
+  if (cfg.tokenWeightSource === 'oracle' && opts.blame === undefined)
+    throw new Error('token_weight_source oracle needs a step checker for the task (none was given)');
+  // Offset of the RM score that weights token t from the position predicting it (see the file header).
+  const scoreShift = cfg.rmScorePosition === 'inclusive' ? 1 : 0;
 
   // Advantages over each whole group, then the filter.
   const withAdv = groups.map((g, gi) => {
@@ -144,6 +164,8 @@ export async function stepLosses(
   const stats: LossStats = { actionTokens: 0, sumNegLogp: 0, sumRefKl: 0, sumAdv: 0 };
 
   const tokens: SequenceTokens[] = [];
+  const rmProbs: number[] = [];
+  const negOnError = { onError: 0, total: 0 };
   const budget = Math.max(1, opts.microBatchTokens ?? 8192);
   for (let start = 0; start < rows.length; ) {
     let end = start + 1;
@@ -175,19 +197,50 @@ export async function stepLosses(
       const P = mb[b]!.prompt.length;
       return a.subarray(b * T + P - 1, b * T + P - 1 + mb[b]!.response.length);
     };
+    const scoreSlice = (a: Float64Array, b: number): Float64Array => {
+      const at = b * T + mb[b]!.prompt.length - 1 + scoreShift;
+      return a.subarray(at, at + mb[b]!.response.length);
+    };
     const refOut = await ref.forwardAsync(ids, lengths, { labels, entropy: false, saveForBackward: false });
     const refLogp = refOut.logp!;
     let scores: Float64Array | null = null;
     if (cfg.tokenLevelRm) scores = (await rm!.forwardAsync(ids, lengths, { saveForBackward: rmBackward })).score!;
     const logp = (await policy.forwardAsync(ids, lengths, { labels, entropy: false, saveForBackward: actorBackward })).logp!;
+    // Only the negatives' masks are used (the checker blames; positives keep weight 1).
+    const masks = mb.map((r) => {
+      if (opts.blame === undefined || r.info.reward > 0) return null;
+      const m = opts.blame(r.info.group, r.info.index);
+      if (m !== null && m.length !== r.info.numTokens)
+        throw new Error(`step checker: ${m.length} mask values for a response of ${r.info.numTokens} tokens (group ${r.info.group}, response ${r.info.index})`);
+      if (m === null && cfg.tokenWeightSource === 'oracle')
+        throw new Error(`token_weight_source oracle: the step checker cannot judge response ${r.info.index} of group ${r.info.group}`);
+      return m;
+    });
     const seqs: LossSequence[] = mb.map((r, b) => ({
       reward: r.info.reward,
       advantage: r.info.advantage,
       logp: slice(logp, b),
       refLogp: slice(refLogp, b),
-      ...(scores ? { rmScores: slice(scores, b) } : {}),
+      ...(scores ? { rmScores: scoreSlice(scores, b) } : {}),
+      ...(cfg.tokenWeightSource === 'oracle' && masks[b] !== null ? { oracleNegWeights: masks[b]! } : {}),
     }));
     const out = computeLosses(seqs, cfg, counts);
+    seqs.forEach((q, b) => {
+      if (q.rmScores) {
+        let sum = 0;
+        for (let t = 0; t < q.rmScores.length; t++) sum += q.rmScores[t]!;
+        rmProbs.push(sigmoid(sum / q.rmScores.length));
+      }
+      const m = masks[b];
+      if (m && q.reward <= 0) {
+        const w = out.grads[b]!.negWeight;
+        for (let t = 0; t < m.length; t++) {
+          const wt = w ? w[t]! : 1;
+          negOnError.total += wt;
+          negOnError.onError += wt * m[t]!;
+        }
+      }
+    });
     totals = addTotals(totals, out.totals);
     stats.actionTokens += out.stats.actionTokens;
     stats.sumNegLogp += out.stats.sumNegLogp;
@@ -213,7 +266,7 @@ export async function stepLosses(
     }
     if (rmBackward) {
       const d = new Float64Array(B * T);
-      mb.forEach((r, b) => d.set(out.grads[b]!.dScore!, b * T + r.prompt.length - 1));
+      mb.forEach((r, b) => d.set(out.grads[b]!.dScore!, b * T + r.prompt.length - 1 + scoreShift));
       rm!.backward(null, d);
     }
   }
@@ -229,5 +282,7 @@ export async function stepLosses(
     droppedAllCorrect: filt.droppedAllCorrect,
     droppedAllWrong: filt.droppedAllWrong,
     ...(opts.collectTokens ? { tokens } : {}),
+    rmProbs: cfg.tokenLevelRm ? rmProbs : null,
+    negWeightOnError: opts.blame !== undefined ? negOnError : null,
   };
 }

@@ -50,25 +50,29 @@ export function chainSplit(question: string): ChainSplit {
   return fnv1a('oreal-chains-split/' + question) % 5 === 0 ? 'heldout' : 'train';
 }
 
+/** Largest magnitude a chain's value may reach. Small numbers keep each step an easy two-digit sum for a 1M-parameter
+ * policy, so that its errors are mostly the systematic one and a few slips, not arithmetic it cannot do. */
+export const CHAIN_VALUE_BOUND = 60;
+
 /**
- * One problem: a start value and 6–8 operations. Values stay within ±120 (short numbers keep solutions short);
- * multiplications are by 2 or 3 and only of values up to 40; many subtractions are drawn to cross below zero.
+ * One problem: a start value and 6–8 operations. Values stay within ±CHAIN_VALUE_BOUND; multiplications are by 2 or 3
+ * and only of values up to 15; operands are at most 20; many subtractions are drawn to cross below zero.
  */
 export function generateChain(rng: Mulberry32): ChainProblem {
   const n = rng.int(6, 8);
-  const start = rng.int(2, 30);
+  const start = rng.int(2, 20);
   const steps: ChainStep[] = [];
   const crossing: number[] = [];
   let v = start;
   while (steps.length < n) {
     const r = rng.next();
     let s: ChainStep;
-    if (r < 0.2 && Math.abs(v) <= 40) s = { op: '*', operand: rng.int(2, 3) };
-    else if (r < 0.55) s = { op: '+', operand: rng.int(2, 40) };
-    else if (v >= 0 && rng.bool(0.45)) s = { op: '-', operand: v + rng.int(1, 30) }; // crosses below zero
-    else s = { op: '-', operand: rng.int(2, 40) };
+    if (r < 0.15 && Math.abs(v) <= 15) s = { op: '*', operand: rng.int(2, 3) };
+    else if (r < 0.55) s = { op: '+', operand: rng.int(2, 20) };
+    else if (v >= 0 && rng.bool(0.45)) s = { op: '-', operand: v + rng.int(1, 15) }; // crosses below zero
+    else s = { op: '-', operand: rng.int(2, 20) };
     const next = apply(v, s);
-    if (Math.abs(next) > 120) continue;
+    if (Math.abs(next) > CHAIN_VALUE_BOUND) continue;
     if (s.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
     steps.push(s);
     v = next;
@@ -147,14 +151,17 @@ export interface ChainCheck {
 const EQ = /(-?\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)/;
 
 /**
- * Checks a response to `p` line by line: each line with an equation must be true and must continue the chain from
- * the previous result (the first from `p.start`). Lines without an equation (the closing sentence) are not judged.
+ * Checks a response to `p` line by line: the k-th line with an equation must do the problem's k-th step (its operation
+ * and operand: a skipped, repeated or misread step is wrong), be true, and continue the chain from the previous
+ * result (the first from `p.start`); an equation line after the last step is wrong. Lines without an equation (the
+ * closing sentence) are not judged.
  */
 export function checkChain(p: ChainProblem, response: string): ChainCheck {
   const lines: CheckedLine[] = [];
   let offset = 0;
   let prev = p.start;
   let firstError: number | null = null;
+  let k = 0;
   for (const text of response.split('\n')) {
     const m = EQ.exec(text);
     let equation: CheckedLine['equation'] = null;
@@ -162,7 +169,13 @@ export function checkChain(p: ChainProblem, response: string): ChainCheck {
     if (m !== null) {
       const op = m[2] as ChainOp;
       equation = { a: Number(m[1]), op, b: Number(m[3]), c: Number(m[4]) };
-      ok = equation.a === prev && apply(equation.a, { op, operand: equation.b }) === equation.c;
+      const step = p.steps[k++];
+      ok =
+        step !== undefined &&
+        step.op === op &&
+        step.operand === equation.b &&
+        equation.a === prev &&
+        apply(equation.a, { op, operand: equation.b }) === equation.c;
       prev = equation.c;
     }
     if (!ok && firstError === null) firstError = lines.length;
@@ -189,4 +202,143 @@ export function makeChainSplit(split: ChainSplit, n: number, seed: number): Chai
     out.push(p);
   }
   return out;
+}
+
+const WORD_OP: Record<string, ChainOp> = { add: '+', subtract: '-', 'multiply by': '*' };
+
+/**
+ * The problem a chain question states, rebuilt from its text alone (prompt files carry only question and gold
+ * answer), or null when the text is not a chain question. Inverse of the question `generateChain` writes.
+ */
+export function parseChainQuestion(question: string): ChainProblem | null {
+  const m = /^Start with (\d+)\. (.*)\. What is the result\?$/.exec(question);
+  if (m === null) return null;
+  const start = Number(m[1]);
+  const steps: ChainStep[] = [];
+  const crossing: number[] = [];
+  let v = start;
+  for (const part of m[2]!.split(', then ')) {
+    const s = /^(Add|Subtract|Multiply by) (\d+)$/.exec(part);
+    if (s === null) return null;
+    const step: ChainStep = { op: WORD_OP[s[1]!.toLowerCase()]!, operand: Number(s[2]) };
+    const next = apply(v, step);
+    if (step.op === '-' && v >= 0 && next < 0) crossing.push(steps.length);
+    steps.push(step);
+    v = next;
+  }
+  return {
+    id: 'chain-' + fnv1a(question).toString(16).padStart(8, '0'),
+    question,
+    start,
+    steps,
+    answer: String(v),
+    crossingSteps: crossing,
+  };
+}
+
+/**
+ * What went wrong first in a response, by its first wrong line (`checkChain`): `none` when every equation line holds;
+ * `sign-drop` when that line is a subtraction crossing below zero from the right value with only the result's sign
+ * wrong (the starting policy's systematic error); `other` for any other wrong line.
+ */
+export type ChainErrorKind = 'none' | 'sign-drop' | 'other';
+
+/** Per-line tallies of a response, judged locally (each line against the value the previous line produced). */
+export interface ChainResponseStats {
+  firstError: ChainErrorKind;
+  /** Equation lines that are subtractions crossing below zero from their own left operand, and how many of them
+   *  drop the result's sign. */
+  crossingLines: number;
+  signDrops: number;
+  /** Other equation lines, and how many of them are right. */
+  otherLines: number;
+  otherRight: number;
+}
+
+function isSignDrop(e: NonNullable<CheckedLine['equation']>): boolean {
+  const true_ = apply(e.a, { op: e.op, operand: e.b });
+  return e.op === '-' && e.a >= 0 && true_ < 0 && e.c === -true_;
+}
+
+/** Classifies a response to `p` by its first error and tallies its lines (see ChainResponseStats). */
+export function chainResponseStats(p: ChainProblem, response: string): ChainResponseStats {
+  const c = checkChain(p, response);
+  const st: ChainResponseStats = { firstError: 'none', crossingLines: 0, signDrops: 0, otherLines: 0, otherRight: 0 };
+  let prev = p.start;
+  for (const l of c.lines) {
+    const e = l.equation;
+    if (e === null) continue;
+    // A line is judged from the value it was handed; one that does not continue the chain counts as wrong.
+    const crossing = e.op === '-' && e.a >= 0 && e.a - e.b < 0;
+    if (crossing && e.a === prev) {
+      st.crossingLines++;
+      if (isSignDrop(e)) st.signDrops++;
+    } else {
+      st.otherLines++;
+      if (l.ok) st.otherRight++;
+    }
+    prev = e.c;
+  }
+  if (c.firstError !== null) {
+    const l = c.lines[c.firstError]!;
+    const prevValue = c.firstError === 0 ? p.start : (c.lines.slice(0, c.firstError).reverse().find((x) => x.equation !== null)?.equation?.c ?? p.start);
+    st.firstError = l.equation !== null && l.equation.a === prevValue && isSignDrop(l.equation) ? 'sign-drop' : 'other';
+  }
+  return st;
+}
+
+/**
+ * The step checker's blame for a response given as its tokens' text pieces (in order; their concatenation is the
+ * response): 1 for every token that starts at or after the first wrong line (`checkChain`), 0 before. A response with
+ * no wrong line can still be wrong (a bad box, a chain stopped early): then the blame starts at the first line after
+ * the last equation line (the closing sentence), and with no such line, or no equation at all, every token is blamed
+ * (the sequence-level verdict).
+ */
+export function chainBlame(p: ChainProblem, pieces: readonly string[]): Float64Array {
+  const text = pieces.join('');
+  const c = checkChain(p, text);
+  let from = c.firstErrorOffset;
+  if (from === null) {
+    let last = -1;
+    c.lines.forEach((l, i) => {
+      if (l.equation !== null) last = i;
+    });
+    const after = last >= 0 ? c.lines.slice(last + 1).find((l) => l.text.trim() !== '') : undefined;
+    from = after?.offset ?? 0;
+  }
+  const out = new Float64Array(pieces.length);
+  let at = 0;
+  pieces.forEach((piece, t) => {
+    out[t] = at >= from! ? 1 : 0;
+    at += piece.length;
+  });
+  return out;
+}
+
+/** A step checker over response token pieces: the blame mask of `chainBlame` for the problem a question states. */
+export type StepChecker = (question: string, pieces: readonly string[]) => Float64Array;
+
+/**
+ * The chain task's step checker for a prompt set, or null when some prompt is not a chain problem (the checker only
+ * knows this task). With `required` (token_weight_source oracle) that is an error naming the prompt's file:line.
+ */
+export function chainStepChecker(prompts: ReadonlyArray<{ question: string; source: string }>, required: boolean): StepChecker | null {
+  const problems = new Map<string, ChainProblem>();
+  for (const p of prompts) {
+    if (problems.has(p.question)) continue;
+    const c = parseChainQuestion(p.question);
+    if (c === null) {
+      if (!required) return null;
+      throw new Error(
+        `${p.source}: token_weight_source oracle needs a task whose steps can be checked, and this question is not a ` +
+          `chain problem (the one task with a step checker, src/task/chains.ts): ${JSON.stringify(p.question.slice(0, 80))}`,
+      );
+    }
+    problems.set(p.question, c);
+  }
+  return (question, pieces) => {
+    const p = problems.get(question) ?? parseChainQuestion(question);
+    if (p == null) throw new Error(`step checker: not a chain problem: ${JSON.stringify(question.slice(0, 80))}`);
+    return chainBlame(p, pieces);
+  };
 }

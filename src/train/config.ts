@@ -14,7 +14,17 @@ import { ROLLOUT_BACKENDS, ROLLOUT_BACKEND_NAMES } from '../sample/rollout-backe
 import YAML from 'yaml';
 import { ADVANTAGE_TYPES, type AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
-import { ALGORITHMS, LOSS_DEFAULTS, resolveLossConfig, type KlType, type LossConfig, type LossConfigInput, type LossNormalization } from '../rl/loss.js';
+import {
+  ALGORITHMS,
+  LOSS_DEFAULTS,
+  resolveLossConfig,
+  type KlType,
+  type LossConfig,
+  type LossConfigInput,
+  type LossNormalization,
+  type RmScorePosition,
+  type TokenWeightSource,
+} from '../rl/loss.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema.
@@ -145,6 +155,14 @@ const baseSchema = z
     pos_mult_adv: z.boolean().nullable().default(null),
     kl_coef: z.number().min(0).nullable().default(null),
     kl_type: z.enum(['unbias', 'kl', 'mse']).nullable().default(null),
+    /**
+     * Where the token weights come from: 'rm' (the token-level RM; uniform without it) or 'oracle' (the task's step
+     * checker: w⁻ = 1 from the first wrong step on, 0 before; needs a task with a checker, src/task/chains.ts).
+     * null: 'rm'.
+     */
+    token_weight_source: z.enum(['rm', 'oracle']).nullable().default(null),
+    /** Which RM score weights token t: 'shifted' (the reference: it has seen y_<t) or 'inclusive' (the paper's w(s≤t)). null: 'shifted'. */
+    rm_score_position: z.enum(['shifted', 'inclusive']).nullable().default(null),
     /** Scalar head of a token-level RM built from the actor: 'zero' (the paper) or 'normal' (std 0.02). */
     token_level_rm_head_init: z.enum(['zero', 'normal']).default('zero'),
 
@@ -234,6 +252,8 @@ export interface ResolvedLossKeys {
   incorrect_threshold: number;
   correct_topk_ratio: number;
   incorrect_topk_ratio: number;
+  token_weight_source: TokenWeightSource;
+  rm_score_position: RmScorePosition;
 }
 
 /** The trainer keys that are loss keys of src/rl/loss.ts (same names), without token_level_rm (a path is allowed here). */
@@ -259,6 +279,8 @@ const LOSS_KEYS: { [K in LossKey]: (l: LossConfig, c: RawConfig) => ResolvedLoss
   incorrect_threshold: ({ rescale: r }, c) => (r.mode === 'threshold' ? r.incorrectThreshold : (c.incorrect_threshold ?? LOSS_DEFAULTS.incorrect_threshold)),
   correct_topk_ratio: ({ rescale: r }, c) => (r.mode === 'topk' ? r.correctTopkRatio : (c.correct_topk_ratio ?? LOSS_DEFAULTS.correct_topk_ratio)),
   incorrect_topk_ratio: ({ rescale: r }, c) => (r.mode === 'topk' ? r.incorrectTopkRatio : (c.incorrect_topk_ratio ?? LOSS_DEFAULTS.incorrect_topk_ratio)),
+  token_weight_source: (l) => l.tokenWeightSource,
+  rm_score_position: (l) => l.rmScorePosition,
 };
 
 /** The loss input of a raw or resolved config: a null key is left out (the algorithm's preset decides). */
@@ -285,9 +307,11 @@ function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof 
   const resolved: Record<string, unknown> = {};
   for (const k of Object.keys(LOSS_KEYS) as LossKey[]) resolved[k] = LOSS_KEYS[k](loss, c);
   // The pair filter and the frozen steps belong to OREAL with its token-level RM; "OREAL without the RM" means the
-  // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway).
+  // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway). The oracle
+  // stands in for the RM's weights, so OREAL with it keeps the pair filter (but has no RM to warm up).
   const withRm = loss.tokenLevelRm;
-  const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && withRm ? 'pair' : 'none');
+  const weighted = withRm || loss.tokenWeightSource === 'oracle';
+  const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && weighted ? 'pair' : 'none');
   return {
     ...c,
     ...(resolved as { [K in LossKey]: ResolvedLossKeys[K] }),

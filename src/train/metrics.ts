@@ -2,6 +2,7 @@
 // trainer; definitions at the top of src/train/trainer.ts) and {"type":"eval"} lines, plus the trajectory records of
 // `trajectories/step-N.jsonl`. The trainer fills them; the main job, the report and the tests read them.
 import * as fs from 'node:fs';
+import { rocAuc } from '../eval/auc.js';
 import type { StepLossResult } from '../rl/step-losses.js';
 import { cumulativeMean, sigmoid } from '../rl/token-rm.js';
 import type { GroupedRollouts } from './rollouts.js';
@@ -46,6 +47,16 @@ export interface StepMetrics {
   judge_failures: number;
   truncated_frac: number;
   actor_frozen: boolean;
+  /**
+   * ROC AUC of the token-level RM's σ(mean score) against correctness over the kept sequences, read before this
+   * step's RM update (the RM's online accuracy); null without the RM or without both classes.
+   */
+  rm_auc: number | null;
+  /**
+   * On a task with a step checker (src/task/chains.ts): the share of the kept negatives' token weight w⁻ that falls on
+   * or after their first wrong step (src/rl/step-losses.ts); null on other tasks.
+   */
+  neg_weight_on_error: number | null;
   /** Updates not applied this step and why (e.g. "actor: non-finite loss", "all groups filtered out"). */
   skipped: string[];
 }
@@ -195,6 +206,8 @@ export function stepMetrics(r: StepRecord): StepMetrics {
     judge_failures: r.judgeFailures,
     truncated_frac: mean(r.responses.map((x) => (x.truncated ? 1 : 0))),
     actor_frozen: r.frozen,
+    rm_auc: res?.rmProbs && kept.some((k) => k.reward > 0) && kept.some((k) => k.reward <= 0) ? rocAuc(res.rmProbs, kept.map((k) => k.reward > 0)) : null,
+    neg_weight_on_error: res?.negWeightOnError && res.negWeightOnError.total > 0 ? res.negWeightOnError.onError / res.negWeightOnError.total : null,
     skipped: r.skipped,
   };
 }

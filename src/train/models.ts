@@ -34,7 +34,7 @@ function rmConfigFrom(actor: ModelConfig): ModelConfig {
 }
 
 /** A score-head model from an LM checkpoint's trunk, with a zero (or small normal) scalar head. */
-function rmFromLm(ck: { config: ModelConfig; tensors: ReadonlyMap<string, Tensor> }, backend: Backend, init: 'zero' | 'normal', seed: number): Qwen2Model {
+export function rmFromLm(ck: { config: ModelConfig; tensors: ReadonlyMap<string, Tensor> }, backend: Backend, init: 'zero' | 'normal', seed: number): Qwen2Model {
   const cfg = { ...qwen2ConfigFromModelConfig(ck.config), head: 'score' as const };
   const tensors = new Map<string, Tensor>(ck.tensors);
   const head = new Float32Array(cfg.hiddenSize);

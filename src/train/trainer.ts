@@ -28,6 +28,10 @@
 //   gen_time, judge_time  rollout generation and reward computation; infer_time = gen_time + judge_time;
 //   rl_time            losses, backward and optimizer steps; total_time: the whole step (logging, checkpoint, eval
 //                      included); eta: remaining steps × mean total_time (seconds)
+//   rm_auc             ROC AUC of the token-level RM's σ(mean score) against correctness over the kept sequences, read
+//                      before this step's RM update (the RM's online accuracy); null without the RM or a class
+//   neg_weight_on_error  on a task with a step checker (src/task/chains.ts): the share of the kept negatives' token
+//                      weight w⁻ on or after their first wrong step (src/rl/step-losses.ts); null on other tasks
 
 import * as path from 'node:path';
 import { openBackend } from '../engine/index.js';
@@ -41,6 +45,7 @@ import { mixSeed, seededRng } from '../util/rng.js';
 import type { LossConfig } from '../rl/loss.js';
 import { stepLosses, type PromptGroup, type StepLossResult } from '../rl/step-losses.js';
 import { ROLLOUT_BACKENDS } from '../sample/rollout-backends.js';
+import { chainStepChecker, type StepChecker } from '../task/chains.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
 import { VerifierPool } from '../verify/pool.js';
 import { LlmJudge } from '../verify/judge.js';
@@ -163,6 +168,9 @@ export class Trainer {
   private readonly rmModelConfig: ModelConfig | null;
   private readonly stream: PromptStream<PromptRecord>;
   private readonly evalSet: PromptRecord[] | null;
+  /** The task's step checker (null when the prompts are not of a task that has one). */
+  private readonly stepChecker: StepChecker | null;
+  private readonly pieceCache = new Map<number, string>();
   private readonly stopId: number;
   private readonly rewardOpts: RewardOptions;
   private readonly pool: VerifierPool | null;
@@ -197,6 +205,7 @@ export class Trainer {
     } else {
       this.log(`prompts: ${prompts.length} (no difficulty balancing)`);
     }
+    this.stepChecker = chainStepChecker(prompts, this.lossCfg.tokenWeightSource === 'oracle');
     this.evalSet = cfg.eval_dataset !== null && cfg.eval_interval > 0 ? loadPrompts(cfg.eval_dataset, cfg.eval_max_prompts !== null ? { limit: cfg.eval_max_prompts } : {}) : null;
 
     const judge = opts.judge ?? this.openJudge();
@@ -391,7 +400,7 @@ export class Trainer {
     if (grouped.dropped > 0) this.log(`step ${step}: ${grouped.dropped} group(s) dropped (judge failure with on_failure=drop, or empty responses)`);
 
     const tRl = now();
-    const u = await this.scoreAndUpdate(step, grouped.trainGroups);
+    const u = await this.scoreAndUpdate(step, grouped.trainGroups, grouped.trainGroupIndex.map((i) => p.prompts[i]!.question));
     const rlTime = now() - tRl;
     this.stage('updated', step);
     if (this.isRemote() && !u.frozen && !u.skipped.some((s) => s.startsWith('actor') || s.startsWith('all'))) await this.syncRemote();
@@ -428,8 +437,18 @@ export class Trainer {
     return { epoch, batch, prompts: batch.filter((_, i) => usable[i]), inputs: rendered.filter((_, i) => usable[i]) };
   }
 
+  /** The step checker's blame mask of a response (its tokens' text pieces decoded one by one, as the heat-map's). */
+  private blame(question: string, ids: ArrayLike<number>): Float64Array {
+    const pieces = Array.from(ids, (id) => {
+      let piece = this.pieceCache.get(id);
+      if (piece === undefined) this.pieceCache.set(id, (piece = this.tokenizer.decode([id], { skipSpecialTokens: false })));
+      return piece;
+    });
+    return this.stepChecker!(question, pieces);
+  }
+
   /** The score and update stage: losses and backward (src/rl/step-losses.ts), then the guarded optimizer steps. */
-  private async scoreAndUpdate(step: number, groups: PromptGroup[]): Promise<StepUpdate> {
+  private async scoreAndUpdate(step: number, groups: PromptGroup[], questions: readonly string[]): Promise<StepUpdate> {
     const cfg = this.cfg;
     const frozen = step <= cfg.actor_freeze_steps;
     const sched = { warmupSteps: cfg.warmup_steps, totalSteps: cfg.total_steps };
@@ -444,6 +463,7 @@ export class Trainer {
         rmBackward: this.rm !== null,
         // The RM's per-token numbers of the kept sequences, for the report's heat-map (trajectory dumps).
         collectTokens: cfg.save_trajectories && this.rm !== null,
+        ...(this.stepChecker !== null ? { blame: (g: number, i: number) => this.blame(questions[g]!, groups[g]!.responses[i]!.ids) } : {}),
       });
     }
     const res = u.losses;
