@@ -4,18 +4,24 @@
 // gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
 // of squares, AdamW and its preview, and the sampler. Listed among the backends as 'webgpu' (opened with
 // `openBackend`, src/engine/index.ts). Still to come: speed (tiled attention, a pooled KV cache so a batch is one
-// dispatch, a scatter-add that is not quadratic) and tensors larger than one binding (a 151,936 × 1,536 embedding is
-// 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB).
+// dispatch, a scatter-add that is not quadratic).
+//
+// Tensors larger than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB):
+// every dispatch binds windows of its buffers (window.ts), and an op whose tensors exceed a window runs in pieces of
+// rows (`inPieces`; matmul in blocks, gemm.ts). Packed attention and its backward bind their activations whole and
+// say so when those exceed one binding.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
-// every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
-// binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
+// every distinct buffer once (the window of it that covers the op's tensors there), as a read_write array of its dtype,
+// and the kernel reaches a tensor through its buffer's binding and its offset in that window; the shader is generated
+// per buffer pattern (which tensors share a buffer) and cached.
 import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from '../backend.js';
 import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
 import { WebGpuGemm } from './gemm.js';
+import { BindingWindows } from './window.js';
 
 /** A device buffer and what it holds. */
 export interface GpuStorage {
@@ -45,6 +51,19 @@ function need(op: string, arg: string, t: DeviceTensor, n: number): void {
   if (t.size !== n) throw new RangeError(`${op}: ${arg} has ${t.size} elements, expected ${n}`);
 }
 
+/** Options of the WebGPU backend beyond opening the device. */
+export interface WebGpuBackendOptions {
+  /**
+   * FOR TESTS ONLY: bind at most this many bytes of a buffer at once instead of the adapter's
+   * maxStorageBufferBindingSize, so that small tensors run in pieces the way tensors larger than a binding do.
+   */
+  maxBindingBytes?: number;
+}
+
+/** A kernel scalar: a number is an f32 (exact integers only below 2²⁴), `{ u32 }` a u32 (for sizes and offsets). */
+type Scalar = number | { readonly u32: number };
+const u32 = (x: number): Scalar => ({ u32: x });
+
 /** One argument of a kernel: the tensor and the name the WGSL body uses for it (`X[i]` reads element i of it). */
 type KernelArg = readonly [name: string, t: GpuTensor];
 
@@ -56,9 +75,19 @@ export class WebGpuBackend implements Backend {
   readonly threads = 1;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly gemm: WebGpuGemm;
+  /** How kernels bind tensors (window.ts): windows of at most the binding limit. */
+  readonly windows: BindingWindows;
 
-  constructor(readonly dev: WebGpuDevice) {
-    this.gemm = new WebGpuGemm(dev);
+  constructor(
+    readonly dev: WebGpuDevice,
+    opts: WebGpuBackendOptions = {},
+  ) {
+    const L = dev.limits;
+    const limit = opts.maxBindingBytes ?? L.maxStorageBufferBindingSize;
+    if (!(Number.isInteger(limit) && limit > 0 && limit <= L.maxStorageBufferBindingSize))
+      throw new RangeError(`webgpu: maxBindingBytes ${limit} is not a positive integer up to this adapter's ${L.maxStorageBufferBindingSize}`);
+    this.windows = new BindingWindows(limit - (limit % 4), L.minStorageBufferOffsetAlignment);
+    this.gemm = new WebGpuGemm(dev, {}, this.windows);
   }
 
   get device(): string {
@@ -66,8 +95,8 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Opens the default adapter (see WebGpuDevice.open for what is needed on the machine) as a backend. */
-  static async open(opts: OpenWebGpuOptions = {}): Promise<WebGpuBackend> {
-    return new WebGpuBackend(await WebGpuDevice.open(opts));
+  static async open(opts: OpenWebGpuOptions & WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    return new WebGpuBackend(await WebGpuDevice.open(opts), opts);
   }
 
   /** Releases the device (every tensor of it becomes unusable). */
@@ -81,10 +110,13 @@ export class WebGpuBackend implements Backend {
     const dt = (dtype ?? 'f32') as D;
     const n = shapeSize(shape);
     const bytes = Math.max(16, Math.ceil((n * 4) / 16) * 16);
-    const L = this.dev.limits;
-    if (bytes > L.maxBufferSize) throw new RangeError(`webgpu: a tensor of ${n} elements exceeds this adapter's maxBufferSize (${L.maxBufferSize} bytes)`);
-    if (bytes > L.maxStorageBufferBindingSize)
-      throw new RangeError(`webgpu: a tensor of ${n} elements exceeds one binding (${L.maxStorageBufferBindingSize} bytes); split tensors are not written yet`);
+    // Larger than one binding is fine (ops bind windows of it, window.ts); larger than one buffer is not.
+    const max = this.dev.limits.maxBufferSize;
+    if (bytes > max)
+      throw new RangeError(
+        `webgpu: a tensor of ${n} elements [${shape.join(', ')}] needs ${bytes} bytes, more than this adapter's maxBufferSize ` +
+          `(${max} bytes): use a smaller model or batch, or a GPU whose maxBufferSize is at least ${bytes}`,
+      );
     const buffer = this.dev.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     return new GpuTensor(dt, shape.slice(), n, { buffer, dtype: dt, elements: n }, 0);
   }
@@ -124,12 +156,12 @@ export class WebGpuBackend implements Backend {
     const d = gpu(dst, 'copy', 'dst');
     need('copy', 'dst', d, s.size);
     if (s.dtype !== d.dtype) throw new TypeError(`copy: ${s.dtype} into ${d.dtype}`);
-    this.run('copy', `Y[i] = X[i];`, s.size, [['X', s], ['Y', d]], []);
+    this.runElementwise('copy', `Y[i] = X[i];`, s.size, [['X', s], ['Y', d]], []);
   }
 
   fill(t: DeviceTensor, value: number): void {
     const g = gpu(t, 'fill', 't');
-    this.run(`fill_${g.dtype}`, g.dtype === 'i32' ? `X[i] = i32(s0);` : `X[i] = s0;`, g.size, [['X', g]], [value]);
+    this.runElementwise(`fill_${g.dtype}`, g.dtype === 'i32' ? `X[i] = i32(s0);` : `X[i] = s0;`, g.size, [['X', g]], [value]);
   }
 
   free(t: DeviceTensor): void {
@@ -160,18 +192,18 @@ export class WebGpuBackend implements Backend {
     const [A, B, O] = [gpu(a, 'add', 'a'), gpu(b, 'add', 'b'), gpu(out, 'add', 'out')];
     need('add', 'b', B, A.size);
     need('add', 'out', O, A.size);
-    this.run('add', `O[i] = A[i] + B[i];`, A.size, [['A', A], ['B', B], ['O', O]], []);
+    this.runElementwise('add', `O[i] = A[i] + B[i];`, A.size, [['A', A], ['B', B], ['O', O]], []);
   }
 
   axpy(alpha: number, x: F32, y: F32): void {
     const [X, Y] = [gpu(x, 'axpy', 'x'), gpu(y, 'axpy', 'y')];
     need('axpy', 'y', Y, X.size);
-    this.run('axpy', `Y[i] = Y[i] + s0 * X[i];`, X.size, [['X', X], ['Y', Y]], [alpha]);
+    this.runElementwise('axpy', `Y[i] = Y[i] + s0 * X[i];`, X.size, [['X', X], ['Y', Y]], [alpha]);
   }
 
   scale(x: F32, alpha: number): void {
     const X = gpu(x, 'scale', 'x');
-    this.run('scale', `X[i] = s0 * X[i];`, X.size, [['X', X]], [alpha]);
+    this.runElementwise('scale', `X[i] = s0 * X[i];`, X.size, [['X', X]], [alpha]);
   }
 
   /** y[r, :] += b for every row of y [R, D]. */
@@ -179,7 +211,9 @@ export class WebGpuBackend implements Backend {
     const [Y, Bv] = [gpu(y, 'addBias', 'y'), gpu(b, 'addBias', 'b')];
     const D = Bv.size;
     if (D === 0 || Y.size % D !== 0) throw new RangeError(`addBias: y has ${Y.size} elements, not rows of ${D}`);
-    this.run('addBias', `Y[i] = Y[i] + Bv[i % u32(s0)];`, Y.size, [['Y', Y], ['Bv', Bv]], [D]);
+    this.inPieces('addBias', Y.size / D, [D], [['b', Bv]], (r0, n) =>
+      this.run('addBias', `Y[i] = Y[i] + Bv[i % s0];`, n * D, [['Y', this.rowsOf(Y, D, r0, n)], ['Bv', Bv]], [u32(D)]),
+    );
   }
 
   /** db += Σ_r dy[r, :] (ACCUMULATES), one thread per column summing its rows in order. */
@@ -187,21 +221,23 @@ export class WebGpuBackend implements Backend {
     const [DY, DB] = [gpu(dy, 'biasBackward', 'dy'), gpu(db, 'biasBackward', 'db')];
     const D = DB.size;
     if (D === 0 || DY.size % D !== 0) throw new RangeError(`biasBackward: dy has ${DY.size} elements, not rows of ${D}`);
-    this.run('biasBackward', `var s = 0.0; for (var r = 0u; r < u32(s0); r++) { s += DY[r * ${'u32(s1)'} + i]; } DB[i] = DB[i] + s;`, D, [['DY', DY], ['DB', DB]], [DY.size / D, D]);
+    this.inPieces('biasBackward', DY.size / D, [D], [['db', DB]], (r0, n) =>
+      this.run('biasBackward', `var s = 0.0; for (var r = 0u; r < s0; r++) { s += DY[r * s1 + i]; } DB[i] = DB[i] + s;`, D, [['DY', this.rowsOf(DY, D, r0, n)], ['DB', DB]], [u32(n), u32(D)]),
+    );
   }
 
   swiglu(gate: F32, up: F32, out: F32): void {
     const [G, U, O] = [gpu(gate, 'swiglu', 'gate'), gpu(up, 'swiglu', 'up'), gpu(out, 'swiglu', 'out')];
     need('swiglu', 'up', U, G.size);
     need('swiglu', 'out', O, G.size);
-    this.run('swiglu', `let g = G[i]; O[i] = g / (1.0 + exp(-g)) * U[i];`, G.size, [['G', G], ['U', U], ['O', O]], []);
+    this.runElementwise('swiglu', `let g = G[i]; O[i] = g / (1.0 + exp(-g)) * U[i];`, G.size, [['G', G], ['U', U], ['O', O]], []);
   }
 
   swigluBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32): void {
     const op = 'swigluBackward';
     const [G, U, DO, DG, DU] = [gpu(gate, op, 'gate'), gpu(up, op, 'up'), gpu(dout, op, 'dout'), gpu(dgate, op, 'dgate'), gpu(dup, op, 'dup')];
     for (const [n, t] of [['up', U], ['dout', DO], ['dgate', DG], ['dup', DU]] as const) need(op, n, t, G.size);
-    this.run(
+    this.runElementwise(
       op,
       `let g = G[i]; let u = U[i]; let d = DO[i]; let s = 1.0 / (1.0 + exp(-g));
        DU[i] = d * g * s; DG[i] = d * u * s * (1.0 + g * (1.0 - s));`,
@@ -224,7 +260,8 @@ export class WebGpuBackend implements Backend {
     need(op, 'out', O, T * heads * D);
     if (D % 2 !== 0) throw new RangeError(`rope: head dim ${D} is not even`);
     const half = D / 2;
-    this.run(
+    const w = heads * D;
+    this.inPieces(op, T, [w, w, 1], [['cos', C], ['sin', S]], (t0, n) => this.run(
       `rope${inverse ? '_inv' : ''}`,
       `let h = u32(s0); let hd = u32(s1); let q = i % h; let row = i / h;
        let t = row / u32(s2);
@@ -233,10 +270,10 @@ export class WebGpuBackend implements Backend {
        let k = u32(P[t]) * h + q;
        let c = C[k]; let sn = S[k];
        ${inverse ? 'O[base + q] = a * c + b * sn; O[base + q + h] = b * c - a * sn;' : 'O[base + q] = a * c - b * sn; O[base + q + h] = b * c + a * sn;'}`,
-      T * heads * half,
-      [['X', X], ['O', O], ['P', P], ['C', C], ['S', S]],
+      n * heads * half,
+      [['X', this.rowsOf(X, w, t0, n)], ['O', this.rowsOf(O, w, t0, n)], ['P', this.rowsOf(P, 1, t0, n)], ['C', C], ['S', S]],
       [half, D, heads],
-    );
+    ));
   }
 
   // ---- attention -------------------------------------------------------------------------------------------------
@@ -382,16 +419,24 @@ export class WebGpuBackend implements Backend {
       need(op, 'vc', VC, KC.size);
       if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
         throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
-      this.run(
-        'kvAppend',
-        `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
-         let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
-         let src = (u32(s4) + r) * kd + g * hd + e;
-         KC[dst] = K[src]; VC[dst] = V[src];`,
-        sg.n * kd,
-        [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
-        [hd, kd, maxLen, sg.pos0, sg.r0],
-      );
+      if (sg.n === 0) continue;
+      // Kv heads [g0, g0 + ng) at a time: the cache window of a piece spans those heads' rows pos0 … pos0 + n − 1.
+      const ng = this.kvHeadsPerPiece(op, nkv, maxLen, sg.n, hd);
+      for (let g0 = 0; g0 < nkv; g0 += ng) {
+        const m = Math.min(ng, nkv - g0);
+        const span = ((m - 1) * maxLen + sg.n) * hd;
+        const at = (g0 * maxLen + sg.pos0) * hd;
+        this.run(
+          'kvAppend',
+          `let hd = s0; let kd = s1; let w = s4 * hd; let r = i / w; let gl = (i % w) / hd; let e = i % hd;
+           let dst = (gl * s2 + r) * hd + e;
+           let src = r * kd + (s3 + gl) * hd + e;
+           KC[dst] = K[src]; VC[dst] = V[src];`,
+          sg.n * m * hd,
+          [['K', this.rowsOf(K, kd, sg.r0, sg.n)], ['V', this.rowsOf(V, kd, sg.r0, sg.n)], ['KC', this.view(KC, at, [span])], ['VC', this.view(VC, at, [span])]],
+          [u32(hd), u32(kd), u32(maxLen), u32(g0), u32(m)],
+        );
+      }
     }
   }
 
@@ -409,17 +454,36 @@ export class WebGpuBackend implements Backend {
       if (!(sg.r0 >= 0 && sg.n >= 0 && sg.r0 + sg.n <= N)) throw new RangeError(`cacheAttention: rows [${sg.r0}, ${sg.r0 + sg.n}) outside ${N}`);
       if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
         throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
-      this.run(
-        `cacheAttention_hd${hd}`,
-        `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
-         let r = i / nh; let h = i % nh; let kh = h / grp;
-         let qo = (u32(s4) + r) * nh * hd + h * hd;
-         ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
-        sg.n * nh,
-        [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
-        [nh, nkv, maxLen, sg.pos0, sg.r0],
-      );
+      if (sg.n === 0) continue;
+      // The query heads of kv heads [g0, g0 + ng) at a time, over those heads' positions 0 … pos0 + n − 1.
+      const len = sg.pos0 + sg.n;
+      const ng = this.kvHeadsPerPiece(op, nkv, maxLen, len, hd);
+      const grp = nh / nkv;
+      for (let g0 = 0; g0 < nkv; g0 += ng) {
+        const m = Math.min(ng, nkv - g0);
+        const span = ((m - 1) * maxLen + len) * hd;
+        this.run(
+          `cacheAttention_hd${hd}`,
+          `let nh = s0; let hd = ${hd}u; let grp = s1; let ml = s2; let hq = s5 * grp;
+           let r = i / hq; let hl = i % hq; let h = s4 * grp + hl; let kh = hl / grp;
+           let qo = r * nh * hd + h * hd;
+           ${onlineSoftmax(hd, '0u', 's3 + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
+          sg.n * m * grp,
+          [['Q', this.rowsOf(Q, nh * hd, sg.r0, sg.n)], ['O', this.rowsOf(O, nh * hd, sg.r0, sg.n)], ['KC', this.view(KC, g0 * maxLen * hd, [span])], ['VC', this.view(VC, g0 * maxLen * hd, [span])]],
+          [u32(nh), u32(grp), u32(maxLen), u32(sg.pos0), u32(g0), u32(m)],
+        );
+      }
     }
+  }
+
+  /**
+   * Kv heads per piece of a cache op whose window covers `len` positions of each of its heads in caches of `maxLen`
+   * positions per head: all of them when that fits one binding window.
+   */
+  private kvHeadsPerPiece(op: string, nkv: number, maxLen: number, len: number, hd: number): number {
+    const S = this.windows.maxSpan;
+    if (len * hd > S) throw new RangeError(`webgpu ${op}: ${len} cached positions of one kv head (${len * hd * 4} bytes) are more than one binding (${this.windows.limitBytes} bytes)`);
+    return Math.max(1, Math.min(nkv, Math.floor((S / hd - len) / maxLen) + 1));
   }
 
   // ---- heads ---------------------------------------------------------------------------------------------------
@@ -439,7 +503,8 @@ export class WebGpuBackend implements Backend {
     const EN = entropy === null ? null : gpu(entropy, op, 'entropy');
     if (EN) need(op, 'entropy', EN, R);
     if (R === 0) return;
-    const C = Math.max(1, Math.min(chunkRows, R));
+    // The logits block [C, V] is bound whole by the row reductions: at most one window of rows.
+    const C = this.windows.rowsPerPiece(op, Math.max(1, Math.min(chunkRows, R)), [V]);
     const z = this.empty([C * V]);
     for (let c0 = 0; c0 < R; c0 += C) {
       const c = Math.min(C, R - c0);
@@ -482,7 +547,8 @@ export class WebGpuBackend implements Backend {
     need(op, 'dh', DH, R * H);
     need(op, 'dw', DW, V * H);
     if (R === 0) return;
-    const C = Math.max(1, Math.min(chunkRows, R));
+    // The logits block [C, V] is bound whole by the row reductions: at most one window of rows.
+    const C = this.windows.rowsPerPiece(op, Math.max(1, Math.min(chunkRows, R)), [V]);
     const z = this.empty([C * V]);
     for (let c0 = 0; c0 < R; c0 += C) {
       const c = Math.min(C, R - c0);
@@ -535,12 +601,11 @@ export class WebGpuBackend implements Backend {
       set.set([greedy ? 1 : 0, greedy ? 1 : 1 / st.temperature, st.topP, st.topK > 0 && st.topK < V ? st.topK : 0, greedy ? 0 : uniforms[r]!], r * 5);
     });
     const SET = this.upload(set);
-    const args: KernelArg[] = [['Z', Z], ['ID', ID], ['SET', SET]];
     const LP = logprobs === null ? null : gpu(logprobs, op, 'logprobs');
-    if (LP) {
-      need(op, 'logprobs', LP, M);
-      args.push(['LP', LP]);
-    }
+    if (LP) need(op, 'logprobs', LP, M);
+    this.inPieces(op, M, [V, 1, 5, 1], [], (r0, n) => {
+    const args: KernelArg[] = [['Z', this.rowsOf(Z, V, r0, n)], ['ID', this.rowsOf(ID, 1, r0, n)], ['SET', this.rowsOf(SET, 5, r0, n)]];
+    if (LP) args.push(['LP', this.rowsOf(LP, 1, r0, n)]);
     this.runRows(
       `sampleTokens${LP ? '_lp' : ''}`,
       `let v = u32(s0); let o = row * v;
@@ -620,11 +685,12 @@ export class WebGpuBackend implements Backend {
        let lse = m + log(rowSumF(se, lid));
        if (lid == 0u) { LP[row] = Z[o + tok] - lse; }` : ''}
        if (lid == 0u) { ID[row] = i32(tok); }`,
-      M,
+      n,
       args,
       [V],
       SAMPLER_HELPERS,
     );
+    });
     this.free(SET);
   }
 
@@ -635,7 +701,19 @@ export class WebGpuBackend implements Backend {
     const [S, I, O] = [gpu(src, 'gatherRows', 'src'), gpu(ids, 'gatherRows', 'ids'), gpu(dst, 'gatherRows', 'dst')];
     need('gatherRows', 'dst', O, I.size * D);
     if (D <= 0 || S.size % D !== 0) throw new RangeError(`gatherRows: src has ${S.size} elements, not rows of ${D}`);
-    this.run('gatherRows', `let d = u32(s0); let r = i / d; O[i] = S[u32(I[r]) * d + i % d];`, O.size, [['S', S], ['I', I], ['O', O]], [D]);
+    // In pieces of the ids and of the table's rows: each piece copies the rows whose id falls in its block.
+    const V = S.size / D;
+    const vb = this.windows.rowsPerPiece('gatherRows', V, [D]);
+    this.inPieces('gatherRows', I.size, [D, 1], [], (r0, n) => {
+      for (let v0 = 0; v0 < V; v0 += vb)
+        this.run(
+          'gatherRows',
+          `let d = s0; let r = i / d; let id = u32(I[r]) - s1; if (id < s2) { O[i] = S[id * d + i % d]; }`,
+          n * D,
+          [['S', this.rowsOf(S, D, v0, Math.min(vb, V - v0))], ['I', this.rowsOf(I, 1, r0, n)], ['O', this.rowsOf(O, D, r0, n)]],
+          [u32(D), u32(v0), u32(Math.min(vb, V - v0))],
+        );
+    });
   }
 
   /**
@@ -648,20 +726,25 @@ export class WebGpuBackend implements Backend {
     need('scatterAddRows', 'src', S, I.size * D);
     if (D <= 0 || O.size % D !== 0) throw new RangeError(`scatterAddRows: dst has ${O.size} elements, not rows of ${D}`);
     // Thread (n, c) for each id position n and column c adds the rows of all later equal ids only when it is the
-    // first occurrence: each destination row is summed once, in id order.
-    this.run(
-      'scatterAddRows',
-      `let d = u32(s0); let n = i / d; let c = i % d; let id = I[n];
-       var first = true;
-       for (var j = 0u; j < n; j++) { if (I[j] == id) { first = false; break; } }
-       if (first) {
-         var s = 0.0;
-         for (var j = n; j < u32(s1); j++) { if (I[j] == id) { s += S[j * d + c]; } }
-         O[u32(id) * d + c] = O[u32(id) * d + c] + s;
-       }`,
-      S.size,
-      [['S', S], ['I', I], ['O', O]],
-      [D, I.size],
+    // first occurrence: each destination row is summed once, in id order. In pieces of the table's rows: each adds
+    // into the rows whose id falls in its block.
+    const V = O.size / D;
+    this.inPieces('scatterAddRows', V, [D], [['src', S], ['ids', I]], (v0, nv) =>
+      this.run(
+        'scatterAddRows',
+        `let d = s0; let n = i / d; let c = i % d; let id = I[n];
+         let local = u32(id) - s2;
+         var first = local < s3;
+         for (var j = 0u; j < n && first; j++) { if (I[j] == id) { first = false; } }
+         if (first) {
+           var s = 0.0;
+           for (var j = n; j < s1; j++) { if (I[j] == id) { s += S[j * d + c]; } }
+           O[local * d + c] = O[local * d + c] + s;
+         }`,
+        S.size,
+        [['S', S], ['I', I], ['O', this.rowsOf(O, D, v0, nv)]],
+        [u32(D), u32(I.size), u32(v0), u32(nv)],
+      ),
     );
   }
 
@@ -672,13 +755,12 @@ export class WebGpuBackend implements Backend {
     need('rmsnorm', 'y', Y, X.size);
     const R = X.size / C;
     if (!Number.isInteger(R)) throw new RangeError(`rmsnorm: x has ${X.size} elements, not rows of ${C}`);
-    const args: KernelArg[] = [['X', X], ['W', W], ['Y', Y]];
-    if (rstd !== null) {
-      const RS = gpu(rstd, 'rmsnorm', 'rstd');
-      need('rmsnorm', 'rstd', RS, R);
-      args.push(['RS', RS]);
-    }
-    this.runRows(
+    const RS = rstd === null ? null : gpu(rstd, 'rmsnorm', 'rstd');
+    if (RS) need('rmsnorm', 'rstd', RS, R);
+    this.inPieces('rmsnorm', R, [C, C, 1], [['w', W]], (r0, n) => {
+      const args: KernelArg[] = [['X', this.rowsOf(X, C, r0, n)], ['W', W], ['Y', this.rowsOf(Y, C, r0, n)]];
+      if (RS) args.push(['RS', this.rowsOf(RS, 1, r0, n)]);
+      this.runRows(
       `rmsnorm${rstd ? '_r' : ''}`,
       `let c = u32(s0);
        var ss = 0.0;
@@ -687,10 +769,11 @@ export class WebGpuBackend implements Backend {
        let rs = 1.0 / sqrt(total / f32(c) + s1);
        ${rstd ? 'if (lid == 0u) { RS[row] = rs; }' : ''}
        for (var j = lid; j < c; j += ${WG}u) { Y[row * c + j] = W[j] * (X[row * c + j] * rs); }`,
-      R,
-      args,
-      [C, eps],
-    );
+        n,
+        args,
+        [C, eps],
+      );
+    });
   }
 
   /** dx += ∂L/∂x, dw += ∂L/∂w (when given); dy is consumed (left as it was here). */
@@ -702,7 +785,7 @@ export class WebGpuBackend implements Backend {
     need(op, 'rstd', RS, R);
     need(op, 'dy', DY, X.size);
     need(op, 'dx', DX, X.size);
-    this.runRows(
+    this.inPieces(op, R, [C, 1, C, C], [['w', W]], (r0, n) => this.runRows(
       op,
       `let c = u32(s0);
        let rs = RS[row];
@@ -713,21 +796,21 @@ export class WebGpuBackend implements Backend {
          let k = row * c + j;
          DX[k] = DX[k] + rs * (DY[k] * W[j] - X[k] * rs * rs * m);
        }`,
-      R,
-      [['X', X], ['W', W], ['RS', RS], ['DY', DY], ['DX', DX]],
+      n,
+      [['X', this.rowsOf(X, C, r0, n)], ['W', W], ['RS', this.rowsOf(RS, 1, r0, n)], ['DY', this.rowsOf(DY, C, r0, n)], ['DX', this.rowsOf(DX, C, r0, n)]],
       [C],
-    );
+    ));
     if (dw !== null) {
       const DW = gpu(dw, op, 'dw');
       need(op, 'dw', DW, C);
       // dw[c] += Σ_r dy[r, c] · x[r, c] · rstd[r], one thread per column over the rows in order.
-      this.run(
+      this.inPieces(op, R, [C, 1, C], [['dw', DW]], (r0, n) => this.run(
         'rmsnormBackward_dw',
-        `let c = u32(s0); var s = 0.0; for (var r = 0u; r < u32(s1); r++) { s += DY[r * c + i] * X[r * c + i] * RS[r]; } DW[i] = DW[i] + s;`,
+        `let c = s0; var s = 0.0; for (var r = 0u; r < s1; r++) { s += DY[r * c + i] * X[r * c + i] * RS[r]; } DW[i] = DW[i] + s;`,
         C,
-        [['X', X], ['RS', RS], ['DY', DY], ['DW', DW]],
-        [C, R],
-      );
+        [['X', this.rowsOf(X, C, r0, n)], ['RS', this.rowsOf(RS, 1, r0, n)], ['DY', this.rowsOf(DY, C, r0, n)], ['DW', DW]],
+        [u32(C), u32(n)],
+      ));
     }
   }
 
@@ -737,7 +820,7 @@ export class WebGpuBackend implements Backend {
     const op = 'adamw';
     const [P, G, Mm, V] = [gpu(p, op, 'p'), gpu(g, op, 'g'), gpu(m, op, 'm'), gpu(v, op, 'v')];
     for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
-    this.run(
+    this.runElementwise(
       op,
       `let gi = G[i];
        let mi = s0 * M[i] + (1.0 - s0) * gi;
@@ -751,8 +834,8 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * out[0] = Σ over the tensors of Σ x². One workgroup per tensor adds its tree-reduced sum to out[0], tensor after
-   * tensor, so the result does not depend on timing (f32 accumulation, as the contract allows).
+   * out[0] = Σ over the tensors of Σ x². One workgroup per tensor (piece) adds its tree-reduced sum to out[0], one
+   * after another, so the result does not depend on timing (f32 accumulation, as the contract allows).
    */
   sumSquares(xs: readonly F32[], out: F32): void {
     const O = gpu(out, 'sumSquares', 'out');
@@ -761,16 +844,16 @@ export class WebGpuBackend implements Backend {
     for (const x of xs) {
       const X = gpu(x, 'sumSquares', 'x');
       if (X.size === 0) continue;
-      this.runRows(
+      this.inPieces('sumSquares', X.size, [1], [], (i0, n) => this.runRows(
         'sumSquares',
         `var s = 0.0;
-         for (var j = lid; j < u32(s0); j += ${WG}u) { let v = X[j]; s += v * v; }
+         for (var j = lid; j < s0; j += ${WG}u) { let v = X[j]; s += v * v; }
          let total = rowSum(s, lid);
          if (lid == 0u) { O[0] = O[0] + total; }`,
         1,
-        [['X', X], ['O', O]],
-        [X.size],
-      );
+        [['X', this.rowsOf(X, 1, i0, n)], ['O', O]],
+        [u32(n)],
+      ));
     }
   }
 
@@ -781,10 +864,10 @@ export class WebGpuBackend implements Backend {
     for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
     need(op, 'out', O, 2);
     if (P.size === 0) return;
-    this.runRows(
+    this.inPieces(op, P.size, [1, 1, 1, 1], [], (i0, n) => this.runRows(
       op,
       `var du = 0.0; var pp = 0.0;
-       for (var j = lid; j < u32(s6); j += ${WG}u) {
+       for (var j = lid; j < s6; j += ${WG}u) {
          let gi = G[j];
          let mi = s0 * M[j] + (1.0 - s0) * gi;
          let vi = s1 * V[j] + (1.0 - s1) * gi * gi;
@@ -797,18 +880,38 @@ export class WebGpuBackend implements Backend {
        let tpp = rowSum(pp, lid);
        if (lid == 0u) { O[0] = O[0] + tdu; O[1] = O[1] + tpp; }`,
       1,
-      [['P', P], ['G', G], ['M', Mm], ['V', V], ['O', O]],
-      [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, P.size],
-    );
+      [['P', this.rowsOf(P, 1, i0, n)], ['G', this.rowsOf(G, 1, i0, n)], ['M', this.rowsOf(Mm, 1, i0, n)], ['V', this.rowsOf(V, 1, i0, n)], ['O', O]],
+      [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, u32(n)],
+    ));
+  }
+
+  // ---- pieces --------------------------------------------------------------------------------------------------
+  //
+  // An op over R rows whose tensors do not fit one binding window runs as blocks of rows (window.ts): `f(r0, n)` per
+  // block, with `rowsOf` views of its row-split tensors. Tensors every piece needs whole (`whole`) must fit a window.
+
+  private inPieces(op: string, R: number, perRow: readonly number[], whole: ReadonlyArray<readonly [string, GpuTensor]>, f: (r0: number, n: number) => void): void {
+    const b = this.windows.rowsPerPiece(op, R, perRow, whole.map(([name, t]) => [name, t.size] as const));
+    for (let r0 = 0; r0 < R; r0 += b) f(r0, Math.min(b, R - r0));
+  }
+
+  /** Rows [r0, r0 + n) of `t`, `per` elements a row. */
+  private rowsOf<D extends DType>(t: GpuTensor<D>, per: number, r0: number, n: number): GpuTensor<D> {
+    return this.view(t, r0 * per, [n * per]);
+  }
+
+  /** `run` of a body that reads and writes element i of every argument (all of n elements), in pieces. */
+  private runElementwise(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly Scalar[]): void {
+    this.inPieces(key, n, args.map(() => 1), [], (i0, m) => this.run(key, body, m, args.map(([name, t]) => [name, this.rowsOf(t, 1, i0, m)] as const), scalars));
   }
 
   // ---- dispatch ------------------------------------------------------------------------------------------------
 
   /**
    * Runs `body` for every i < n (one invocation each), with the tensors named in `args` (reads and writes of
-   * NAME[k] reach element k of that tensor) and the scalars as s0, s1, … (f32).
+   * NAME[k] reach element k of that tensor) and the scalars as s0, s1, … (f32, or u32 for `u32(x)`).
    */
-  private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly number[]): void {
+  private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly Scalar[]): void {
     if (n === 0) return;
     const groups = Math.ceil(n / WG);
     const gx = Math.min(groups, 65535);
@@ -817,7 +920,7 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Runs `body` once per row (row < rows), by one workgroup of WG invocations (`lid`), with `rowSum(x, lid)`. */
-  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly number[], helpers = ''): void {
+  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly Scalar[], helpers = ''): void {
     if (rows === 0) return;
     const gx = Math.min(rows, 65535);
     this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)], helpers);
@@ -829,19 +932,29 @@ export class WebGpuBackend implements Backend {
     body: string,
     n: number,
     args: readonly KernelArg[],
-    scalars: readonly number[],
+    scalars: readonly Scalar[],
     grid: [number, number],
     helpers = '',
   ): void {
-    // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset.
+    // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset there.
     const buffers: GpuStorage[] = [];
     const slotOf = args.map(([, t]) => {
       let s = buffers.indexOf(t.storage);
       if (s < 0) s = buffers.push(t.storage) - 1;
       return s;
     });
+    // Each buffer is bound as the window covering its tensors' elements (window.ts).
+    const lo = buffers.map(() => Infinity);
+    const hi = buffers.map(() => -Infinity);
+    args.forEach(([, t], j) => {
+      const s = slotOf[j]!;
+      lo[s] = Math.min(lo[s]!, t.offset);
+      hi[s] = Math.max(hi[s]!, t.offset + t.size);
+    });
+    const wins = buffers.map((b, s) => this.windows.bind(b.buffer, lo[s]!, hi[s]!, key));
+    const types = scalars.map((x) => (typeof x === 'number' ? 'f32' : 'u32'));
     const pattern = slotOf.join('.');
-    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}`;
+    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}:${types.join('.')}`;
     let pl = this.pipelines.get(pkey);
     if (pl === undefined) {
       const decls = buffers.map((b, s) => `@group(0) @binding(${s + 1}) var<storage, read_write> buf${s}: array<${b.dtype}>;`).join('\n');
@@ -853,7 +966,7 @@ export class WebGpuBackend implements Backend {
         code = code.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
         help = help.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
       });
-      const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
+      const fields = [`n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: ${types[j] ?? 'f32'}`)];
       const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
       const main =
         kind === 'flat'
@@ -886,11 +999,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     const u32 = new Uint32Array(u);
     const f32 = new Float32Array(u);
     u32[0] = n;
-    args.forEach(([, t], j) => (u32[1 + j] = t.offset));
-    scalars.forEach((s, j) => (f32[1 + args.length + j] = s));
+    args.forEach(([, t], j) => (u32[1 + j] = t.offset - wins[slotOf[j]!]!.base));
+    scalars.forEach((x, j) => {
+      if (typeof x === 'number') f32[1 + args.length + j] = x;
+      else u32[1 + args.length + j] = x.u32;
+    });
     const bind = this.dev.device.createBindGroup({
       layout: pl.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...buffers.map((b, s) => ({ binding: s + 1, resource: { buffer: b.buffer } }))],
+      entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...wins.map((w, s) => ({ binding: s + 1, resource: w.binding }))],
     });
     const pass = this.dev.beginPass(key);
     pass.setPipeline(pl);
