@@ -370,3 +370,40 @@ test('webgpu ops on tensors larger than one binding (a 4 KiB test limit) match t
     );
   }, 4096);
 });
+
+// The reductions run over many workgroups in two passes with a fixed partition (no float atomics): sizes here give
+// many partial sums (sum of squares: blocks of 4,096; column sums: blocks of 64 rows) and a scatter-add with heavily
+// repeated ids (a bitonic sort of 777 ids, padded to 1,024). They match the js backend and repeat bit for bit.
+test('webgpu reductions over many workgroups match the js backend and are deterministic', async () => {
+  await withOps(async (g) => {
+    const be = (b: 'js' | 'gpu'): typeof js | WebGpuBackend => (b === 'js' ? js : g);
+    await same(g, 'sumSquares', [rand(100_003), rand(5000), rand(1), new Float32Array(1)], (b, t) => be(b).sumSquares(t.slice(0, 3) as F32[], t[3] as F32));
+    const n = 50_001;
+    const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 1e-5, stepSize: 1e-3 / (1 - 0.9 ** 2), bc2sqrt: Math.sqrt(1 - 0.999 ** 2) };
+    await same(g, 'adamwPreview', [rand(n), rand(n), rand(n).map((x) => 0.1 * x), rand(n).map((x) => x * x), Float32Array.from([0.5, 0.25])], (b, [p, gr, m, v, o]) =>
+      be(b).adamwPreview(p as F32, gr as F32, m as F32, v as F32, h, o as F32),
+    );
+    await same(g, 'biasBackward', [rand(1000 * 37), rand(37)], (b, [dy, db]) => be(b).biasBackward(dy as F32, db as F32));
+    const [R, C] = [300, 64];
+    await same(g, 'rmsnormBackward', [rand(R * C), rand(C), rand(R), rand(R * C), rand(R * C), rand(C)], (b, [x, w, rs, dy, dx, dw]) => {
+      be(b).rmsnorm(x as F32, w as F32, be(b).empty([R * C]) as F32, rs as F32, C, 1e-6);
+      be(b).rmsnormBackward(x as F32, w as F32, rs as F32, dy as F32, dx as F32, dw as F32, C);
+    }, [3]);
+    const [N, V, D] = [777, 50, 9];
+    const ids = Int32Array.from({ length: N }, (_, i) => (i * i * 7 + 3 * i) % V);
+    await same(g, 'scatterAddRows', [rand(N * D), ids, rand(V * D)], (b, [src, id, dst]) => be(b).scatterAddRows(src as F32, id as I32, dst as F32, D));
+    // The same inputs twice give the same bits.
+    const xs = [g.upload(rand(100_003)), g.upload(rand(333))];
+    const out = g.empty([1]);
+    const src = g.upload(rand(N * D));
+    const idt = g.upload(ids);
+    const runs: number[][] = [];
+    for (let k = 0; k < 2; k++) {
+      g.sumSquares(xs, out);
+      const dst = g.empty([V * D]);
+      g.scatterAddRows(src, idt, dst, D);
+      runs.push([...(await g.read(out)), ...(await g.read(dst))]);
+    }
+    assert.deepEqual(runs[1], runs[0]);
+  });
+});

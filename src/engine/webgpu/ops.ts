@@ -4,7 +4,8 @@
 // gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
 // of squares, AdamW and its preview, and the sampler. Listed among the backends as 'webgpu' (opened with
 // `openBackend`, src/engine/index.ts). Still to come: speed (tiled attention, a pooled KV cache so a batch is one
-// dispatch, a scatter-add that is not quadratic).
+// dispatch). Reductions (sums of squares, column sums, scatter-add) run over many workgroups in two passes with a fixed
+// partition, so they are deterministic without float atomics.
 //
 // Tensors larger than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB):
 // every dispatch binds windows of its buffers (window.ts), and an op whose tensors exceed a window runs in pieces of
@@ -21,7 +22,7 @@ import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../samplin
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
 import { WebGpuGemm } from './gemm.js';
-import { BindingWindows } from './window.js';
+import { BindingWindows, blocks } from './window.js';
 
 /** A device buffer and what it holds. */
 export interface GpuStorage {
@@ -68,6 +69,10 @@ const u32 = (x: number): Scalar => ({ u32: x });
 type KernelArg = readonly [name: string, t: GpuTensor];
 
 const WG = 256;
+/** Elements per workgroup in the first pass of a sum of squares (16 per invocation). */
+const PARTIAL_BLOCK = 16 * WG;
+/** Rows per partial sum in the first pass of a column reduction. */
+const COLUMN_BLOCK = 64;
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
@@ -216,14 +221,12 @@ export class WebGpuBackend implements Backend {
     );
   }
 
-  /** db += Σ_r dy[r, :] (ACCUMULATES), one thread per column summing its rows in order. */
+  /** db += Σ_r dy[r, :] (ACCUMULATES), a column reduction over many workgroups (`columnSums`). */
   biasBackward(dy: F32, db: F32): void {
     const [DY, DB] = [gpu(dy, 'biasBackward', 'dy'), gpu(db, 'biasBackward', 'db')];
     const D = DB.size;
     if (D === 0 || DY.size % D !== 0) throw new RangeError(`biasBackward: dy has ${DY.size} elements, not rows of ${D}`);
-    this.inPieces('biasBackward', DY.size / D, [D], [['db', DB]], (r0, n) =>
-      this.run('biasBackward', `var s = 0.0; for (var r = 0u; r < s0; r++) { s += DY[r * s1 + i]; } DB[i] = DB[i] + s;`, D, [['DY', this.rowsOf(DY, D, r0, n)], ['DB', DB]], [u32(n), u32(D)]),
-    );
+    this.columnSums('biasBackward', 'DY[r * c + j]', DY.size / D, D, [['DY', DY, D]], DB);
   }
 
   swiglu(gate: F32, up: F32, out: F32): void {
@@ -717,35 +720,68 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * dst[ids[i], :] += src[i, :] (ACCUMULATES; repeated ids add up). The first occurrence of each id sums all of its
-   * rows in id order, so results are deterministic without float atomics. Cost O(N²·D) for N ids: right for tests and
-   * short batches, to be replaced (sorted ids, or segment sums) before long-sequence training.
+   * dst[ids[i], :] += src[i, :] (ACCUMULATES; repeated ids add up), deterministic without float atomics: the (id,
+   * position) pairs are sorted on the device (a bitonic sort, O(N log² N) for N ids), then each run of equal ids is
+   * summed in position order by one invocation per column and added to its row. O(N·D) adds in all.
    */
   scatterAddRows(src: F32, ids: I32, dst: F32, D: number): void {
     const [S, I, O] = [gpu(src, 'scatterAddRows', 'src'), gpu(ids, 'scatterAddRows', 'ids'), gpu(dst, 'scatterAddRows', 'dst')];
     need('scatterAddRows', 'src', S, I.size * D);
     if (D <= 0 || O.size % D !== 0) throw new RangeError(`scatterAddRows: dst has ${O.size} elements, not rows of ${D}`);
-    // Thread (n, c) for each id position n and column c adds the rows of all later equal ids only when it is the
-    // first occurrence: each destination row is summed once, in id order. In pieces of the table's rows: each adds
-    // into the rows whose id falls in its block.
+    const N = I.size;
+    if (N === 0) return;
+    const sorted = this.sortIdsWithPositions(I);
+    // In pieces of the table's rows: each adds the runs whose id falls in its block.
     const V = O.size / D;
-    this.inPieces('scatterAddRows', V, [D], [['src', S], ['ids', I]], (v0, nv) =>
+    this.inPieces('scatterAddRows', V, [D], [['src', S], ['sorted ids', sorted]], (v0, nv) =>
       this.run(
         'scatterAddRows',
-        `let d = s0; let n = i / d; let c = i % d; let id = I[n];
+        `let d = s0; let p = i / d; let c = i % d; let id = KP[2u * p];
          let local = u32(id) - s2;
-         var first = local < s3;
-         for (var j = 0u; j < n && first; j++) { if (I[j] == id) { first = false; } }
-         if (first) {
+         if (local < s3 && (p == 0u || KP[2u * p - 2u] != id)) {
            var s = 0.0;
-           for (var j = n; j < s1; j++) { if (I[j] == id) { s += S[j * d + c]; } }
+           for (var q = p; q < s1; q++) {
+             if (KP[2u * q] != id) { break; }
+             s += S[u32(KP[2u * q + 1u]) * d + c];
+           }
            O[local * d + c] = O[local * d + c] + s;
          }`,
-        S.size,
-        [['S', S], ['I', I], ['O', this.rowsOf(O, D, v0, nv)]],
-        [u32(D), u32(I.size), u32(v0), u32(nv)],
+        N * D,
+        [['S', S], ['KP', sorted], ['O', this.rowsOf(O, D, v0, nv)]],
+        [u32(D), u32(N), u32(v0), u32(nv)],
       ),
     );
+    this.free(sorted);
+  }
+
+  /**
+   * The pairs (ids[n], n) sorted by id then position, as i32 [2·P] (P the next power of two ≥ N; the padding sorts
+   * last): a bitonic sort, one dispatch per merge step.
+   */
+  private sortIdsWithPositions(I: GpuTensor<'i32'>): GpuTensor<'i32'> {
+    const N = I.size;
+    let P = 1;
+    while (P < N) P *= 2;
+    const KP = this.empty([2 * P], 'i32');
+    this.run('sortIds_init', `if (i < s0) { KP[2u * i] = I[i]; } else { KP[2u * i] = 2147483647; } KP[2u * i + 1u] = i32(i);`, P, [['I', I], ['KP', KP]], [u32(N)]);
+    for (let k = 2; k <= P; k *= 2)
+      for (let j = k / 2; j >= 1; j /= 2)
+        this.run(
+          'sortIds_step',
+          `let l = i ^ s0;
+           if (l > i) {
+             let a = vec2<i32>(KP[2u * i], KP[2u * i + 1u]);
+             let b = vec2<i32>(KP[2u * l], KP[2u * l + 1u]);
+             let greater = a.x > b.x || (a.x == b.x && a.y > b.y);
+             if (greater == ((i & s1) == 0u)) {
+               KP[2u * i] = b.x; KP[2u * i + 1u] = b.y; KP[2u * l] = a.x; KP[2u * l + 1u] = a.y;
+             }
+           }`,
+          P,
+          [['KP', KP]],
+          [u32(j), u32(k)],
+        );
+    return KP;
   }
 
   /** RMSNorm over rows of x [R, C]: one workgroup per row. */
@@ -803,14 +839,8 @@ export class WebGpuBackend implements Backend {
     if (dw !== null) {
       const DW = gpu(dw, op, 'dw');
       need(op, 'dw', DW, C);
-      // dw[c] += Σ_r dy[r, c] · x[r, c] · rstd[r], one thread per column over the rows in order.
-      this.inPieces(op, R, [C, 1, C], [['dw', DW]], (r0, n) => this.run(
-        'rmsnormBackward_dw',
-        `let c = s0; var s = 0.0; for (var r = 0u; r < s1; r++) { s += DY[r * c + i] * X[r * c + i] * RS[r]; } DW[i] = DW[i] + s;`,
-        C,
-        [['X', this.rowsOf(X, C, r0, n)], ['RS', this.rowsOf(RS, 1, r0, n)], ['DY', this.rowsOf(DY, C, r0, n)], ['DW', DW]],
-        [u32(C), u32(n)],
-      ));
+      // dw[c] += Σ_r dy[r, c] · x[r, c] · rstd[r].
+      this.columnSums('rmsnormBackward_dw', 'DY[r * c + j] * X[r * c + j] * RS[r]', R, C, [['DY', DY, C], ['X', X, C], ['RS', RS, 1]], DW);
     }
   }
 
@@ -834,27 +864,40 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * out[0] = Σ over the tensors of Σ x². One workgroup per tensor (piece) adds its tree-reduced sum to out[0], one
-   * after another, so the result does not depend on timing (f32 accumulation, as the contract allows).
+   * out[0] = Σ over the tensors of Σ x², in two passes over many workgroups: each workgroup tree-reduces a block of
+   * PARTIAL_BLOCK elements of one tensor into its own partial, then one workgroup sums the partials in order. The
+   * result does not depend on timing (no float atomics; f32 accumulation, as the contract allows).
    */
   sumSquares(xs: readonly F32[], out: F32): void {
     const O = gpu(out, 'sumSquares', 'out');
     need('sumSquares', 'out', O, 1);
+    const pieces = xs.map((x) => {
+      const t = gpu(x, 'sumSquares', 'x');
+      return [t, this.blockedPieces('sumSquares', t.size, [1], PARTIAL_BLOCK)] as const;
+    });
+    const G = pieces.reduce((a, [, ps]) => ps.reduce((b, [, n]) => b + Math.ceil(n / PARTIAL_BLOCK), a), 0);
     this.fill(O, 0);
-    for (const x of xs) {
-      const X = gpu(x, 'sumSquares', 'x');
-      if (X.size === 0) continue;
-      this.inPieces('sumSquares', X.size, [1], [], (i0, n) => this.runRows(
-        'sumSquares',
-        `var s = 0.0;
-         for (var j = lid; j < s0; j += ${WG}u) { let v = X[j]; s += v * v; }
-         let total = rowSum(s, lid);
-         if (lid == 0u) { O[0] = O[0] + total; }`,
-        1,
-        [['X', this.rowsOf(X, 1, i0, n)], ['O', O]],
-        [u32(n)],
-      ));
-    }
+    if (G === 0) return;
+    const partials = this.empty([G]);
+    let g0 = 0;
+    for (const [t, ps] of pieces)
+      for (const [i0, n] of ps) {
+        const g = Math.ceil(n / PARTIAL_BLOCK);
+        this.runRows(
+          'sumSquares',
+          `let j0 = row * ${PARTIAL_BLOCK}u; let j1 = min(j0 + ${PARTIAL_BLOCK}u, s0);
+           var s = 0.0;
+           for (var j = j0 + lid; j < j1; j += ${WG}u) { let v = X[j]; s += v * v; }
+           let total = rowSum(s, lid);
+           if (lid == 0u) { PT[row] = total; }`,
+          g,
+          [['X', this.rowsOf(t, 1, i0, n)], ['PT', this.rowsOf(partials, 1, g0, g)]],
+          [u32(n)],
+        );
+        g0 += g;
+      }
+    this.addPartials(partials, G, 1, O);
+    this.free(partials);
   }
 
   /** The update adamw would make, measured: out[0] += Σ (p_new − p)², out[1] += Σ p²; p, m, v untouched. */
@@ -864,25 +907,91 @@ export class WebGpuBackend implements Backend {
     for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
     need(op, 'out', O, 2);
     if (P.size === 0) return;
-    this.inPieces(op, P.size, [1, 1, 1, 1], [], (i0, n) => this.runRows(
-      op,
-      `var du = 0.0; var pp = 0.0;
-       for (var j = lid; j < s6; j += ${WG}u) {
-         let gi = G[j];
-         let mi = s0 * M[j] + (1.0 - s0) * gi;
-         let vi = s1 * V[j] + (1.0 - s1) * gi * gi;
-         let old = P[j];
-         let nw = old * s3 - (s4 * mi) / (sqrt(vi) / s5 + s2);
-         du += (nw - old) * (nw - old);
-         pp += old * old;
-       }
-       let tdu = rowSum(du, lid);
-       let tpp = rowSum(pp, lid);
-       if (lid == 0u) { O[0] = O[0] + tdu; O[1] = O[1] + tpp; }`,
-      1,
-      [['P', this.rowsOf(P, 1, i0, n)], ['G', this.rowsOf(G, 1, i0, n)], ['M', this.rowsOf(Mm, 1, i0, n)], ['V', this.rowsOf(V, 1, i0, n)], ['O', O]],
-      [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, u32(n)],
-    ));
+    // Two passes, as sumSquares: [Σ (p_new − p)², Σ p²] per block of PARTIAL_BLOCK elements, then their sums in order.
+    const pieces = this.blockedPieces(op, P.size, [1, 1, 1, 1], PARTIAL_BLOCK);
+    const partials = this.empty([2 * pieces.reduce((a, [, n]) => a + Math.ceil(n / PARTIAL_BLOCK), 0)]);
+    let g0 = 0;
+    for (const [i0, n] of pieces) {
+      const g = Math.ceil(n / PARTIAL_BLOCK);
+      this.runRows(
+        op,
+        `let j0 = row * ${PARTIAL_BLOCK}u; let j1 = min(j0 + ${PARTIAL_BLOCK}u, s6);
+         var du = 0.0; var pp = 0.0;
+         for (var j = j0 + lid; j < j1; j += ${WG}u) {
+           let gi = G[j];
+           let mi = s0 * M[j] + (1.0 - s0) * gi;
+           let vi = s1 * V[j] + (1.0 - s1) * gi * gi;
+           let old = P[j];
+           let nw = old * s3 - (s4 * mi) / (sqrt(vi) / s5 + s2);
+           du += (nw - old) * (nw - old);
+           pp += old * old;
+         }
+         let tdu = rowSum(du, lid);
+         let tpp = rowSum(pp, lid);
+         if (lid == 0u) { PT[2u * row] = tdu; PT[2u * row + 1u] = tpp; }`,
+        g,
+        [['P', this.rowsOf(P, 1, i0, n)], ['G', this.rowsOf(G, 1, i0, n)], ['M', this.rowsOf(Mm, 1, i0, n)], ['V', this.rowsOf(V, 1, i0, n)], ['PT', this.rowsOf(partials, 2, g0, g)]],
+        [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, u32(n)],
+      );
+      g0 += g;
+    }
+    this.addPartials(partials, g0, 2, O);
+    this.free(partials);
+  }
+
+  // ---- reductions ----------------------------------------------------------------------------------------------
+  //
+  // Parallel and deterministic without float atomics: every reduction is two passes with a fixed partition, partial
+  // sums of blocks first (many workgroups), then each column's partials summed in order by one workgroup.
+
+  /**
+   * out[c] += Σ_r term(r, c) for rows r < R of C columns (ACCUMULATES). `term` is WGSL of the row r and column j of
+   * `rowArgs` (each [name, tensor, elements per row], split into pieces of rows like any op); `c` is C. Pass 1: one
+   * thread per (block of COLUMN_BLOCK rows, column) sums its block into partials [G, C]; pass 2: `addPartials`.
+   */
+  private columnSums(key: string, term: string, R: number, C: number, rowArgs: ReadonlyArray<readonly [string, GpuTensor, number]>, out: GpuTensor): void {
+    if (R === 0 || C === 0) return;
+    const pieces = this.blockedPieces(key, R, rowArgs.map(([, , per]) => per), COLUMN_BLOCK);
+    const G = pieces.reduce((a, [, n]) => a + Math.ceil(n / COLUMN_BLOCK), 0);
+    const partials = this.empty([G * C]);
+    let g0 = 0;
+    for (const [r0, n] of pieces) {
+      const g = Math.ceil(n / COLUMN_BLOCK);
+      this.run(
+        `${key}_partials`,
+        `let c = s0; let j = i % c; let r0 = (i / c) * ${COLUMN_BLOCK}u; let r1 = min(r0 + ${COLUMN_BLOCK}u, s1);
+         var s = 0.0;
+         for (var r = r0; r < r1; r++) { s += ${term}; }
+         PART[i] = s;`,
+        g * C,
+        [...rowArgs.map(([name, t, per]) => [name, this.rowsOf(t, per, r0, n)] as const), ['PART', this.rowsOf(partials, C, g0, g)]],
+        [u32(C), u32(n)],
+      );
+      g0 += g;
+    }
+    this.addPartials(partials, G, C, out);
+    this.free(partials);
+  }
+
+  /**
+   * out[c] += Σ_g partials[g, c] (ACCUMULATES), g in order: one workgroup per column, tree-reduced. Partials larger
+   * than one binding window are themselves reduced as a column sum first (fewer rows each time).
+   */
+  private addPartials(partials: GpuTensor, G: number, C: number, out: GpuTensor): void {
+    if (G * C > this.windows.maxSpan) {
+      this.columnSums('addPartials', 'PT[r * c + j]', G, C, [['PT', partials, C]], out);
+      return;
+    }
+    this.runRows(
+      'addPartials',
+      `var s = 0.0;
+       for (var g = lid; g < s0; g += ${WG}u) { s += PT[g * s1 + row]; }
+       let t = rowSum(s, lid);
+       if (lid == 0u) { OUT[row] = OUT[row] + t; }`,
+      C,
+      [['PT', partials], ['OUT', out]],
+      [u32(G), u32(C)],
+    );
   }
 
   // ---- pieces --------------------------------------------------------------------------------------------------
@@ -893,6 +1002,16 @@ export class WebGpuBackend implements Backend {
   private inPieces(op: string, R: number, perRow: readonly number[], whole: ReadonlyArray<readonly [string, GpuTensor]>, f: (r0: number, n: number) => void): void {
     const b = this.windows.rowsPerPiece(op, R, perRow, whole.map(([name, t]) => [name, t.size] as const));
     for (let r0 = 0; r0 < R; r0 += b) f(r0, Math.min(b, R - r0));
+  }
+
+  /**
+   * The pieces [r0, n) of R rows for a reduction whose first pass sums blocks of `block` rows: pieces are whole blocks
+   * where a window holds at least one, so that the partition into blocks is fixed.
+   */
+  private blockedPieces(op: string, R: number, perRow: readonly number[], block: number): Array<readonly [number, number]> {
+    const b = this.windows.rowsPerPiece(op, R, perRow);
+    const step = b >= block ? b - (b % block) : b;
+    return [...blocks(R, step)].filter(([, n]) => n > 0);
   }
 
   /** Rows [r0, r0 + n) of `t`, `per` elements a row. */
