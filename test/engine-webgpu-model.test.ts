@@ -6,10 +6,14 @@ import assert from 'node:assert/strict';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { WebGpuBackend } from '../src/engine/webgpu/ops.js';
 import { readQwen2Fixture } from './helpers/qwen2-fixture.js';
+import { createJsBackend } from '../src/engine/js-backend.js';
+import { generate } from '../src/sample/generate.js';
 
-for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
-  test(`${name} on webgpu: loss and every gradient norm match PyTorch`, async () => {
-    const be = await WebGpuBackend.open();
+// The same with an 8 KiB binding limit (for tests only): the embedding, LM head and weight matrices, their gradients
+// and their AdamW moments are larger than one binding and every op on them runs in pieces (src/engine/webgpu/window.ts).
+for (const [name, maxBindingBytes] of [['qwen2_tied', undefined], ['qwen2_untied', undefined], ['llama_nobias', undefined], ['qwen2_untied', 8192]] as const) {
+  test(`${name} on webgpu${maxBindingBytes ? ` with a ${maxBindingBytes}-byte binding limit` : ''}: loss and every gradient norm match PyTorch`, async () => {
+    const be = await WebGpuBackend.open({ maxBindingBytes });
     try {
       const { fx, cfg, tensors } = readQwen2Fixture(name);
       const model = Qwen2Model.fromTensors(cfg, be, tensors);
@@ -30,6 +34,10 @@ for (const name of ['qwen2_tied', 'qwen2_untied', 'llama_nobias']) {
         const rel = Math.abs(got - want) / Math.max(want, 1e-12);
         worst = Math.max(worst, rel);
         assert.ok(rel < 1e-3, `grad norm of ${k}: ${got} vs PyTorch ${want} (rel ${rel.toExponential(2)})`);
+      }
+      if (maxBindingBytes) {
+        const embed = model.tensors.get('model.embed_tokens.weight')!;
+        assert.ok(embed.size > be.windows.maxSpan, `the embedding (${embed.size} floats) exceeds one binding of ${be.windows.maxSpan}`);
       }
       process.stdout.write(`# ${name} on ${be.dev.adapterName}: loss rel ${lossRel.toExponential(2)}, worst grad-norm rel ${worst.toExponential(2)}\n`);
     } finally {
@@ -56,5 +64,23 @@ test('oreal generate --backend webgpu: greedy KV-cache decoding gives the js bac
     const cpu = gen('js', prompt);
     assert.ok(cpu.length > 3, `js generated ${cpu.length} tokens`);
     assert.deepEqual(gen('webgpu', prompt), cpu, prompt);
+  }
+});
+
+test('greedy KV-cache decoding with an 8 KiB binding limit gives the js backend tokens (qwen2_untied fixture)', async () => {
+  const be = await WebGpuBackend.open({ maxBindingBytes: 8192 });
+  try {
+    const { fx, cfg, tensors } = readQwen2Fixture('qwen2_untied');
+    const prompts = fx.input_ids.map((ids, i) => ids.slice(0, fx.lengths[i]));
+    const params = { maxNewTokens: 12, temperature: 0, topP: 1, topK: 0, stopTokenIds: [], stopStrings: [] };
+    const decode = async (model: Qwen2Model): Promise<number[][]> => {
+      const out = await generate(model, prompts.map((prompt) => ({ prompt, n: 1, params })));
+      return out.map((g) => g[0]!.tokenIds);
+    };
+    const want = await decode(Qwen2Model.fromTensors(cfg, createJsBackend(), tensors));
+    assert.equal(want[0]!.length, 12);
+    assert.deepEqual(await decode(Qwen2Model.fromTensors(cfg, be, tensors)), want);
+  } finally {
+    be.dispose();
   }
 });

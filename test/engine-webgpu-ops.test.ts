@@ -16,10 +16,10 @@ const js = createJsBackend();
 const { fill } = seededFloats(21);
 const rand = (n: number): Float32Array => fill(new Float32Array(n));
 
-async function withOps(f: (g: WebGpuBackend) => Promise<void>): Promise<void> {
+async function withOps(f: (g: WebGpuBackend) => Promise<void>, maxBindingBytes?: number): Promise<void> {
   const dev = await WebGpuDevice.open();
   try {
-    await f(new WebGpuBackend(dev));
+    await f(new WebGpuBackend(dev, { maxBindingBytes }));
   } finally {
     dev.dispose();
   }
@@ -301,29 +301,181 @@ test('webgpu tiled attention across workgroup blocks: sequences that straddle 64
   });
 });
 
-test('webgpu pooled KV caches: segments cut from shared slabs run as one dispatch and match the js backend', async () => {
-  await withOps(async (g) => {
-    const dims = { heads: 4, kvHeads: 2, headDim: 8 };
-    const kd = dims.kvHeads * dims.headDim;
-    const qd = dims.heads * dims.headDim;
-    // Slabs holding A (maxLen 12, offset 0) and B (maxLen 7, after A, with 5 free positions' worth before it), and C in
-    // buffers of its own: A and B form one group, C another.
-    const [lenA, lenB, lenC] = [12, 7, 10];
-    const offB = (lenA + 5) * kd;
-    const slab = rand(offB + lenB * kd + 3 * kd);
-    const cacheC = rand(lenC * kd);
-    const N = 9; // rows: decode of A (5 cached), a 4-token chunk of B (2 cached), a 4-token prefill of C
-    await same(g, 'pooled kvAppend + cacheAttention', [rand(N * kd), rand(N * kd), rand(N * qd), rand(N * qd), slab, slab.slice(), cacheC, cacheC.slice()], (b, t) => {
+/**
+ * kvAppend + cacheAttention over three caches, on both backends: A and B cut from one pair of slabs (A after `lead`
+ * free floats, B `gap` floats after A), C in buffers of its own. Returns the labels of the webgpu passes.
+ */
+async function pooledCaches(g: WebGpuBackend, lead: number, gap: number): Promise<string[]> {
+  const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+  const kd = dims.kvHeads * dims.headDim;
+  const qd = dims.heads * dims.headDim;
+  const [lenA, lenB, lenC] = [12, 7, 10];
+  const offB = lead + lenA * kd + gap;
+  const slab = rand(offB + lenB * kd + 3 * kd);
+  const cacheC = rand(lenC * kd);
+  const N = 9; // rows: decode of A (5 cached), a 4-token prefill of C, a 4-token chunk of B (2 cached)
+  const labels: string[] = [];
+  const beginPass = g.dev.beginPass.bind(g.dev);
+  g.dev.beginPass = (label: string) => (labels.push(label), beginPass(label));
+  try {
+    await same(g, `pooled kvAppend + cacheAttention (lead ${lead}, gap ${gap})`, [rand(N * kd), rand(N * kd), rand(N * qd), rand(N * qd), slab, slab.slice(), cacheC, cacheC.slice()], (b, t) => {
       const be = b === 'js' ? js : g;
       const [k, v, q, o, ks, vs, kc, vc] = t as F32[];
       const shape = (n: number): number[] => [dims.kvHeads, n, dims.headDim];
       const segs = [
-        { kc: be.view(ks!, 0, shape(lenA)), vc: be.view(vs!, 0, shape(lenA)), r0: 0, n: 1, pos0: 5 },
+        { kc: be.view(ks!, lead, shape(lenA)), vc: be.view(vs!, lead, shape(lenA)), r0: 0, n: 1, pos0: 5 },
         { kc: kc!, vc: vc!, r0: 1, n: 4, pos0: 0 },
         { kc: be.view(ks!, offB, shape(lenB)), vc: be.view(vs!, offB, shape(lenB)), r0: 5, n: 4, pos0: 2 },
       ];
       be.kvAppend(k!, v!, segs, dims);
       be.cacheAttention(q!, o!, segs, dims, 2);
     });
+  } finally {
+    g.dev.beginPass = beginPass;
+  }
+  return labels;
+}
+
+test('webgpu pooled KV caches: segments cut from shared slabs run as one dispatch and match the js backend', async () => {
+  await withOps(async (g) => {
+    const labels = await pooledCaches(g, 48, 5 * 16);
+    // A and B in one dispatch per op, C (a group of one segment) in one of its own.
+    assert.deepEqual(labels.filter((l) => l.startsWith('kvAppend')), ['kvAppend_pooled', 'kvAppend']);
+    assert.deepEqual(labels.filter((l) => l.startsWith('cacheAttention')), ['cacheAttention_pooled_hd8', 'cacheAttention_hd8']);
+  });
+});
+
+test('webgpu pooled KV caches bind only the slab range they use: pooled when it fits one binding, per segment when not', async () => {
+  await withOps(async (g) => {
+    // A 4 KiB binding (1,024 floats): slabs of 2,000+ floats, but A and B within 500 of each other → pooled.
+    let labels = await pooledCaches(g, 2000, 100);
+    assert.ok(labels.includes('kvAppend_pooled') && labels.includes('cacheAttention_pooled_hd8'), labels.join(', '));
+    // A and B 1,200 floats apart → segment by segment, each cache in its own windows.
+    labels = await pooledCaches(g, 2000, 1200);
+    assert.ok(!labels.some((l) => l.includes('pooled')), labels.join(', '));
+    assert.equal(labels.filter((l) => l === 'kvAppend').length, 3);
+  }, 4096);
+});
+
+// Tensors larger than one binding run in pieces (src/engine/webgpu/window.ts). A 4 KiB binding limit (1,024 floats;
+// for tests only) splits these small tensors the way a 151,936-row embedding is split on a GPU: every op below has a
+// tensor above the limit, and matmul has all three operands above it (blocks of M, N and K).
+test('webgpu ops on tensors larger than one binding (a 4 KiB test limit) match the js backend', async () => {
+  await withOps(async (g) => {
+    const be = (b: 'js' | 'gpu'): typeof js | WebGpuBackend => (b === 'js' ? js : g);
+    const n = 3001;
+    assert.ok(g.windows.maxSpan < n && g.windows.maxSpan >= 961, `window of ${g.windows.maxSpan} floats`);
+    await same(g, 'add', [rand(n), rand(n), rand(n)], (b, [x, y, o]) => be(b).add(x as F32, y as F32, o as F32));
+    await same(g, 'axpy, scale, copy, fill', [rand(n), rand(n), rand(n)], (b, [x, y, z]) => {
+      be(b).axpy(-0.37, x as F32, y as F32);
+      be(b).scale(x as F32, 1.7);
+      be(b).copy(y as F32, z as F32);
+      be(b).fill(be(b).view(y as F32, 100, [2500]), 0.25);
+    });
+    await same(g, 'swiglu, swigluBackward', [rand(n).map((x) => 8 * x), rand(n), rand(n), rand(n), rand(n), rand(n)], (b, [ga, up, o, d, dg, du]) => {
+      be(b).swiglu(ga as F32, up as F32, o as F32);
+      be(b).swigluBackward(ga as F32, up as F32, d as F32, dg as F32, du as F32);
+    });
+    const [R, D] = [101, 29];
+    await same(g, 'addBias, biasBackward', [rand(R * D), rand(D), rand(R * D), rand(D)], (b, [y, bb, dy, db]) => {
+      be(b).addBias(y as F32, bb as F32);
+      be(b).biasBackward(dy as F32, db as F32);
+    });
+    const V = 211; // the table: 6,119 floats, six windows
+    const ids = Int32Array.from({ length: R }, (_, i) => (i * 37 + (i % 5)) % V);
+    await same(g, 'gatherRows', [rand(V * D), ids, rand(R * D)], (b, [src, id, dst]) => be(b).gatherRows(src as F32, id as I32, dst as F32, D));
+    await same(g, 'scatterAddRows', [rand(31 * D), ids.subarray(0, 31), rand(V * D)], (b, [src, id, dst]) => be(b).scatterAddRows(src as F32, id as I32, dst as F32, D));
+    const C = 300;
+    await same(g, 'rmsnorm, rmsnormBackward', [rand(R * C), rand(C), rand(R), rand(R * C), rand(R * C), rand(C)], (b, [x, w, rs, dy, dx, dw]) => {
+      be(b).rmsnorm(x as F32, w as F32, be(b).empty([R * C]) as F32, rs as F32, C, 1e-6);
+      be(b).rmsnormBackward(x as F32, w as F32, rs as F32, dy as F32, dx as F32, dw as F32, C);
+    }, [3]);
+    const [T, heads, hd, P] = [50, 3, 8, 60];
+    const cos = Float32Array.from({ length: P * (hd / 2) }, (_, k) => Math.cos(0.1 * k));
+    const sin = Float32Array.from({ length: P * (hd / 2) }, (_, k) => Math.sin(0.1 * k));
+    const pos = Int32Array.from({ length: T }, (_, t) => (t * 7) % P);
+    await same(g, 'rope', [rand(T * heads * hd), rand(T * heads * hd), pos, cos, sin], (b, [x, o, p, c, s]) =>
+      be(b).rope(x as F32, o as F32, p as I32, c as F32, s as F32, heads, hd, false),
+    );
+    const [M, N, K] = [45, 70, 53];
+    for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const)
+      await same(g, `matmul tA${+tA} tB${+tB}`, [rand(M * K), rand(K * N), rand(M * N)], (b, [x, y, o]) => be(b).matmul(x as F32, y as F32, o as F32, M, N, K, tA, tB, true));
+    const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 1e-5, stepSize: 1e-3 / (1 - 0.9 ** 2), bc2sqrt: Math.sqrt(1 - 0.999 ** 2) };
+    const opt = (): Float32Array[] => [rand(n), rand(n), rand(n).map((x) => 0.1 * x), rand(n).map((x) => x * x)];
+    await same(g, 'adamwPreview, adamw', [...opt(), Float32Array.from([0.5, 0.25])], (b, [p, gr, m, v, o]) => {
+      be(b).adamwPreview(p as F32, gr as F32, m as F32, v as F32, h, o as F32);
+      be(b).adamw(p as F32, gr as F32, m as F32, v as F32, h);
+    });
+    await same(g, 'sumSquares', [rand(n), rand(7), rand(2 * n), new Float32Array(1)], (b, t) => be(b).sumSquares(t.slice(0, 3) as F32[], t[3] as F32));
+    // LM head: w [300, 16] and its gradient are split; the logits block is bounded to whole rows that fit.
+    const [Rh, H, Vh] = [11, 16, 300];
+    const labels = Int32Array.from({ length: Rh }, (_, r) => (r * 37) % Vh);
+    await same(g, 'tokenLogprobs + backward', [rand(Rh * H), rand(Vh * H), labels, rand(Rh), rand(Rh), rand(Rh), rand(Rh), rand(Rh * H), rand(Vh * H)], (b, t) => {
+      const [hh, w, y, lp, ls, en, gr, dh, dw] = t as [F32, F32, I32, F32, F32, F32, F32, F32, F32];
+      be(b).tokenLogprobs(hh, w, y, lp, ls, en, Vh, 8);
+      be(b).tokenLogprobsBackward(hh, w, y, ls, gr, dh, dw, Vh, 8);
+    });
+    const zs = rand(6 * Vh).map((x) => 6 * x);
+    const greedy: SamplerSettings[] = Array.from({ length: 6 }, () => ({ temperature: 0, topP: 1, topK: 0 }));
+    await same(g, 'sampleTokens greedy', [zs, new Int32Array(6), new Float32Array(6)], (b, [lz, id, lp]) =>
+      be(b).sampleTokens(lz as F32, Vh, greedy, new Array<number>(6).fill(0), id as I32, lp as F32),
+    );
+    // KV caches of 2 kv heads × 80 positions × 8 (1,280 floats a layer): one kv head at a time.
+    const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+    const cache = (): Float32Array => rand(2 * 80 * 8);
+    const [ka, kb] = [cache(), cache()];
+    await same(g, 'kvAppend + cacheAttention', [rand(9 * 16), rand(9 * 16), rand(9 * 32), rand(9 * 32), ka, ka.slice(), kb, kb.slice()], (b, t) => {
+      const [k, v, q, o, kca, vca, kcb, vcb] = t as F32[];
+      const segs = [
+        { kc: kca!, vc: vca!, r0: 0, n: 6, pos0: 60 },
+        { kc: kcb!, vc: vcb!, r0: 6, n: 3, pos0: 77 },
+      ];
+      be(b).kvAppend(k!, v!, segs, dims);
+      be(b).cacheAttention(q!, o!, segs, dims, 2);
+    });
+    // Attention over packed sequences binds its activations whole: beyond one binding it says so.
+    const big = g.empty([40 * 32]);
+    const kv = g.empty([40 * 16]);
+    assert.throws(
+      () => g.attention(big, kv, kv, big, g.empty([4 * 40]), g.upload(Int32Array.from([0, 40])), dims, 8),
+      /webgpu attention_hd8_t\d+: its tensors in one buffer span \d+ bytes .* more than one binding \(4096 bytes\)/,
+    );
+  }, 4096);
+});
+
+// The reductions run over many workgroups in two passes with a fixed partition (no float atomics): sizes here give
+// many partial sums (sum of squares: blocks of 4,096; column sums: blocks of 64 rows) and a scatter-add with heavily
+// repeated ids (a bitonic sort of 777 ids, padded to 1,024). They match the js backend and repeat bit for bit.
+test('webgpu reductions over many workgroups match the js backend and are deterministic', async () => {
+  await withOps(async (g) => {
+    const be = (b: 'js' | 'gpu'): typeof js | WebGpuBackend => (b === 'js' ? js : g);
+    await same(g, 'sumSquares', [rand(100_003), rand(5000), rand(1), new Float32Array(1)], (b, t) => be(b).sumSquares(t.slice(0, 3) as F32[], t[3] as F32));
+    const n = 50_001;
+    const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 1e-5, stepSize: 1e-3 / (1 - 0.9 ** 2), bc2sqrt: Math.sqrt(1 - 0.999 ** 2) };
+    await same(g, 'adamwPreview', [rand(n), rand(n), rand(n).map((x) => 0.1 * x), rand(n).map((x) => x * x), Float32Array.from([0.5, 0.25])], (b, [p, gr, m, v, o]) =>
+      be(b).adamwPreview(p as F32, gr as F32, m as F32, v as F32, h, o as F32),
+    );
+    await same(g, 'biasBackward', [rand(1000 * 37), rand(37)], (b, [dy, db]) => be(b).biasBackward(dy as F32, db as F32));
+    const [R, C] = [300, 64];
+    await same(g, 'rmsnormBackward', [rand(R * C), rand(C), rand(R), rand(R * C), rand(R * C), rand(C)], (b, [x, w, rs, dy, dx, dw]) => {
+      be(b).rmsnorm(x as F32, w as F32, be(b).empty([R * C]) as F32, rs as F32, C, 1e-6);
+      be(b).rmsnormBackward(x as F32, w as F32, rs as F32, dy as F32, dx as F32, dw as F32, C);
+    }, [3]);
+    const [N, V, D] = [777, 50, 9];
+    const ids = Int32Array.from({ length: N }, (_, i) => (i * i * 7 + 3 * i) % V);
+    await same(g, 'scatterAddRows', [rand(N * D), ids, rand(V * D)], (b, [src, id, dst]) => be(b).scatterAddRows(src as F32, id as I32, dst as F32, D));
+    // The same inputs twice give the same bits.
+    const xs = [g.upload(rand(100_003)), g.upload(rand(333))];
+    const out = g.empty([1]);
+    const src = g.upload(rand(N * D));
+    const idt = g.upload(ids);
+    const runs: number[][] = [];
+    for (let k = 0; k < 2; k++) {
+      g.sumSquares(xs, out);
+      const dst = g.empty([V * D]);
+      g.scatterAddRows(src, idt, dst, D);
+      runs.push([...(await g.read(out)), ...(await g.read(dst))]);
+    }
+    assert.deepEqual(runs[1], runs[0]);
   });
 });

@@ -16,6 +16,7 @@
 // is. Still open: a different thread tile (e.g. 4×8 with 2 workgroups per SM) and subgroup-matrix (tensor core)
 // paths.
 import type { WebGpuDevice } from './device.js';
+import { BindingWindows, blocks } from './window.js';
 
 const BM = 128;
 const BN = 128;
@@ -64,7 +65,7 @@ function shader(transA: boolean, transB: boolean, bk: number, vec: boolean, from
     const off = name === 'A' ? 'p.offA' : 'p.offB';
     // Element (r, k) of opA, or (k, r) of opB, in storage; r is a row of opA or a column of opB.
     const at = (r: string, k: string): string =>
-      name === 'A' ? (trans ? `${off} + ${k} * p.M + ${r}` : `${off} + ${r} * p.K + ${k}`) : trans ? `${off} + ${r} * p.K + ${k}` : `${off} + ${k} * p.N + ${r}`;
+      name === 'A' ? (trans ? `${off} + ${k} * p.ldA + ${r}` : `${off} + ${r} * p.ldA + ${k}`) : trans ? `${off} + ${r} * p.ldB + ${k}` : `${off} + ${k} * p.ldB + ${r}`;
     const src = fromC[name] ? 'C' : name;
     const get = (i: string): string => (vec && src !== 'C' ? `${src}[(${i}) / 4u][(${i}) % 4u]` : `${src}[${i}]`);
     const pick = contig ? 'let r4 = idx % 32u; let k = idx / 32u;' : 'let k = idx % BK; let r4 = idx / BK;';
@@ -96,7 +97,7 @@ function shader(transA: boolean, transB: boolean, bk: number, vec: boolean, from
     stores.push(`store(row0 + ${row}, col0 + 64u + tx * 4u, acc${2 * r + 1});`);
   }
   return /* wgsl */ `
-struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, pad: u32 }
+struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, ldA: u32, ldB: u32, ldC: u32, pad0: u32, pad1: u32 }
 ${fromC.A ? '' : `@group(0) @binding(0) var<storage, read> A: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
 ${fromC.B ? '' : `@group(0) @binding(1) var<storage, read> B: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
@@ -108,7 +109,7 @@ var<workgroup> Bs: array<vec4<f32>, ${(bk * BN) / 4}>; // [k][n / 4]
 
 fn store(gm: u32, gn: u32, v: vec4<f32>) {
   if (gm >= p.M) { return; }
-  let o = p.offC + gm * p.N + gn;
+  let o = p.offC + gm * p.ldC + gn;
   for (var j = 0u; j < 4u; j++) {
     if (gn + j < p.N) {
       if (p.accumulate != 0u) { C[o + j] = C[o + j] + v[j]; } else { C[o + j] = v[j]; }
@@ -146,11 +147,16 @@ export class WebGpuGemm {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   readonly variant: GemmVariant;
 
+  private readonly windows: BindingWindows;
+
   constructor(
     private readonly dev: WebGpuDevice,
     variant: Partial<GemmVariant> = {},
+    /** How operands are bound (default: the adapter's whole binding limit). */
+    windows?: BindingWindows,
   ) {
     this.variant = { ...DEFAULT_GEMM_VARIANT, ...variant };
+    this.windows = windows ?? new BindingWindows(dev.limits.maxStorageBufferBindingSize, dev.limits.minStorageBufferOffsetAlignment);
     if (![8, 16, 32].includes(this.variant.bk)) throw new Error(`gemm: bk ${this.variant.bk} is not 8, 16 or 32`);
     const wgBytes = 2 * this.variant.bk * BM * 4;
     if (wgBytes > dev.limits.maxComputeWorkgroupStorageSize)
@@ -168,7 +174,11 @@ export class WebGpuGemm {
     return pl;
   }
 
-  /** Encodes one GEMM into the device's pending command encoder (run at the next flush/read). */
+  /**
+   * Encodes one GEMM into the device's pending command encoder (run at the next flush/read). An operand larger than
+   * one binding window (window.ts) makes it run as blocks of C's rows and columns, and of K (accumulating), each block's
+   * operands spans that do fit.
+   */
   encode(a: GemmArgs): void {
     const { M, N, K } = a;
     for (const [k, v] of [['M', M], ['N', N], ['K', K]] as const)
@@ -183,21 +193,82 @@ export class WebGpuGemm {
     need(a.B, offB, K * N, 'B');
     need(a.C, offC, M * N, 'C');
     if (M === 0 || N === 0) return;
-    const params = new Uint32Array([M, N, K, offA, offB, offC, a.accumulate ? 1 : 0, 0]);
-    // vec4 loads need 16-byte alignment of every vec4 the contiguous operand reads (and of the strided one's base).
-    const ldA = a.transA ? M : K;
-    const ldB = a.transB ? K : N;
-    const fromC = { A: a.A === a.C, B: a.B === a.C };
-    const vec = this.variant.vec4Loads === 'auto' && !fromC.A && !fromC.B && offA % 4 === 0 && offB % 4 === 0 && ldA % 4 === 0 && ldB % 4 === 0;
     const overlaps = (o: number, n: number): boolean => o < offC + M * N && offC < o + n;
-    if ((fromC.A && overlaps(offA, M * K)) || (fromC.B && overlaps(offB, K * N))) throw new RangeError('gemm: C overlaps an input');
+    if ((a.A === a.C && overlaps(offA, M * K)) || (a.B === a.C && overlaps(offB, K * N))) throw new RangeError('gemm: C overlaps an input');
+    const ld = { A: a.transA ? M : K, B: a.transB ? K : N, C: N };
+    const bs = this.blockSizes(a.transA, a.transB, M, N, K, ld);
+    for (const [m0, m] of blocks(M, bs.m))
+      for (const [n0, n] of blocks(N, bs.n))
+        for (const [k0, k] of blocks(K, bs.k))
+          this.encodeBlock(a, ld, m, n, k, {
+            A: offA + (a.transA ? k0 * ld.A + m0 : m0 * ld.A + k0),
+            B: offB + (a.transB ? n0 * ld.B + k0 : k0 * ld.B + n0),
+            C: offC + m0 * ld.C + n0,
+            accumulate: a.accumulate || k0 > 0,
+          });
+  }
+
+  /**
+   * Block sizes of M, N and K such that every operand's block, stored as rows of its leading dimension, spans
+   * (rows − 1)·ld + cols elements that fit one window: all of M, N, K unless an operand is larger than a window.
+   */
+  private blockSizes(transA: boolean, transB: boolean, M: number, N: number, K: number, ld: { A: number; B: number; C: number }): { m: number; n: number; k: number } {
+    const S = this.windows.maxSpan;
+    const b = { m: M, n: N, k: K };
+    type Dim = keyof typeof b;
+    // Each operand as stored: its row dimension, its column dimension, its leading dimension.
+    const stored: Array<[Dim, Dim, number]> = [transA ? ['k', 'm', ld.A] : ['m', 'k', ld.A], transB ? ['n', 'k', ld.B] : ['k', 'n', ld.B], ['m', 'n', ld.C]];
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const [r, c, l] of stored) {
+        if (b[r] === 0 || b[c] === 0 || (b[r] - 1) * l + b[c] <= S) continue;
+        if (b[c] <= S) b[r] = Math.floor((S - b[c]) / l) + 1;
+        else [b[r], b[c]] = [1, S];
+        changed = true;
+      }
+    }
+    // Whole tiles where a dimension is cut (smaller blocks still fit).
+    if (b.m < M && b.m > BM) b.m -= b.m % BM;
+    if (b.n < N && b.n > BN) b.n -= b.n % BN;
+    if (b.k < K && b.k > this.variant.bk) b.k -= b.k % this.variant.bk;
+    return b;
+  }
+
+  /** One dispatch: C block [M, N] (row stride ld.C) from A and B blocks at the given element offsets. */
+  private encodeBlock(a: GemmArgs, ld: { A: number; B: number; C: number }, M: number, N: number, K: number, at: { A: number; B: number; C: number; accumulate: boolean }): void {
+    const span = (rows: number, cols: number, l: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * l + cols);
+    const spanA = a.transA ? span(K, M, ld.A) : span(M, K, ld.A);
+    const spanB = a.transB ? span(N, K, ld.B) : span(K, N, ld.B);
+    const fromC = { A: a.A === a.C, B: a.B === a.C };
+    // C's window also covers the operands read through C's binding.
+    let lo = at.C;
+    let hi = at.C + span(M, N, ld.C);
+    if (fromC.A) [lo, hi] = [Math.min(lo, at.A), Math.max(hi, at.A + spanA)];
+    if (fromC.B) [lo, hi] = [Math.min(lo, at.B), Math.max(hi, at.B + spanB)];
+    const vec =
+      this.variant.vec4Loads === 'auto' &&
+      !fromC.A &&
+      !fromC.B &&
+      this.windows.alignBytes % 16 === 0 &&
+      at.A % 4 === 0 &&
+      at.B % 4 === 0 &&
+      ld.A % 4 === 0 &&
+      ld.B % 4 === 0;
+    const win = {
+      C: this.windows.bind(a.C, lo, hi, 'matmul'),
+      A: fromC.A ? null : this.windows.bind(a.A, at.A, at.A + spanA, 'matmul', vec ? 16 : 4),
+      B: fromC.B ? null : this.windows.bind(a.B, at.B, at.B + spanB, 'matmul', vec ? 16 : 4),
+    };
+    const baseA = (win.A ?? win.C).base;
+    const baseB = (win.B ?? win.C).base;
+    const params = new Uint32Array([M, N, K, at.A - baseA, at.B - baseB, at.C - win.C.base, at.accumulate ? 1 : 0, ld.A, ld.B, ld.C, 0, 0]);
     const pl = this.pipeline(a.transA, a.transB, vec, fromC);
     const entries: GPUBindGroupEntry[] = [
-      { binding: 2, resource: { buffer: a.C } },
+      { binding: 2, resource: win.C.binding },
       { binding: 3, resource: { buffer: this.dev.uniform(params.buffer) } },
     ];
-    if (!fromC.A) entries.push({ binding: 0, resource: { buffer: a.A } });
-    if (!fromC.B) entries.push({ binding: 1, resource: { buffer: a.B } });
+    if (win.A) entries.push({ binding: 0, resource: win.A.binding });
+    if (win.B) entries.push({ binding: 1, resource: win.B.binding });
     const bind = this.dev.device.createBindGroup({ layout: pl.getBindGroupLayout(0), entries });
     const pass = this.dev.beginPass(`matmul ${+a.transA}${+a.transB}`);
     pass.setPipeline(pl);

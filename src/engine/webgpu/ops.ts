@@ -4,19 +4,26 @@
 // gather/scatter, RMSNorm, RoPE, attention and its backward, the KV-cache ops, the fused LM head and its backward, sum
 // of squares, AdamW and its preview, and the sampler. Listed among the backends as 'webgpu' (opened with
 // `openBackend`, src/engine/index.ts). Still to come: speed (tiled attention, a pooled KV cache so a batch is one
-// dispatch, a scatter-add that is not quadratic) and tensors larger than one binding (a 151,936 × 1,536 embedding is
-// 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB).
+// dispatch). Reductions (sums of squares, column sums, scatter-add) run over many workgroups in two passes with a fixed
+// partition, so they are deterministic without float atomics.
+//
+// Tensors larger than one binding (a 151,936 × 1,536 embedding is 0.93 GB; lavapipe binds 128 MiB, the H200 2 GiB):
+// every dispatch binds windows of its buffers (window.ts), and an op whose tensors exceed a window runs in pieces of
+// rows (`inPieces`; matmul in blocks, gemm.ts). Packed attention and its backward bind their activations whole and
+// say so when those exceed one binding.
 //
 // Binding. A tensor is (buffer, element offset, shape). Several tensors of one op may live in the same buffer (views:
 // packed rows, cache layers), and WebGPU refuses one buffer bound twice when a binding writes it. So each dispatch binds
-// every distinct buffer once, as a read_write array of its dtype, and the kernel reaches a tensor through its buffer's
-// binding and its offset; the shader is generated per buffer pattern (which tensors share a buffer) and cached.
+// every distinct buffer once (the window of it that covers the op's tensors there), as a read_write array of its dtype,
+// and the kernel reaches a tensor through its buffer's binding and its offset in that window; the shader is generated
+// per buffer pattern (which tensors share a buffer) and cached.
 import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from '../backend.js';
 import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
 import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
 import { TILE_ROWS, attentionDkv, attentionDq, attentionForward, kvTileDecls, qTileDecls, tileDepth } from './attention.js';
 import { WebGpuGemm } from './gemm.js';
+import { BindingWindows, blocks } from './window.js';
 
 /** A device buffer and what it holds. */
 export interface GpuStorage {
@@ -46,10 +53,27 @@ function need(op: string, arg: string, t: DeviceTensor, n: number): void {
   if (t.size !== n) throw new RangeError(`${op}: ${arg} has ${t.size} elements, expected ${n}`);
 }
 
+/** Options of the WebGPU backend beyond opening the device. */
+export interface WebGpuBackendOptions {
+  /**
+   * FOR TESTS ONLY: bind at most this many bytes of a buffer at once instead of the adapter's
+   * maxStorageBufferBindingSize, so that small tensors run in pieces the way tensors larger than a binding do.
+   */
+  maxBindingBytes?: number;
+}
+
+/** A kernel scalar: a number is an f32 (exact integers only below 2²⁴), `{ u32 }` a u32 (for sizes and offsets). */
+type Scalar = number | { readonly u32: number };
+const u32 = (x: number): Scalar => ({ u32: x });
+
 /** One argument of a kernel: the tensor and the name the WGSL body uses for it (`X[i]` reads element i of it). */
 type KernelArg = readonly [name: string, t: GpuTensor];
 
 const WG = 256;
+/** Elements per workgroup in the first pass of a sum of squares (16 per invocation). */
+const PARTIAL_BLOCK = 16 * WG;
+/** Rows per partial sum in the first pass of a column reduction. */
+const COLUMN_BLOCK = 64;
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
@@ -59,9 +83,19 @@ export class WebGpuBackend implements Backend {
   readonly pooledKvCache = true;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly gemm: WebGpuGemm;
+  /** How kernels bind tensors (window.ts): windows of at most the binding limit. */
+  readonly windows: BindingWindows;
 
-  constructor(readonly dev: WebGpuDevice) {
-    this.gemm = new WebGpuGemm(dev);
+  constructor(
+    readonly dev: WebGpuDevice,
+    opts: WebGpuBackendOptions = {},
+  ) {
+    const L = dev.limits;
+    const limit = opts.maxBindingBytes ?? L.maxStorageBufferBindingSize;
+    if (!(Number.isInteger(limit) && limit > 0 && limit <= L.maxStorageBufferBindingSize))
+      throw new RangeError(`webgpu: maxBindingBytes ${limit} is not a positive integer up to this adapter's ${L.maxStorageBufferBindingSize}`);
+    this.windows = new BindingWindows(limit - (limit % 4), L.minStorageBufferOffsetAlignment);
+    this.gemm = new WebGpuGemm(dev, {}, this.windows);
   }
 
   get device(): string {
@@ -69,8 +103,8 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Opens the default adapter (see WebGpuDevice.open for what is needed on the machine) as a backend. */
-  static async open(opts: OpenWebGpuOptions = {}): Promise<WebGpuBackend> {
-    return new WebGpuBackend(await WebGpuDevice.open(opts));
+  static async open(opts: OpenWebGpuOptions & WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    return new WebGpuBackend(await WebGpuDevice.open(opts), opts);
   }
 
   /** Releases the device (every tensor of it becomes unusable). */
@@ -84,10 +118,13 @@ export class WebGpuBackend implements Backend {
     const dt = (dtype ?? 'f32') as D;
     const n = shapeSize(shape);
     const bytes = Math.max(16, Math.ceil((n * 4) / 16) * 16);
-    const L = this.dev.limits;
-    if (bytes > L.maxBufferSize) throw new RangeError(`webgpu: a tensor of ${n} elements exceeds this adapter's maxBufferSize (${L.maxBufferSize} bytes)`);
-    if (bytes > L.maxStorageBufferBindingSize)
-      throw new RangeError(`webgpu: a tensor of ${n} elements exceeds one binding (${L.maxStorageBufferBindingSize} bytes); split tensors are not written yet`);
+    // Larger than one binding is fine (ops bind windows of it, window.ts); larger than one buffer is not.
+    const max = this.dev.limits.maxBufferSize;
+    if (bytes > max)
+      throw new RangeError(
+        `webgpu: a tensor of ${n} elements [${shape.join(', ')}] needs ${bytes} bytes, more than this adapter's maxBufferSize ` +
+          `(${max} bytes): use a smaller model or batch, or a GPU whose maxBufferSize is at least ${bytes}`,
+      );
     const buffer = this.dev.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     return new GpuTensor(dt, shape.slice(), n, { buffer, dtype: dt, elements: n }, 0);
   }
@@ -127,12 +164,12 @@ export class WebGpuBackend implements Backend {
     const d = gpu(dst, 'copy', 'dst');
     need('copy', 'dst', d, s.size);
     if (s.dtype !== d.dtype) throw new TypeError(`copy: ${s.dtype} into ${d.dtype}`);
-    this.run('copy', `Y[i] = X[i];`, s.size, [['X', s], ['Y', d]], []);
+    this.runElementwise('copy', `Y[i] = X[i];`, s.size, [['X', s], ['Y', d]], []);
   }
 
   fill(t: DeviceTensor, value: number): void {
     const g = gpu(t, 'fill', 't');
-    this.run(`fill_${g.dtype}`, g.dtype === 'i32' ? `X[i] = i32(s0);` : `X[i] = s0;`, g.size, [['X', g]], [value]);
+    this.runElementwise(`fill_${g.dtype}`, g.dtype === 'i32' ? `X[i] = i32(s0);` : `X[i] = s0;`, g.size, [['X', g]], [value]);
   }
 
   free(t: DeviceTensor): void {
@@ -163,18 +200,18 @@ export class WebGpuBackend implements Backend {
     const [A, B, O] = [gpu(a, 'add', 'a'), gpu(b, 'add', 'b'), gpu(out, 'add', 'out')];
     need('add', 'b', B, A.size);
     need('add', 'out', O, A.size);
-    this.run('add', `O[i] = A[i] + B[i];`, A.size, [['A', A], ['B', B], ['O', O]], []);
+    this.runElementwise('add', `O[i] = A[i] + B[i];`, A.size, [['A', A], ['B', B], ['O', O]], []);
   }
 
   axpy(alpha: number, x: F32, y: F32): void {
     const [X, Y] = [gpu(x, 'axpy', 'x'), gpu(y, 'axpy', 'y')];
     need('axpy', 'y', Y, X.size);
-    this.run('axpy', `Y[i] = Y[i] + s0 * X[i];`, X.size, [['X', X], ['Y', Y]], [alpha]);
+    this.runElementwise('axpy', `Y[i] = Y[i] + s0 * X[i];`, X.size, [['X', X], ['Y', Y]], [alpha]);
   }
 
   scale(x: F32, alpha: number): void {
     const X = gpu(x, 'scale', 'x');
-    this.run('scale', `X[i] = s0 * X[i];`, X.size, [['X', X]], [alpha]);
+    this.runElementwise('scale', `X[i] = s0 * X[i];`, X.size, [['X', X]], [alpha]);
   }
 
   /** y[r, :] += b for every row of y [R, D]. */
@@ -182,29 +219,31 @@ export class WebGpuBackend implements Backend {
     const [Y, Bv] = [gpu(y, 'addBias', 'y'), gpu(b, 'addBias', 'b')];
     const D = Bv.size;
     if (D === 0 || Y.size % D !== 0) throw new RangeError(`addBias: y has ${Y.size} elements, not rows of ${D}`);
-    this.run('addBias', `Y[i] = Y[i] + Bv[i % u32(s0)];`, Y.size, [['Y', Y], ['Bv', Bv]], [D]);
+    this.inPieces('addBias', Y.size / D, [D], [['b', Bv]], (r0, n) =>
+      this.run('addBias', `Y[i] = Y[i] + Bv[i % s0];`, n * D, [['Y', this.rowsOf(Y, D, r0, n)], ['Bv', Bv]], [u32(D)]),
+    );
   }
 
-  /** db += Σ_r dy[r, :] (ACCUMULATES), one thread per column summing its rows in order. */
+  /** db += Σ_r dy[r, :] (ACCUMULATES), a column reduction over many workgroups (`columnSums`). */
   biasBackward(dy: F32, db: F32): void {
     const [DY, DB] = [gpu(dy, 'biasBackward', 'dy'), gpu(db, 'biasBackward', 'db')];
     const D = DB.size;
     if (D === 0 || DY.size % D !== 0) throw new RangeError(`biasBackward: dy has ${DY.size} elements, not rows of ${D}`);
-    this.run('biasBackward', `var s = 0.0; for (var r = 0u; r < u32(s0); r++) { s += DY[r * ${'u32(s1)'} + i]; } DB[i] = DB[i] + s;`, D, [['DY', DY], ['DB', DB]], [DY.size / D, D]);
+    this.columnSums('biasBackward', 'DY[r * c + j]', DY.size / D, D, [['DY', DY, D]], DB);
   }
 
   swiglu(gate: F32, up: F32, out: F32): void {
     const [G, U, O] = [gpu(gate, 'swiglu', 'gate'), gpu(up, 'swiglu', 'up'), gpu(out, 'swiglu', 'out')];
     need('swiglu', 'up', U, G.size);
     need('swiglu', 'out', O, G.size);
-    this.run('swiglu', `let g = G[i]; O[i] = g / (1.0 + exp(-g)) * U[i];`, G.size, [['G', G], ['U', U], ['O', O]], []);
+    this.runElementwise('swiglu', `let g = G[i]; O[i] = g / (1.0 + exp(-g)) * U[i];`, G.size, [['G', G], ['U', U], ['O', O]], []);
   }
 
   swigluBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32): void {
     const op = 'swigluBackward';
     const [G, U, DO, DG, DU] = [gpu(gate, op, 'gate'), gpu(up, op, 'up'), gpu(dout, op, 'dout'), gpu(dgate, op, 'dgate'), gpu(dup, op, 'dup')];
     for (const [n, t] of [['up', U], ['dout', DO], ['dgate', DG], ['dup', DU]] as const) need(op, n, t, G.size);
-    this.run(
+    this.runElementwise(
       op,
       `let g = G[i]; let u = U[i]; let d = DO[i]; let s = 1.0 / (1.0 + exp(-g));
        DU[i] = d * g * s; DG[i] = d * u * s * (1.0 + g * (1.0 - s));`,
@@ -227,7 +266,8 @@ export class WebGpuBackend implements Backend {
     need(op, 'out', O, T * heads * D);
     if (D % 2 !== 0) throw new RangeError(`rope: head dim ${D} is not even`);
     const half = D / 2;
-    this.run(
+    const w = heads * D;
+    this.inPieces(op, T, [w, w, 1], [['cos', C], ['sin', S]], (t0, n) => this.run(
       `rope${inverse ? '_inv' : ''}`,
       `let h = u32(s0); let hd = u32(s1); let q = i % h; let row = i / h;
        let t = row / u32(s2);
@@ -236,10 +276,10 @@ export class WebGpuBackend implements Backend {
        let k = u32(P[t]) * h + q;
        let c = C[k]; let sn = S[k];
        ${inverse ? 'O[base + q] = a * c + b * sn; O[base + q + h] = b * c - a * sn;' : 'O[base + q] = a * c - b * sn; O[base + q + h] = b * c + a * sn;'}`,
-      T * heads * half,
-      [['X', X], ['O', O], ['P', P], ['C', C], ['S', S]],
+      n * heads * half,
+      [['X', this.rowsOf(X, w, t0, n)], ['O', this.rowsOf(O, w, t0, n)], ['P', this.rowsOf(P, 1, t0, n)], ['C', C], ['S', S]],
       [half, D, heads],
-    );
+    ));
   }
 
   // ---- attention -------------------------------------------------------------------------------------------------
@@ -319,38 +359,48 @@ export class WebGpuBackend implements Backend {
         if (!(Number.isInteger(maxLen) && sg.r0 >= 0 && sg.r0 + sg.n <= N && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
           throw new RangeError(`kvAppend: rows [${sg.r0}, ${sg.r0 + sg.n}) at positions ${sg.pos0}… do not fit (N ${N}, cache ${maxLen})`);
       }
-      const table = group.segs.length > 1 ? rowTable(group.segs, kd) : null;
-      if (table !== null) {
+      const pooled = this.pooledCache(group, kd, [K, V]);
+      if (pooled !== null) {
         // One dispatch for the group: row t of the table is (batch row, cache offset, maxLen, position).
         this.dispatch(
           'kvAppend_pooled',
           'flat',
-          `let hd = u32(s0); let kd = u32(s1); let t = i / kd; let g = (i % kd) / hd; let e = i % hd;
+          `let hd = s0; let kd = s1; let t = i / kd; let g = (i % kd) / hd; let e = i % hd;
            let row = kparams.tab[t];
            let dst = row.y + (g * row.z + row.w) * hd + e;
            let src = row.x * kd + g * hd + e;
            KC[dst] = K[src]; VC[dst] = V[src];`,
-          table.rows * kd,
-          [['K', K], ['V', V], ['KC', group.k], ['VC', group.v]],
-          [hd, kd],
-          flatGrid(table.rows * kd),
+          pooled.rows * kd,
+          [['K', K], ['V', V], ['KC', pooled.k], ['VC', pooled.v]],
+          [u32(hd), u32(kd)],
+          flatGrid(pooled.rows * kd),
           '',
-          table.words,
+          pooled.words,
         );
         continue;
       }
+      // Segment by segment, kv heads [g0, g0 + ng) at a time: the cache window of a piece spans those heads' rows
+      // pos0 … pos0 + n − 1.
       for (const sg of group.segs) {
+        if (sg.n === 0) continue;
         const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
-        this.run(
-          'kvAppend',
-          `let hd = u32(s0); let kd = u32(s1); let r = i / kd; let g = (i % kd) / hd; let e = i % hd;
-           let dst = (g * u32(s2) + u32(s3) + r) * hd + e;
-           let src = (u32(s4) + r) * kd + g * hd + e;
-           KC[dst] = K[src]; VC[dst] = V[src];`,
-          sg.n * kd,
-          [['K', K], ['V', V], ['KC', KC], ['VC', VC]],
-          [hd, kd, KC.size / kd, sg.pos0, sg.r0],
-        );
+        const maxLen = KC.size / kd;
+        const ng = this.kvHeadsPerPiece(op, nkv, maxLen, sg.n, hd);
+        for (let g0 = 0; g0 < nkv; g0 += ng) {
+          const m = Math.min(ng, nkv - g0);
+          const span = ((m - 1) * maxLen + sg.n) * hd;
+          const at = (g0 * maxLen + sg.pos0) * hd;
+          this.run(
+            'kvAppend',
+            `let hd = s0; let kd = s1; let w = s4 * hd; let r = i / w; let gl = (i % w) / hd; let e = i % hd;
+             let dst = (gl * s2 + r) * hd + e;
+             let src = r * kd + (s3 + gl) * hd + e;
+             KC[dst] = K[src]; VC[dst] = V[src];`,
+            sg.n * m * hd,
+            [['K', this.rowsOf(K, kd, sg.r0, sg.n)], ['V', this.rowsOf(V, kd, sg.r0, sg.n)], ['KC', this.view(KC, at, [span])], ['VC', this.view(VC, at, [span])]],
+            [u32(hd), u32(kd), u32(maxLen), u32(g0), u32(m)],
+          );
+        }
       }
     }
   }
@@ -363,6 +413,7 @@ export class WebGpuBackend implements Backend {
     need(op, 'out', O, Q.size);
     const N = Q.size / (nh * hd);
     const kd = nkv * hd;
+    const grp = nh / nkv;
     for (const group of cacheGroups(op, segs)) {
       for (const sg of group.segs) {
         const maxLen = gpu(sg.kc, op, 'kc').size / kd;
@@ -371,39 +422,76 @@ export class WebGpuBackend implements Backend {
         if (!(Number.isInteger(maxLen) && sg.pos0 >= 0 && sg.pos0 + sg.n <= maxLen))
           throw new RangeError(`cacheAttention: ${sg.n} queries at ${sg.pos0} outside a cache of ${maxLen}`);
       }
-      const table = group.segs.length > 1 ? rowTable(group.segs, kd) : null;
-      if (table !== null) {
+      const pooled = this.pooledCache(group, kd, [Q, O]);
+      if (pooled !== null) {
         this.dispatch(
           `cacheAttention_pooled_hd${hd}`,
           'flat',
-          `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1);
+          `let nh = s0; let hd = ${hd}u; let grp = s1;
            let t = i / nh; let h = i % nh; let kh = h / grp;
            let row = kparams.tab[t];
            let qo = row.x * nh * hd + h * hd;
            ${onlineSoftmax(hd, '0u', 'row.w', 'row.y + (kh * row.z + j) * hd', 'KC', 'VC', '1.0')}`,
-          table.rows * nh,
-          [['Q', Q], ['O', O], ['KC', group.k], ['VC', group.v]],
-          [nh, nkv],
-          flatGrid(table.rows * nh),
+          pooled.rows * nh,
+          [['Q', Q], ['O', O], ['KC', pooled.k], ['VC', pooled.v]],
+          [u32(nh), u32(grp)],
+          flatGrid(pooled.rows * nh),
           '',
-          table.words,
+          pooled.words,
         );
         continue;
       }
+      // Segment by segment, the query heads of kv heads [g0, g0 + ng) at a time, over those heads' positions
+      // 0 … pos0 + n − 1.
       for (const sg of group.segs) {
+        if (sg.n === 0) continue;
         const [KC, VC] = [gpu(sg.kc, op, 'kc'), gpu(sg.vc, op, 'vc')];
-        this.run(
-          `cacheAttention_hd${hd}`,
-          `let nh = u32(s0); let hd = ${hd}u; let grp = nh / u32(s1); let ml = u32(s2);
-           let r = i / nh; let h = i % nh; let kh = h / grp;
-           let qo = (u32(s4) + r) * nh * hd + h * hd;
-           ${onlineSoftmax(hd, '0u', 'u32(s3) + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
-          sg.n * nh,
-          [['Q', Q], ['O', O], ['KC', KC], ['VC', VC]],
-          [nh, nkv, KC.size / kd, sg.pos0, sg.r0],
-        );
+        const maxLen = KC.size / kd;
+        const len = sg.pos0 + sg.n;
+        const ng = this.kvHeadsPerPiece(op, nkv, maxLen, len, hd);
+        for (let g0 = 0; g0 < nkv; g0 += ng) {
+          const m = Math.min(ng, nkv - g0);
+          const span = ((m - 1) * maxLen + len) * hd;
+          this.run(
+            `cacheAttention_hd${hd}`,
+            `let nh = s0; let hd = ${hd}u; let grp = s1; let ml = s2; let hq = s5 * grp;
+             let r = i / hq; let hl = i % hq; let h = s4 * grp + hl; let kh = hl / grp;
+             let qo = r * nh * hd + h * hd;
+             ${onlineSoftmax(hd, '0u', 's3 + r', '(kh * ml + j) * hd', 'KC', 'VC', '1.0')}`,
+            sg.n * m * grp,
+            [['Q', this.rowsOf(Q, nh * hd, sg.r0, sg.n)], ['O', this.rowsOf(O, nh * hd, sg.r0, sg.n)], ['KC', this.view(KC, g0 * maxLen * hd, [span])], ['VC', this.view(VC, g0 * maxLen * hd, [span])]],
+            [u32(nh), u32(grp), u32(maxLen), u32(sg.pos0), u32(g0), u32(m)],
+          );
+        }
       }
     }
+  }
+
+  /**
+   * A group of cache segments as one dispatch (a pooled cache): its per-row table and views of the two slabs that
+   * cover the segments' caches, with the table's cache offsets relative to the views. Null when the group runs
+   * segment by segment: one segment, keys and values at different offsets, no rows or more than MAX_TABLE_ROWS, or
+   * the slabs' used range or the row tensors not fitting one binding window.
+   */
+  private pooledCache(group: CacheGroup, kd: number, rowTensors: readonly GpuTensor[]): { words: Uint32Array; rows: number; k: GpuTensor<'f32'>; v: GpuTensor<'f32'> } | null {
+    if (group.segs.length < 2) return null;
+    const kcs = group.segs.map((sg) => sg.kc as GpuTensor);
+    const lo = Math.min(...kcs.map((t) => t.offset));
+    const hi = Math.max(...kcs.map((t) => t.offset + t.size));
+    if (!fitsOneWindow(this.windows.maxSpan, [...rowTensors, this.view(group.k, lo, [hi - lo])])) return null;
+    const table = rowTable(group.segs, kd, lo);
+    if (table === null) return null;
+    return { ...table, k: this.view(group.k, lo, [hi - lo]), v: this.view(group.v, lo, [hi - lo]) };
+  }
+
+  /**
+   * Kv heads per piece of a cache op whose window covers `len` positions of each of its heads in caches of `maxLen`
+   * positions per head: all of them when that fits one binding window.
+   */
+  private kvHeadsPerPiece(op: string, nkv: number, maxLen: number, len: number, hd: number): number {
+    const S = this.windows.maxSpan;
+    if (len * hd > S) throw new RangeError(`webgpu ${op}: ${len} cached positions of one kv head (${len * hd * 4} bytes) are more than one binding (${this.windows.limitBytes} bytes)`);
+    return Math.max(1, Math.min(nkv, Math.floor((S / hd - len) / maxLen) + 1));
   }
 
   // ---- heads ---------------------------------------------------------------------------------------------------
@@ -423,7 +511,8 @@ export class WebGpuBackend implements Backend {
     const EN = entropy === null ? null : gpu(entropy, op, 'entropy');
     if (EN) need(op, 'entropy', EN, R);
     if (R === 0) return;
-    const C = Math.max(1, Math.min(chunkRows, R));
+    // The logits block [C, V] is bound whole by the row reductions: at most one window of rows.
+    const C = this.windows.rowsPerPiece(op, Math.max(1, Math.min(chunkRows, R)), [V]);
     const z = this.empty([C * V]);
     for (let c0 = 0; c0 < R; c0 += C) {
       const c = Math.min(C, R - c0);
@@ -466,7 +555,8 @@ export class WebGpuBackend implements Backend {
     need(op, 'dh', DH, R * H);
     need(op, 'dw', DW, V * H);
     if (R === 0) return;
-    const C = Math.max(1, Math.min(chunkRows, R));
+    // The logits block [C, V] is bound whole by the row reductions: at most one window of rows.
+    const C = this.windows.rowsPerPiece(op, Math.max(1, Math.min(chunkRows, R)), [V]);
     const z = this.empty([C * V]);
     for (let c0 = 0; c0 < R; c0 += C) {
       const c = Math.min(C, R - c0);
@@ -519,12 +609,11 @@ export class WebGpuBackend implements Backend {
       set.set([greedy ? 1 : 0, greedy ? 1 : 1 / st.temperature, st.topP, st.topK > 0 && st.topK < V ? st.topK : 0, greedy ? 0 : uniforms[r]!], r * 5);
     });
     const SET = this.upload(set);
-    const args: KernelArg[] = [['Z', Z], ['ID', ID], ['SET', SET]];
     const LP = logprobs === null ? null : gpu(logprobs, op, 'logprobs');
-    if (LP) {
-      need(op, 'logprobs', LP, M);
-      args.push(['LP', LP]);
-    }
+    if (LP) need(op, 'logprobs', LP, M);
+    this.inPieces(op, M, [V, 1, 5, 1], [], (r0, n) => {
+    const args: KernelArg[] = [['Z', this.rowsOf(Z, V, r0, n)], ['ID', this.rowsOf(ID, 1, r0, n)], ['SET', this.rowsOf(SET, 5, r0, n)]];
+    if (LP) args.push(['LP', this.rowsOf(LP, 1, r0, n)]);
     this.runRows(
       `sampleTokens${LP ? '_lp' : ''}`,
       `let v = u32(s0); let o = row * v;
@@ -604,11 +693,12 @@ export class WebGpuBackend implements Backend {
        let lse = m + log(rowSumF(se, lid));
        if (lid == 0u) { LP[row] = Z[o + tok] - lse; }` : ''}
        if (lid == 0u) { ID[row] = i32(tok); }`,
-      M,
+      n,
       args,
       [V],
       SAMPLER_HELPERS,
     );
+    });
     this.free(SET);
   }
 
@@ -619,34 +709,84 @@ export class WebGpuBackend implements Backend {
     const [S, I, O] = [gpu(src, 'gatherRows', 'src'), gpu(ids, 'gatherRows', 'ids'), gpu(dst, 'gatherRows', 'dst')];
     need('gatherRows', 'dst', O, I.size * D);
     if (D <= 0 || S.size % D !== 0) throw new RangeError(`gatherRows: src has ${S.size} elements, not rows of ${D}`);
-    this.run('gatherRows', `let d = u32(s0); let r = i / d; O[i] = S[u32(I[r]) * d + i % d];`, O.size, [['S', S], ['I', I], ['O', O]], [D]);
+    // In pieces of the ids and of the table's rows: each piece copies the rows whose id falls in its block.
+    const V = S.size / D;
+    const vb = this.windows.rowsPerPiece('gatherRows', V, [D]);
+    this.inPieces('gatherRows', I.size, [D, 1], [], (r0, n) => {
+      for (let v0 = 0; v0 < V; v0 += vb)
+        this.run(
+          'gatherRows',
+          `let d = s0; let r = i / d; let id = u32(I[r]) - s1; if (id < s2) { O[i] = S[id * d + i % d]; }`,
+          n * D,
+          [['S', this.rowsOf(S, D, v0, Math.min(vb, V - v0))], ['I', this.rowsOf(I, 1, r0, n)], ['O', this.rowsOf(O, D, r0, n)]],
+          [u32(D), u32(v0), u32(Math.min(vb, V - v0))],
+        );
+    });
   }
 
   /**
-   * dst[ids[i], :] += src[i, :] (ACCUMULATES; repeated ids add up). The first occurrence of each id sums all of its
-   * rows in id order, so results are deterministic without float atomics. Cost O(N²·D) for N ids: right for tests and
-   * short batches, to be replaced (sorted ids, or segment sums) before long-sequence training.
+   * dst[ids[i], :] += src[i, :] (ACCUMULATES; repeated ids add up), deterministic without float atomics: the (id,
+   * position) pairs are sorted on the device (a bitonic sort, O(N log² N) for N ids), then each run of equal ids is
+   * summed in position order by one invocation per column and added to its row. O(N·D) adds in all.
    */
   scatterAddRows(src: F32, ids: I32, dst: F32, D: number): void {
     const [S, I, O] = [gpu(src, 'scatterAddRows', 'src'), gpu(ids, 'scatterAddRows', 'ids'), gpu(dst, 'scatterAddRows', 'dst')];
     need('scatterAddRows', 'src', S, I.size * D);
     if (D <= 0 || O.size % D !== 0) throw new RangeError(`scatterAddRows: dst has ${O.size} elements, not rows of ${D}`);
-    // Thread (n, c) for each id position n and column c adds the rows of all later equal ids only when it is the
-    // first occurrence: each destination row is summed once, in id order.
-    this.run(
-      'scatterAddRows',
-      `let d = u32(s0); let n = i / d; let c = i % d; let id = I[n];
-       var first = true;
-       for (var j = 0u; j < n; j++) { if (I[j] == id) { first = false; break; } }
-       if (first) {
-         var s = 0.0;
-         for (var j = n; j < u32(s1); j++) { if (I[j] == id) { s += S[j * d + c]; } }
-         O[u32(id) * d + c] = O[u32(id) * d + c] + s;
-       }`,
-      S.size,
-      [['S', S], ['I', I], ['O', O]],
-      [D, I.size],
+    const N = I.size;
+    if (N === 0) return;
+    const sorted = this.sortIdsWithPositions(I);
+    // In pieces of the table's rows: each adds the runs whose id falls in its block.
+    const V = O.size / D;
+    this.inPieces('scatterAddRows', V, [D], [['src', S], ['sorted ids', sorted]], (v0, nv) =>
+      this.run(
+        'scatterAddRows',
+        `let d = s0; let p = i / d; let c = i % d; let id = KP[2u * p];
+         let local = u32(id) - s2;
+         if (local < s3 && (p == 0u || KP[2u * p - 2u] != id)) {
+           var s = 0.0;
+           for (var q = p; q < s1; q++) {
+             if (KP[2u * q] != id) { break; }
+             s += S[u32(KP[2u * q + 1u]) * d + c];
+           }
+           O[local * d + c] = O[local * d + c] + s;
+         }`,
+        N * D,
+        [['S', S], ['KP', sorted], ['O', this.rowsOf(O, D, v0, nv)]],
+        [u32(D), u32(N), u32(v0), u32(nv)],
+      ),
     );
+    this.free(sorted);
+  }
+
+  /**
+   * The pairs (ids[n], n) sorted by id then position, as i32 [2·P] (P the next power of two ≥ N; the padding sorts
+   * last): a bitonic sort, one dispatch per merge step.
+   */
+  private sortIdsWithPositions(I: GpuTensor<'i32'>): GpuTensor<'i32'> {
+    const N = I.size;
+    let P = 1;
+    while (P < N) P *= 2;
+    const KP = this.empty([2 * P], 'i32');
+    this.run('sortIds_init', `if (i < s0) { KP[2u * i] = I[i]; } else { KP[2u * i] = 2147483647; } KP[2u * i + 1u] = i32(i);`, P, [['I', I], ['KP', KP]], [u32(N)]);
+    for (let k = 2; k <= P; k *= 2)
+      for (let j = k / 2; j >= 1; j /= 2)
+        this.run(
+          'sortIds_step',
+          `let l = i ^ s0;
+           if (l > i) {
+             let a = vec2<i32>(KP[2u * i], KP[2u * i + 1u]);
+             let b = vec2<i32>(KP[2u * l], KP[2u * l + 1u]);
+             let greater = a.x > b.x || (a.x == b.x && a.y > b.y);
+             if (greater == ((i & s1) == 0u)) {
+               KP[2u * i] = b.x; KP[2u * i + 1u] = b.y; KP[2u * l] = a.x; KP[2u * l + 1u] = a.y;
+             }
+           }`,
+          P,
+          [['KP', KP]],
+          [u32(j), u32(k)],
+        );
+    return KP;
   }
 
   /** RMSNorm over rows of x [R, C]: one workgroup per row. */
@@ -656,13 +796,12 @@ export class WebGpuBackend implements Backend {
     need('rmsnorm', 'y', Y, X.size);
     const R = X.size / C;
     if (!Number.isInteger(R)) throw new RangeError(`rmsnorm: x has ${X.size} elements, not rows of ${C}`);
-    const args: KernelArg[] = [['X', X], ['W', W], ['Y', Y]];
-    if (rstd !== null) {
-      const RS = gpu(rstd, 'rmsnorm', 'rstd');
-      need('rmsnorm', 'rstd', RS, R);
-      args.push(['RS', RS]);
-    }
-    this.runRows(
+    const RS = rstd === null ? null : gpu(rstd, 'rmsnorm', 'rstd');
+    if (RS) need('rmsnorm', 'rstd', RS, R);
+    this.inPieces('rmsnorm', R, [C, C, 1], [['w', W]], (r0, n) => {
+      const args: KernelArg[] = [['X', this.rowsOf(X, C, r0, n)], ['W', W], ['Y', this.rowsOf(Y, C, r0, n)]];
+      if (RS) args.push(['RS', this.rowsOf(RS, 1, r0, n)]);
+      this.runRows(
       `rmsnorm${rstd ? '_r' : ''}`,
       `let c = u32(s0);
        var ss = 0.0;
@@ -671,10 +810,11 @@ export class WebGpuBackend implements Backend {
        let rs = 1.0 / sqrt(total / f32(c) + s1);
        ${rstd ? 'if (lid == 0u) { RS[row] = rs; }' : ''}
        for (var j = lid; j < c; j += ${WG}u) { Y[row * c + j] = W[j] * (X[row * c + j] * rs); }`,
-      R,
-      args,
-      [C, eps],
-    );
+        n,
+        args,
+        [C, eps],
+      );
+    });
   }
 
   /** dx += ∂L/∂x, dw += ∂L/∂w (when given); dy is consumed (left as it was here). */
@@ -686,7 +826,7 @@ export class WebGpuBackend implements Backend {
     need(op, 'rstd', RS, R);
     need(op, 'dy', DY, X.size);
     need(op, 'dx', DX, X.size);
-    this.runRows(
+    this.inPieces(op, R, [C, 1, C, C], [['w', W]], (r0, n) => this.runRows(
       op,
       `let c = u32(s0);
        let rs = RS[row];
@@ -697,21 +837,15 @@ export class WebGpuBackend implements Backend {
          let k = row * c + j;
          DX[k] = DX[k] + rs * (DY[k] * W[j] - X[k] * rs * rs * m);
        }`,
-      R,
-      [['X', X], ['W', W], ['RS', RS], ['DY', DY], ['DX', DX]],
+      n,
+      [['X', this.rowsOf(X, C, r0, n)], ['W', W], ['RS', this.rowsOf(RS, 1, r0, n)], ['DY', this.rowsOf(DY, C, r0, n)], ['DX', this.rowsOf(DX, C, r0, n)]],
       [C],
-    );
+    ));
     if (dw !== null) {
       const DW = gpu(dw, op, 'dw');
       need(op, 'dw', DW, C);
-      // dw[c] += Σ_r dy[r, c] · x[r, c] · rstd[r], one thread per column over the rows in order.
-      this.run(
-        'rmsnormBackward_dw',
-        `let c = u32(s0); var s = 0.0; for (var r = 0u; r < u32(s1); r++) { s += DY[r * c + i] * X[r * c + i] * RS[r]; } DW[i] = DW[i] + s;`,
-        C,
-        [['X', X], ['RS', RS], ['DY', DY], ['DW', DW]],
-        [C, R],
-      );
+      // dw[c] += Σ_r dy[r, c] · x[r, c] · rstd[r].
+      this.columnSums('rmsnormBackward_dw', 'DY[r * c + j] * X[r * c + j] * RS[r]', R, C, [['DY', DY, C], ['X', X, C], ['RS', RS, 1]], DW);
     }
   }
 
@@ -721,7 +855,7 @@ export class WebGpuBackend implements Backend {
     const op = 'adamw';
     const [P, G, Mm, V] = [gpu(p, op, 'p'), gpu(g, op, 'g'), gpu(m, op, 'm'), gpu(v, op, 'v')];
     for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
-    this.run(
+    this.runElementwise(
       op,
       `let gi = G[i];
        let mi = s0 * M[i] + (1.0 - s0) * gi;
@@ -735,27 +869,40 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * out[0] = Σ over the tensors of Σ x². One workgroup per tensor adds its tree-reduced sum to out[0], tensor after
-   * tensor, so the result does not depend on timing (f32 accumulation, as the contract allows).
+   * out[0] = Σ over the tensors of Σ x², in two passes over many workgroups: each workgroup tree-reduces a block of
+   * PARTIAL_BLOCK elements of one tensor into its own partial, then one workgroup sums the partials in order. The
+   * result does not depend on timing (no float atomics; f32 accumulation, as the contract allows).
    */
   sumSquares(xs: readonly F32[], out: F32): void {
     const O = gpu(out, 'sumSquares', 'out');
     need('sumSquares', 'out', O, 1);
+    const pieces = xs.map((x) => {
+      const t = gpu(x, 'sumSquares', 'x');
+      return [t, this.blockedPieces('sumSquares', t.size, [1], PARTIAL_BLOCK)] as const;
+    });
+    const G = pieces.reduce((a, [, ps]) => ps.reduce((b, [, n]) => b + Math.ceil(n / PARTIAL_BLOCK), a), 0);
     this.fill(O, 0);
-    for (const x of xs) {
-      const X = gpu(x, 'sumSquares', 'x');
-      if (X.size === 0) continue;
-      this.runRows(
-        'sumSquares',
-        `var s = 0.0;
-         for (var j = lid; j < u32(s0); j += ${WG}u) { let v = X[j]; s += v * v; }
-         let total = rowSum(s, lid);
-         if (lid == 0u) { O[0] = O[0] + total; }`,
-        1,
-        [['X', X], ['O', O]],
-        [X.size],
-      );
-    }
+    if (G === 0) return;
+    const partials = this.empty([G]);
+    let g0 = 0;
+    for (const [t, ps] of pieces)
+      for (const [i0, n] of ps) {
+        const g = Math.ceil(n / PARTIAL_BLOCK);
+        this.runRows(
+          'sumSquares',
+          `let j0 = row * ${PARTIAL_BLOCK}u; let j1 = min(j0 + ${PARTIAL_BLOCK}u, s0);
+           var s = 0.0;
+           for (var j = j0 + lid; j < j1; j += ${WG}u) { let v = X[j]; s += v * v; }
+           let total = rowSum(s, lid);
+           if (lid == 0u) { PT[row] = total; }`,
+          g,
+          [['X', this.rowsOf(t, 1, i0, n)], ['PT', this.rowsOf(partials, 1, g0, g)]],
+          [u32(n)],
+        );
+        g0 += g;
+      }
+    this.addPartials(partials, G, 1, O);
+    this.free(partials);
   }
 
   /** The update adamw would make, measured: out[0] += Σ (p_new − p)², out[1] += Σ p²; p, m, v untouched. */
@@ -765,40 +912,136 @@ export class WebGpuBackend implements Backend {
     for (const [n, t] of [['g', G], ['m', Mm], ['v', V]] as const) need(op, n, t, P.size);
     need(op, 'out', O, 2);
     if (P.size === 0) return;
+    // Two passes, as sumSquares: [Σ (p_new − p)², Σ p²] per block of PARTIAL_BLOCK elements, then their sums in order.
+    const pieces = this.blockedPieces(op, P.size, [1, 1, 1, 1], PARTIAL_BLOCK);
+    const partials = this.empty([2 * pieces.reduce((a, [, n]) => a + Math.ceil(n / PARTIAL_BLOCK), 0)]);
+    let g0 = 0;
+    for (const [i0, n] of pieces) {
+      const g = Math.ceil(n / PARTIAL_BLOCK);
+      this.runRows(
+        op,
+        `let j0 = row * ${PARTIAL_BLOCK}u; let j1 = min(j0 + ${PARTIAL_BLOCK}u, s6);
+         var du = 0.0; var pp = 0.0;
+         for (var j = j0 + lid; j < j1; j += ${WG}u) {
+           let gi = G[j];
+           let mi = s0 * M[j] + (1.0 - s0) * gi;
+           let vi = s1 * V[j] + (1.0 - s1) * gi * gi;
+           let old = P[j];
+           let nw = old * s3 - (s4 * mi) / (sqrt(vi) / s5 + s2);
+           du += (nw - old) * (nw - old);
+           pp += old * old;
+         }
+         let tdu = rowSum(du, lid);
+         let tpp = rowSum(pp, lid);
+         if (lid == 0u) { PT[2u * row] = tdu; PT[2u * row + 1u] = tpp; }`,
+        g,
+        [['P', this.rowsOf(P, 1, i0, n)], ['G', this.rowsOf(G, 1, i0, n)], ['M', this.rowsOf(Mm, 1, i0, n)], ['V', this.rowsOf(V, 1, i0, n)], ['PT', this.rowsOf(partials, 2, g0, g)]],
+        [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, u32(n)],
+      );
+      g0 += g;
+    }
+    this.addPartials(partials, g0, 2, O);
+    this.free(partials);
+  }
+
+  // ---- reductions ----------------------------------------------------------------------------------------------
+  //
+  // Parallel and deterministic without float atomics: every reduction is two passes with a fixed partition, partial
+  // sums of blocks first (many workgroups), then each column's partials summed in order by one workgroup.
+
+  /**
+   * out[c] += Σ_r term(r, c) for rows r < R of C columns (ACCUMULATES). `term` is WGSL of the row r and column j of
+   * `rowArgs` (each [name, tensor, elements per row], split into pieces of rows like any op); `c` is C. Pass 1: one
+   * thread per (block of COLUMN_BLOCK rows, column) sums its block into partials [G, C]; pass 2: `addPartials`.
+   */
+  private columnSums(key: string, term: string, R: number, C: number, rowArgs: ReadonlyArray<readonly [string, GpuTensor, number]>, out: GpuTensor): void {
+    if (R === 0 || C === 0) return;
+    const pieces = this.blockedPieces(key, R, rowArgs.map(([, , per]) => per), COLUMN_BLOCK);
+    const G = pieces.reduce((a, [, n]) => a + Math.ceil(n / COLUMN_BLOCK), 0);
+    const partials = this.empty([G * C]);
+    let g0 = 0;
+    for (const [r0, n] of pieces) {
+      const g = Math.ceil(n / COLUMN_BLOCK);
+      this.run(
+        `${key}_partials`,
+        `let c = s0; let j = i % c; let r0 = (i / c) * ${COLUMN_BLOCK}u; let r1 = min(r0 + ${COLUMN_BLOCK}u, s1);
+         var s = 0.0;
+         for (var r = r0; r < r1; r++) { s += ${term}; }
+         PART[i] = s;`,
+        g * C,
+        [...rowArgs.map(([name, t, per]) => [name, this.rowsOf(t, per, r0, n)] as const), ['PART', this.rowsOf(partials, C, g0, g)]],
+        [u32(C), u32(n)],
+      );
+      g0 += g;
+    }
+    this.addPartials(partials, G, C, out);
+    this.free(partials);
+  }
+
+  /**
+   * out[c] += Σ_g partials[g, c] (ACCUMULATES), g in order: one workgroup per column, tree-reduced. Partials larger
+   * than one binding window are themselves reduced as a column sum first (fewer rows each time).
+   */
+  private addPartials(partials: GpuTensor, G: number, C: number, out: GpuTensor): void {
+    if (G * C > this.windows.maxSpan) {
+      this.columnSums('addPartials', 'PT[r * c + j]', G, C, [['PT', partials, C]], out);
+      return;
+    }
     this.runRows(
-      op,
-      `var du = 0.0; var pp = 0.0;
-       for (var j = lid; j < u32(s6); j += ${WG}u) {
-         let gi = G[j];
-         let mi = s0 * M[j] + (1.0 - s0) * gi;
-         let vi = s1 * V[j] + (1.0 - s1) * gi * gi;
-         let old = P[j];
-         let nw = old * s3 - (s4 * mi) / (sqrt(vi) / s5 + s2);
-         du += (nw - old) * (nw - old);
-         pp += old * old;
-       }
-       let tdu = rowSum(du, lid);
-       let tpp = rowSum(pp, lid);
-       if (lid == 0u) { O[0] = O[0] + tdu; O[1] = O[1] + tpp; }`,
-      1,
-      [['P', P], ['G', G], ['M', Mm], ['V', V], ['O', O]],
-      [h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.bc2sqrt, P.size],
+      'addPartials',
+      `var s = 0.0;
+       for (var g = lid; g < s0; g += ${WG}u) { s += PT[g * s1 + row]; }
+       let t = rowSum(s, lid);
+       if (lid == 0u) { OUT[row] = OUT[row] + t; }`,
+      C,
+      [['PT', partials], ['OUT', out]],
+      [u32(G), u32(C)],
     );
+  }
+
+  // ---- pieces --------------------------------------------------------------------------------------------------
+  //
+  // An op over R rows whose tensors do not fit one binding window runs as blocks of rows (window.ts): `f(r0, n)` per
+  // block, with `rowsOf` views of its row-split tensors. Tensors every piece needs whole (`whole`) must fit a window.
+
+  private inPieces(op: string, R: number, perRow: readonly number[], whole: ReadonlyArray<readonly [string, GpuTensor]>, f: (r0: number, n: number) => void): void {
+    const b = this.windows.rowsPerPiece(op, R, perRow, whole.map(([name, t]) => [name, t.size] as const));
+    for (let r0 = 0; r0 < R; r0 += b) f(r0, Math.min(b, R - r0));
+  }
+
+  /**
+   * The pieces [r0, n) of R rows for a reduction whose first pass sums blocks of `block` rows: pieces are whole blocks
+   * where a window holds at least one, so that the partition into blocks is fixed.
+   */
+  private blockedPieces(op: string, R: number, perRow: readonly number[], block: number): Array<readonly [number, number]> {
+    const b = this.windows.rowsPerPiece(op, R, perRow);
+    const step = b >= block ? b - (b % block) : b;
+    return [...blocks(R, step)].filter(([, n]) => n > 0);
+  }
+
+  /** Rows [r0, r0 + n) of `t`, `per` elements a row. */
+  private rowsOf<D extends DType>(t: GpuTensor<D>, per: number, r0: number, n: number): GpuTensor<D> {
+    return this.view(t, r0 * per, [n * per]);
+  }
+
+  /** `run` of a body that reads and writes element i of every argument (all of n elements), in pieces. */
+  private runElementwise(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly Scalar[]): void {
+    this.inPieces(key, n, args.map(() => 1), [], (i0, m) => this.run(key, body, m, args.map(([name, t]) => [name, this.rowsOf(t, 1, i0, m)] as const), scalars));
   }
 
   // ---- dispatch ------------------------------------------------------------------------------------------------
 
   /**
    * Runs `body` for every i < n (one invocation each), with the tensors named in `args` (reads and writes of
-   * NAME[k] reach element k of that tensor) and the scalars as s0, s1, … (f32).
+   * NAME[k] reach element k of that tensor) and the scalars as s0, s1, … (f32, or u32 for `u32(x)`).
    */
-  private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly number[]): void {
+  private run(key: string, body: string, n: number, args: readonly KernelArg[], scalars: readonly Scalar[]): void {
     if (n === 0) return;
     this.dispatch(key, 'flat', body, n, args, scalars, flatGrid(n));
   }
 
   /** Runs `body` once per row (row < rows), by one workgroup of WG invocations (`lid`), with `rowSum(x, lid)`. */
-  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly number[], helpers = ''): void {
+  private runRows(key: string, body: string, rows: number, args: readonly KernelArg[], scalars: readonly Scalar[], helpers = ''): void {
     if (rows === 0) return;
     const gx = Math.min(rows, 65535);
     this.dispatch(key, 'rows', body, rows, args, scalars, [gx, Math.ceil(rows / gx)], helpers);
@@ -825,7 +1068,7 @@ export class WebGpuBackend implements Backend {
     body: string,
     n: number,
     args: readonly KernelArg[],
-    scalars: readonly number[],
+    scalars: readonly Scalar[],
     grid: [number, number],
     helpers = '',
     /** Rows of 4 u32 placed first in the uniform as `kparams.tab` (a per-row table, e.g. of cache segments). */
@@ -834,15 +1077,25 @@ export class WebGpuBackend implements Backend {
     if (n === 0) return;
     // The table's length is rounded up to a power of two so that few pipelines serve every batch size.
     const tabRows = table === null ? 0 : Math.max(16, 2 ** Math.ceil(Math.log2(table.length / 4)));
-    // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset.
+    // Distinct buffers in order of first use; each tensor reads through its buffer's binding at its offset there.
     const buffers: GpuStorage[] = [];
     const slotOf = args.map(([, t]) => {
       let s = buffers.indexOf(t.storage);
       if (s < 0) s = buffers.push(t.storage) - 1;
       return s;
     });
+    // Each buffer is bound as the window covering its tensors' elements (window.ts).
+    const lo = buffers.map(() => Infinity);
+    const hi = buffers.map(() => -Infinity);
+    args.forEach(([, t], j) => {
+      const s = slotOf[j]!;
+      lo[s] = Math.min(lo[s]!, t.offset);
+      hi[s] = Math.max(hi[s]!, t.offset + t.size);
+    });
+    const wins = buffers.map((b, s) => this.windows.bind(b.buffer, lo[s]!, hi[s]!, key));
+    const types = scalars.map((x) => (typeof x === 'number' ? 'f32' : 'u32'));
     const pattern = slotOf.join('.');
-    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}:${tabRows}`;
+    const pkey = `${kind}:${key}:${pattern}:${buffers.map((b) => b.dtype).join('.')}:${types.join('.')}:${tabRows}`;
     let pl = this.pipelines.get(pkey);
     if (pl === undefined) {
       const decls = buffers.map((b, s) => `@group(0) @binding(${s + 1}) var<storage, read_write> buf${s}: array<${b.dtype}>;`).join('\n');
@@ -854,7 +1107,12 @@ export class WebGpuBackend implements Backend {
         code = code.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
         help = help.replace(re, `buf${slotOf[j]}[kparams.off${j} + `);
       });
-      const fields = [...(tabRows > 0 ? [`tab: array<vec4<u32>, ${tabRows}>`] : []), `n: u32`, ...args.map((_, j) => `off${j}: u32`), ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: f32`)];
+      const fields = [
+        ...(tabRows > 0 ? [`tab: array<vec4<u32>, ${tabRows}>`] : []),
+        `n: u32`,
+        ...args.map((_, j) => `off${j}: u32`),
+        ...Array.from({ length: Math.max(1, scalars.length) }, (_, j) => `s${j}: ${types[j] ?? 'f32'}`),
+      ];
       const scalarLets = scalars.map((_, j) => `let s${j} = kparams.s${j};`).join(' ');
       const main =
         kind === 'tiles'
@@ -887,7 +1145,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(pkey, pl);
     }
-    // Uniform: the table (if any), n, the offsets (u32), then the scalars (f32), each 4 bytes.
+    // Uniform: the table (if any), n, the offsets (u32, from the windows' starts), then the scalars (f32 or u32).
     const t0 = 4 * tabRows;
     const words = t0 + 1 + args.length + Math.max(1, scalars.length);
     const u = new ArrayBuffer(Math.ceil((words * 4) / 16) * 16);
@@ -895,11 +1153,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     const f32 = new Float32Array(u);
     if (table !== null) u32.set(table);
     u32[t0] = n;
-    args.forEach(([, t], j) => (u32[t0 + 1 + j] = t.offset));
-    scalars.forEach((s, j) => (f32[t0 + 1 + args.length + j] = s));
+    args.forEach(([, t], j) => (u32[t0 + 1 + j] = t.offset - wins[slotOf[j]!]!.base));
+    scalars.forEach((x, j) => {
+      if (typeof x === 'number') f32[t0 + 1 + args.length + j] = x;
+      else u32[t0 + 1 + args.length + j] = x.u32;
+    });
     const bind = this.dev.device.createBindGroup({
       layout: pl.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...buffers.map((b, s) => ({ binding: s + 1, resource: { buffer: b.buffer } }))],
+      entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...wins.map((w, s) => ({ binding: s + 1, resource: w.binding }))],
     });
     const pass = this.dev.beginPass(key);
     pass.setPipeline(pl);
@@ -942,14 +1203,25 @@ function cacheGroups(op: string, segs: readonly CacheSegment[]): CacheGroup[] {
   return out;
 }
 
+/** Whether the tensors, bound together in one dispatch, need at most one window of `maxSpan` elements per buffer. */
+function fitsOneWindow(maxSpan: number, tensors: readonly GpuTensor[]): boolean {
+  const span = new Map<GpuStorage, [number, number]>();
+  for (const t of tensors) {
+    const [lo, hi] = span.get(t.storage) ?? [Infinity, -Infinity];
+    span.set(t.storage, [Math.min(lo, t.offset), Math.max(hi, t.offset + t.size)]);
+  }
+  return [...span.values()].every(([lo, hi]) => hi - lo <= maxSpan);
+}
+
 /** Most table rows in one dispatch (rounded up to a power of two, 32 KiB of uniform: WebGPU guarantees 64 KiB). */
 const MAX_TABLE_ROWS = 2048;
 
 /**
- * The per-row table of a group's segments, (batch row, cache offset, maxLen, position) for every query row, when the
- * keys and values of each segment sit at the same offset in their buffers (a pooled cache); null otherwise.
+ * The per-row table of a group's segments, (batch row, cache offset from `base`, maxLen, position) for every query
+ * row, when the keys and values of each segment sit at the same offset in their buffers (a pooled cache); null
+ * otherwise.
  */
-function rowTable(segs: readonly CacheSegment[], kd: number): { words: Uint32Array; rows: number } | null {
+function rowTable(segs: readonly CacheSegment[], kd: number, base: number): { words: Uint32Array; rows: number } | null {
   let rows = 0;
   for (const sg of segs) {
     const [kc, vc] = [sg.kc as GpuTensor, sg.vc as GpuTensor];
@@ -960,7 +1232,7 @@ function rowTable(segs: readonly CacheSegment[], kd: number): { words: Uint32Arr
   const words = new Uint32Array(4 * rows);
   let t = 0;
   for (const sg of segs) {
-    const off = (sg.kc as GpuTensor).offset;
+    const off = (sg.kc as GpuTensor).offset - base;
     const maxLen = sg.kc.size / kd;
     for (let k = 0; k < sg.n; k++, t++) words.set([sg.r0 + k, off, maxLen, sg.pos0 + k], 4 * t);
   }
