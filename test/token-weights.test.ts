@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Mulberry32 as Rng } from '../src/util/rng.js';
-import { chainBlame, chainStepChecker, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
+import { chainBlame, chainMasks, chainStepChecker, checkChain, generateChain, makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
 import { computeLosses, parseLossConfig, resolveLossConfig } from '../src/rl/loss.js';
 import { stepLosses } from '../src/rl/step-losses.js';
 import { createJsBackend } from '../src/engine/js-backend.js';
@@ -54,6 +54,22 @@ test('oracle blame: 1 on every token from the first wrong line on, 0 before', ()
   assert.deepEqual(Array.from(chainBlame(p, right)), [0, 0, 0, 1]);
 });
 
+test('oracle_step mask: 1 on the first wrong line only (its newline included), the fallback otherwise', () => {
+  const p = parseChainQuestion(Q)!;
+  const pieces = ['5+3', '=8\n', 'Then', ' 8-10=2', '\n', 'So 2*2=4\n', 'The answer is \\boxed{4}.', '<|im_end|>'];
+  const m = chainMasks(p, pieces);
+  assert.deepEqual(Array.from(m.fromError), [0, 0, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual(Array.from(m.errorStep), [0, 0, 1, 1, 1, 0, 0, 0]);
+  // One character a token: exactly the wrong line 'Then 8-10=2\n' (offsets 6 … 17).
+  const chars = [...pieces.join('')];
+  const step = chainMasks(p, chars).errorStep;
+  assert.equal(step.indexOf(1), 6);
+  assert.equal(step.lastIndexOf(1), 6 + 'Then 8-10=2'.length);
+  // No wrong line: both masks are the sequence-level fallback.
+  const badBox = ['5+3=8\n', '8-10=-2\n', '-2*2=-4\n', 'The answer is \\boxed{5}.'];
+  assert.deepEqual(Array.from(chainMasks(p, badBox).errorStep), [0, 0, 0, 1]);
+});
+
 test('oracle blame on written solutions with the systematic error starts at the sign-drop line', () => {
   const rng = new Rng(5);
   const ps = makeChainSplit('train', 80, 9).filter((p) => p.crossingSteps.length > 0);
@@ -71,7 +87,8 @@ test('the step checker needs chain prompts: null for other tasks, a clear error 
   const chain = [{ question: Q, source: 'a.jsonl:1' }];
   const arith = [...chain, { question: 'Compute 9*2+40.', source: 'b.jsonl:7' }];
   const check = chainStepChecker(chain, true)!;
-  assert.deepEqual(Array.from(check(Q, ['5+3=8\n', '8-10=2\n'])), [0, 1]);
+  assert.deepEqual(Array.from(check(Q, ['5+3=8\n', '8-10=2\n', '2*2=4\n']).fromError), [0, 1, 1]);
+  assert.deepEqual(Array.from(check(Q, ['5+3=8\n', '8-10=2\n', '2*2=4\n']).errorStep), [0, 1, 0]);
   assert.equal(chainStepChecker(arith, false), null);
   assert.throws(() => chainStepChecker(arith, true), /b\.jsonl:7: token_weight_source oracle needs a task whose steps can be checked/);
 });
@@ -141,21 +158,32 @@ test('w(s≤t): the inclusive position reads the RM score one position later, at
 });
 
 test('stepLosses: the oracle uses the checker mask as w⁻, and the share of w⁻ on the error is logged for any weights', async () => {
-  // A made-up checker: blame from the middle of each response.
-  const blame = (g: number, i: number): Float64Array => {
+  // A made-up checker: blame from the middle of each response; its 'step' is the two tokens there.
+  const mask = (g: number, i: number, to: (n: number) => number): Float64Array => {
     const n = groups[g]!.responses[i]!.ids.length;
-    return Float64Array.from({ length: n }, (_, t) => (t >= Math.floor(n / 2) ? 1 : 0));
+    return Float64Array.from({ length: n }, (_, t) => (t >= Math.floor(n / 2) && t < to(n) ? 1 : 0));
   };
+  const blame = (g: number, i: number): { fromError: Float64Array; errorStep: Float64Array } => ({ fromError: mask(g, i, (n) => n), errorStep: mask(g, i, (n) => Math.floor(n / 2) + 2) });
   const oracle = await stepLosses({ policy, ref }, groups, parseLossConfig({ token_level_rm: false, token_weight_source: 'oracle' }), { collectTokens: true, blame });
   let negs = 0;
   oracle.kept.forEach((k, i) => {
     const w = oracle.tokens![i]!.negWeight!;
     if (k.reward <= 0) {
       negs++;
-      assert.deepEqual(Array.from(w), Array.from(blame(k.group, k.index)));
+      assert.deepEqual(Array.from(w), Array.from(blame(k.group, k.index).fromError));
     }
   });
   assert.ok(negs > 3);
+  // oracle_step weights only the step; the diagnostic still measures on/after the first error.
+  const step = await stepLosses({ policy, ref }, groups, parseLossConfig({ token_level_rm: false, token_weight_source: 'oracle_step' }), { collectTokens: true, blame });
+  let onStep = 0;
+  step.kept.forEach((k, i) => {
+    if (k.reward > 0) return;
+    const m = blame(k.group, k.index).errorStep;
+    assert.deepEqual(Array.from(step.tokens![i]!.negWeight!), Array.from(m));
+    onStep += m.reduce((a, b) => a + b, 0);
+  });
+  assert.deepEqual(step.negWeightOnError, { onError: onStep, total: onStep });
   assert.deepEqual(oracle.negWeightOnError, { onError: oracle.negWeightOnError!.total, total: oracle.negWeightOnError!.total });
   assert.equal(oracle.rmProbs, null);
   // Uniform weights (no RM): the share is the blamed fraction of the negatives' tokens.
@@ -164,7 +192,7 @@ test('stepLosses: the oracle uses the checker mask as w⁻, and the share of w�
   let all = 0;
   plain.kept.forEach((k) => {
     if (k.reward > 0) return;
-    const m = blame(k.group, k.index);
+    const m = blame(k.group, k.index).fromError;
     all += m.length;
     on += m.reduce((a, b) => a + b, 0);
   });

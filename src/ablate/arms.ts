@@ -17,6 +17,8 @@
 //                          first wrong step on, 0 before): the upper bound of token credit
 //   oreal-rm-t0-inclusive  oreal-rm-t0 with the RM score read at the token's own position   rm_score_position inclusive
 //                          (the paper's w(s≤t))
+//   oracle-step            the oracle with w⁻ = 1 on the first wrong step only (the later  token_weight_source
+//                          steps, right given the wrong value, are not pushed down)          oracle_step
 //
 // The command prints the resolved keys that differ between the chosen arms (presets included, e.g. rft's kl_coef 0).
 
@@ -72,9 +74,13 @@ export const ARMS: readonly Arm[] = [
   arm('oreal-ref', "OREAL with the reference's semantics (threshold 0.5, 10 RM-only steps)", { token_level_rm: true, filter_trajectory: 'pair', actor_freeze_steps: 10 }),
   arm('oracle', "OREAL with the step checker's weights (w⁻ = 1 from the first wrong step)", { filter_trajectory: 'pair', token_weight_source: 'oracle' }),
   arm('oreal-rm-t0-inclusive', 'OREAL with the RM at threshold 0, score at the token itself (w(s≤t))', { ...RM_T0, rm_score_position: 'inclusive' }),
+  arm('oracle-step', "OREAL with the step checker's weights on the first wrong step only", { filter_trajectory: 'pair', token_weight_source: 'oracle_step' }),
 ];
 
-/** Every arm by default: the ones issue 15 asks for and oreal-pair, the control of the arms that use the pair filter. */
+/**
+ * Every arm by default: the ones issue 15 asks for, oreal-pair (the control of the arms that use the pair filter) and
+ * oracle-step (a sharper oracle).
+ */
 export const DEFAULT_ARMS: readonly string[] = ARMS.map((a) => a.name);
 
 /** The arms named, in the order given; an unknown name is an error listing the known ones. */

@@ -50,10 +50,14 @@
 // The trainer's filter (src/rl/filter.ts) is separate: the reference's no-RM config turns `filter_trajectory` off.
 //
 // Where the token weights come from (issue 15's ablation; defaults reproduce the reference exactly):
-//   token_weight_source rm|oracle       rm: w⁺/w⁻ from the token-level RM (as above; uniform 1 without it);
+//   token_weight_source rm|oracle|oracle_step
+//                                       rm: w⁺/w⁻ from the token-level RM (as above; uniform 1 without it);
 //                                       oracle: w⁺ = 1, w⁻ from the task's step checker, passed in per sequence as
 //                                       `oracleNegWeights` (1 from the first wrong step on, 0 before; see
-//                                       src/task/chains.ts `chainBlame`), the upper bound of what token credit buys.
+//                                       src/task/chains.ts `chainBlame`), the upper bound of what token credit buys
+//                                       as the paper frames it (a value that drops at the error and stays down);
+//                                       oracle_step: the same with w⁻ = 1 on the first wrong step's tokens only (the
+//                                       later steps, right given the wrong value, are not pushed down).
 //                                       The RM, if on, still trains but no longer weights the loss.
 //   rm_score_position shifted|inclusive shifted: s_t read at the position that predicts y_t (it has seen y_<t), the
 //                                       reference's `[-n-1:-1]`; inclusive: at y_t's own position (it has seen y_≤t),
@@ -65,7 +69,10 @@ import { rmSequenceLoss, tokenWeights, type RescaleOptions } from './token-rm.js
 
 export type KlType = 'unbias' | 'kl' | 'mse';
 export type LossNormalization = 'per_class' | 'all';
-export type TokenWeightSource = 'rm' | 'oracle';
+export type TokenWeightSource = 'rm' | 'oracle' | 'oracle_step';
+
+/** Whether the weights come from the task's step checker (either oracle). */
+export const isOracle = (s: TokenWeightSource): boolean => s !== 'rm';
 export type RmScorePosition = 'shifted' | 'inclusive';
 
 interface Preset {
@@ -134,7 +141,7 @@ export const lossConfigSchema = z.strictObject({
   topk_rescale: z.boolean().optional(),
   correct_topk_ratio: z.number().finite().gt(0).lte(1).optional(),
   incorrect_topk_ratio: z.number().finite().gt(0).lte(1).optional(),
-  token_weight_source: z.enum(['rm', 'oracle']).optional(),
+  token_weight_source: z.enum(['rm', 'oracle', 'oracle_step']).optional(),
   rm_score_position: z.enum(['shifted', 'inclusive']).optional(),
 });
 
@@ -351,13 +358,13 @@ export function computeLosses(seqs: ReadonlyArray<LossSequence>, cfg: LossConfig
         negW = w.neg;
       }
     }
-    if (cfg.tokenWeightSource === 'oracle') {
+    if (isOracle(cfg.tokenWeightSource)) {
       // The checker judges steps, so it can only blame: positives keep weight 1 on every token.
       posW = new Float64Array(n).fill(1);
       negW = new Float64Array(n).fill(1);
       if (!positive) {
         const o = s.oracleNegWeights;
-        if (o === undefined || o.length !== n) throw new Error(`loss: sequence ${i}: token_weight_source oracle needs ${n} oracle weights`);
+        if (o === undefined || o.length !== n) throw new Error(`loss: sequence ${i}: token_weight_source ${cfg.tokenWeightSource} needs ${n} oracle weights`);
         negW.set(o);
       }
     }

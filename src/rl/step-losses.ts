@@ -8,9 +8,10 @@
 // positions (it sees the prefix before y_t), as the reference's `[-n-1:-1]` slices; with rm_score_position
 // 'inclusive' (the paper's w(s≤t)) the RM score is read one position later, at y_t itself (P … P+n−1).
 //
-// Step checker (optional `blame`): for a task whose steps can be checked, the 0/1 mask of each response's tokens
-// from its first wrong step on. It gives the oracle's w⁻ (token_weight_source oracle) and, whatever the weights, the
-// share of the negatives' weight Σw⁻·mask / Σw⁻ that falls on or after the first wrong step (a credit diagnostic).
+// Step checker (optional `blame`): for a task whose steps can be checked, the 0/1 masks of each response's tokens
+// from its first wrong step on and on that step alone. They give the oracles' w⁻ (token_weight_source oracle and
+// oracle_step) and, whatever the weights, the share of the negatives' weight Σw⁻·mask / Σw⁻ that falls on or after
+// the first wrong step (a credit diagnostic).
 
 import type { Qwen2Model } from '../model/qwen2.js';
 import { gradNorm } from '../engine/norm.js';
@@ -18,7 +19,7 @@ import { groupAdvantages } from './advantages.js';
 import type { Uniform } from '../util/rng.js';
 import { filterTrajectory, type FilterMode } from './filter.js';
 import { sigmoid } from './token-rm.js';
-import { addTotals, computeLosses, countTokens, type LossConfig, type LossSequence, type LossStats, type LossTotals, type TokenCounts } from './loss.js';
+import { addTotals, computeLosses, countTokens, isOracle, type LossConfig, type LossSequence, type LossStats, type LossTotals, type TokenCounts } from './loss.js';
 
 export interface ResponseSample {
   /** Response token ids (the stop token included when one was produced). */
@@ -54,11 +55,18 @@ export interface StepLossOptions {
   /** Return the per-token numbers of every kept sequence in `tokens` (e.g. for trajectory dumps and tests). */
   collectTokens?: boolean;
   /**
-   * The task's step checker: for response `index` of group `group`, 1 on the tokens from its first wrong step on and
-   * 0 before (one value per response token), or null when it cannot say. Asked for the kept negatives only.
-   * Required with token_weight_source oracle.
+   * The task's step checker: for response `index` of group `group`, its masks (one value per response token), or
+   * null when it cannot say. Asked for the kept negatives only. Required with the oracle token weight sources.
    */
-  blame?: (group: number, index: number) => ArrayLike<number> | null;
+  blame?: (group: number, index: number) => StepBlame | null;
+}
+
+/** A step checker's verdict on a response's tokens. */
+export interface StepBlame {
+  /** 1 on the tokens from the first wrong step on, 0 before. */
+  fromError: ArrayLike<number>;
+  /** 1 on the first wrong step's tokens only. */
+  errorStep: ArrayLike<number>;
 }
 
 /** Per-token numbers of one kept sequence (n action tokens). */
@@ -132,8 +140,8 @@ export async function stepLosses(
   const vocab = Math.min(policy.config.vocabSize, ref.config.vocabSize, rm && cfg.tokenLevelRm ? rm.config.vocabSize : Infinity);
   const actorBackward = opts.actorBackward ?? true;
   const rmBackward = (opts.rmBackward ?? true) && cfg.tokenLevelRm;
-  if (cfg.tokenWeightSource === 'oracle' && opts.blame === undefined)
-    throw new Error('token_weight_source oracle needs a step checker for the task (none was given)');
+  if (isOracle(cfg.tokenWeightSource) && opts.blame === undefined)
+    throw new Error(`token_weight_source ${cfg.tokenWeightSource} needs a step checker for the task (none was given)`);
   // Offset of the RM score that weights token t from the position predicting it (see the file header).
   const scoreShift = cfg.rmScorePosition === 'inclusive' ? 1 : 0;
 
@@ -210,10 +218,11 @@ export async function stepLosses(
     const masks = mb.map((r) => {
       if (opts.blame === undefined || r.info.reward > 0) return null;
       const m = opts.blame(r.info.group, r.info.index);
-      if (m !== null && m.length !== r.info.numTokens)
-        throw new Error(`step checker: ${m.length} mask values for a response of ${r.info.numTokens} tokens (group ${r.info.group}, response ${r.info.index})`);
-      if (m === null && cfg.tokenWeightSource === 'oracle')
-        throw new Error(`token_weight_source oracle: the step checker cannot judge response ${r.info.index} of group ${r.info.group}`);
+      for (const mask of m === null ? [] : [m.fromError, m.errorStep])
+        if (mask.length !== r.info.numTokens)
+          throw new Error(`step checker: ${mask.length} mask values for a response of ${r.info.numTokens} tokens (group ${r.info.group}, response ${r.info.index})`);
+      if (m === null && isOracle(cfg.tokenWeightSource))
+        throw new Error(`token_weight_source ${cfg.tokenWeightSource}: the step checker cannot judge response ${r.info.index} of group ${r.info.group}`);
       return m;
     });
     const seqs: LossSequence[] = mb.map((r, b) => ({
@@ -222,7 +231,9 @@ export async function stepLosses(
       logp: slice(logp, b),
       refLogp: slice(refLogp, b),
       ...(scores ? { rmScores: scoreSlice(scores, b) } : {}),
-      ...(cfg.tokenWeightSource === 'oracle' && masks[b] !== null ? { oracleNegWeights: masks[b]! } : {}),
+      ...(isOracle(cfg.tokenWeightSource) && masks[b] != null
+        ? { oracleNegWeights: cfg.tokenWeightSource === 'oracle_step' ? masks[b]!.errorStep : masks[b]!.fromError }
+        : {}),
     }));
     const out = computeLosses(seqs, cfg, counts);
     seqs.forEach((q, b) => {
@@ -231,7 +242,7 @@ export async function stepLosses(
         for (let t = 0; t < q.rmScores.length; t++) sum += q.rmScores[t]!;
         rmProbs.push(sigmoid(sum / q.rmScores.length));
       }
-      const m = masks[b];
+      const m = masks[b]?.fromError;
       if (m && q.reward <= 0) {
         const w = out.grads[b]!.negWeight;
         for (let t = 0; t < m.length; t++) {

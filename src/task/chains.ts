@@ -295,10 +295,22 @@ export function chainResponseStats(p: ChainProblem, response: string): ChainResp
  * (the sequence-level verdict).
  */
 export function chainBlame(p: ChainProblem, pieces: readonly string[]): Float64Array {
+  return chainMasks(p, pieces).fromError;
+}
+
+/**
+ * `chainBlame` (fromError) and the first wrong line's mask (errorStep: 1 on the tokens that start on that line, its
+ * newline included, 0 elsewhere). Without a wrong line both are the same sequence-level fallback.
+ */
+export function chainMasks(p: ChainProblem, pieces: readonly string[]): { fromError: Float64Array; errorStep: Float64Array } {
   const text = pieces.join('');
   const c = checkChain(p, text);
   let from = c.firstErrorOffset;
-  if (from === null) {
+  let to = Infinity;
+  if (from !== null) {
+    const line = c.lines[c.firstError!]!;
+    to = line.offset + line.text.length + 1;
+  } else {
     let last = -1;
     c.lines.forEach((l, i) => {
       if (l.equation !== null) last = i;
@@ -306,17 +318,19 @@ export function chainBlame(p: ChainProblem, pieces: readonly string[]): Float64A
     const after = last >= 0 ? c.lines.slice(last + 1).find((l) => l.text.trim() !== '') : undefined;
     from = after?.offset ?? 0;
   }
-  const out = new Float64Array(pieces.length);
+  const fromError = new Float64Array(pieces.length);
+  const errorStep = new Float64Array(pieces.length);
   let at = 0;
   pieces.forEach((piece, t) => {
-    out[t] = at >= from! ? 1 : 0;
+    fromError[t] = at >= from! ? 1 : 0;
+    errorStep[t] = at >= from! && at < to ? 1 : 0;
     at += piece.length;
   });
-  return out;
+  return { fromError, errorStep };
 }
 
-/** A step checker over response token pieces: the blame mask of `chainBlame` for the problem a question states. */
-export type StepChecker = (question: string, pieces: readonly string[]) => Float64Array;
+/** A step checker over response token pieces: the masks of `chainMasks` for the problem a question states. */
+export type StepChecker = (question: string, pieces: readonly string[]) => { fromError: Float64Array; errorStep: Float64Array };
 
 /**
  * The chain task's step checker for a prompt set, or null when some prompt is not a chain problem (the checker only
@@ -339,6 +353,6 @@ export function chainStepChecker(prompts: ReadonlyArray<{ question: string; sour
   return (question, pieces) => {
     const p = problems.get(question) ?? parseChainQuestion(question);
     if (p == null) throw new Error(`step checker: not a chain problem: ${JSON.stringify(question.slice(0, 80))}`);
-    return chainBlame(p, pieces);
+    return chainMasks(p, pieces);
   };
 }

@@ -16,6 +16,7 @@ import { ADVANTAGE_TYPES, type AdvantageType } from '../rl/advantages.js';
 import type { FilterMode } from '../rl/filter.js';
 import {
   ALGORITHMS,
+  isOracle,
   LOSS_DEFAULTS,
   resolveLossConfig,
   type KlType,
@@ -156,11 +157,11 @@ const baseSchema = z
     kl_coef: z.number().min(0).nullable().default(null),
     kl_type: z.enum(['unbias', 'kl', 'mse']).nullable().default(null),
     /**
-     * Where the token weights come from: 'rm' (the token-level RM; uniform without it) or 'oracle' (the task's step
-     * checker: w⁻ = 1 from the first wrong step on, 0 before; needs a task with a checker, src/task/chains.ts).
-     * null: 'rm'.
+     * Where the token weights come from: 'rm' (the token-level RM; uniform without it), 'oracle' (the task's step
+     * checker: w⁻ = 1 from the first wrong step on, 0 before) or 'oracle_step' (w⁻ = 1 on the first wrong step only);
+     * the oracles need a task with a checker (src/task/chains.ts). null: 'rm'.
      */
-    token_weight_source: z.enum(['rm', 'oracle']).nullable().default(null),
+    token_weight_source: z.enum(['rm', 'oracle', 'oracle_step']).nullable().default(null),
     /** Which RM score weights token t: 'shifted' (the reference: it has seen y_<t) or 'inclusive' (the paper's w(s≤t)). null: 'shifted'. */
     rm_score_position: z.enum(['shifted', 'inclusive']).nullable().default(null),
     /** Scalar head of a token-level RM built from the actor: 'zero' (the paper) or 'normal' (std 0.02). */
@@ -310,7 +311,7 @@ function fillPresets(c: RawConfig, ctx: z.RefinementCtx): Omit<RawConfig, keyof 
   // reference's config without it: every sample kept, no RM-only steps (set either key to get them anyway). The oracle
   // stands in for the RM's weights, so OREAL with it keeps the pair filter (but has no RM to warm up).
   const withRm = loss.tokenLevelRm;
-  const weighted = withRm || loss.tokenWeightSource === 'oracle';
+  const weighted = withRm || isOracle(loss.tokenWeightSource);
   const ft = c.filter_trajectory ?? (c.algorithm === 'oreal' && weighted ? 'pair' : 'none');
   return {
     ...c,

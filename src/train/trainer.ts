@@ -42,8 +42,8 @@ import type { ModelConfig } from '../model/config.js';
 import type { Qwen2Model } from '../model/qwen2.js';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.js';
 import { mixSeed, seededRng } from '../util/rng.js';
-import type { LossConfig } from '../rl/loss.js';
-import { stepLosses, type PromptGroup, type StepLossResult } from '../rl/step-losses.js';
+import { isOracle, type LossConfig } from '../rl/loss.js';
+import { stepLosses, type PromptGroup, type StepBlame, type StepLossResult } from '../rl/step-losses.js';
 import { ROLLOUT_BACKENDS } from '../sample/rollout-backends.js';
 import { chainStepChecker, type StepChecker } from '../task/chains.js';
 import type { Generation, GenerationRequest, RolloutBackend, SamplingParams } from '../sample/types.js';
@@ -205,7 +205,7 @@ export class Trainer {
     } else {
       this.log(`prompts: ${prompts.length} (no difficulty balancing)`);
     }
-    this.stepChecker = chainStepChecker(prompts, this.lossCfg.tokenWeightSource === 'oracle');
+    this.stepChecker = chainStepChecker(prompts, isOracle(this.lossCfg.tokenWeightSource));
     this.evalSet = cfg.eval_dataset !== null && cfg.eval_interval > 0 ? loadPrompts(cfg.eval_dataset, cfg.eval_max_prompts !== null ? { limit: cfg.eval_max_prompts } : {}) : null;
 
     const judge = opts.judge ?? this.openJudge();
@@ -437,8 +437,8 @@ export class Trainer {
     return { epoch, batch, prompts: batch.filter((_, i) => usable[i]), inputs: rendered.filter((_, i) => usable[i]) };
   }
 
-  /** The step checker's blame mask of a response (its tokens' text pieces decoded one by one, as the heat-map's). */
-  private blame(question: string, ids: ArrayLike<number>): Float64Array {
+  /** The step checker's masks of a response (its tokens' text pieces decoded one by one, as the heat-map's). */
+  private blame(question: string, ids: ArrayLike<number>): StepBlame {
     const pieces = Array.from(ids, (id) => {
       let piece = this.pieceCache.get(id);
       if (piece === undefined) this.pieceCache.set(id, (piece = this.tokenizer.decode([id], { skipSpecialTokens: false })));
