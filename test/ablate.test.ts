@@ -20,7 +20,7 @@ import { fnv1a } from '../src/task/arith.js';
 import { Mulberry32 as Rng } from '../src/util/rng.js';
 import { makeChainSplit, parseChainQuestion, writeSolution } from '../src/task/chains.js';
 import { ARMS, differingKeys } from '../src/ablate/arms.js';
-import { ablationTable, runAblation, type AblationOptions } from '../src/ablate/run.js';
+import { ablationTable, gainDifferences, runAblation, type AblationOptions, type AblationRow, type AblationRun } from '../src/ablate/run.js';
 import { readMetricsFile, type StepMetrics } from '../src/train/metrics.js';
 import type { MainJobSummary } from '../src/main-job/run.js';
 import type { Generation, GenerationRequest, RolloutBackend } from '../src/sample/types.js';
@@ -179,4 +179,22 @@ test('oreal ablate CLI: unknown arm and missing budget calibration are clear err
   assert.equal(b.status, 1);
   assert.match(b.stderr, /no finished equal-rollouts run of arm grpo .* run the ablation without --budget-minutes first/);
   fs.rmSync(root, { recursive: true, force: true });
+});
+
+test('gain differences: unpaired from the rows, and paired over the seeds both arms ran', () => {
+  // Arm a beats b by 1-2 points on every seed while the seeds themselves differ a lot: unpaired wide, paired tight.
+  const gains: Record<string, number[]> = { a: [0.11, 0.07, 0.16], b: [0.1, 0.05, 0.15] };
+  const runs = Object.entries(gains).flatMap(([arm, g]) => g.map((gain, seed) => ({ arm, seed, gain }) as AblationRun));
+  const row = (arm: string): AblationRow => {
+    const g = gains[arm]!;
+    const mean = g.reduce((x, y) => x + y, 0) / g.length;
+    const sd = Math.sqrt(g.reduce((x, y) => x + (y - mean) ** 2, 0) / (g.length - 1));
+    return { arm, seeds: [0, 1, 2], gain: { mean, se: sd / Math.sqrt(3), n: 3 } } as AblationRow;
+  };
+  const [line] = gainDifferences([row('a'), row('b')], ['b'], runs);
+  // Unpaired: 1.33 ± √(4.51² + 5²)/√3 = 3.9 points; paired: differences 1, 2, 1 → 1.33 ± 0.33.
+  assert.equal(line, 'a − b: +1.3 ± 3.9 points (0.3 SE); paired over 3 seeds: +1.3 ± 0.3 points (4.0 SE)');
+  // Without the runs (or with one common seed) only the unpaired figure.
+  assert.equal(gainDifferences([row('a'), row('b')], ['b'])[0], 'a − b: +1.3 ± 3.9 points (0.3 SE)');
+  assert.equal(gainDifferences([row('a'), row('b')], ['b'], runs.filter((r) => r.seed === 0))[0], 'a − b: +1.3 ± 3.9 points (0.3 SE)');
 });

@@ -175,8 +175,17 @@ export function ablationTable(rows: readonly AblationRow[]): string {
   );
 }
 
-/** Gain differences (points) of every arm against each of `against`, with the standard error of the difference. */
-export function gainDifferences(rows: readonly AblationRow[], against: readonly string[]): string[] {
+/**
+ * Each arm's gain minus each `against` arm's, in points: the difference of the means ± the standard errors combined,
+ * and, where `runs` has both arms on at least two common seeds, the mean ± standard error of the per-seed differences
+ * (the arms of a seed share its before-evaluation and its prompt order, so the paired figure is usually tighter).
+ */
+export function gainDifferences(rows: readonly AblationRow[], against: readonly string[], runs: readonly AblationRun[] = []): string[] {
+  const fmt = (d: number, se: number): string => {
+    const z = se > 0 ? d / se : NaN;
+    return `${d >= 0 ? '+' : ''}${d.toFixed(1)} ± ${se.toFixed(1)} points (${Number.isFinite(z) ? z.toFixed(1) : '-'} SE)`;
+  };
+  const gainOf = new Map(runs.map((r) => [`${r.arm}@${r.seed}`, r.gain]));
   const lines: string[] = [];
   for (const b of against) {
     const base = rows.find((r) => r.arm === b);
@@ -185,8 +194,16 @@ export function gainDifferences(rows: readonly AblationRow[], against: readonly 
       if (r.arm === b) continue;
       const d = 100 * (r.gain.mean - base.gain.mean);
       const se = 100 * Math.sqrt(r.gain.se ** 2 + base.gain.se ** 2);
-      const z = se > 0 ? d / se : NaN;
-      lines.push(`${r.arm} − ${b}: ${d >= 0 ? '+' : ''}${d.toFixed(1)} ± ${se.toFixed(1)} points (${Number.isFinite(z) ? z.toFixed(1) : '-'} SE)`);
+      let line = `${r.arm} − ${b}: ${fmt(d, se)}`;
+      const diffs = r.seeds.flatMap((s) => {
+        const [x, y] = [gainOf.get(`${r.arm}@${s}`), gainOf.get(`${b}@${s}`)];
+        return x !== undefined && y !== undefined ? [100 * (x - y)] : [];
+      });
+      if (diffs.length >= 2) {
+        const p = stat(diffs);
+        line += `; paired over ${diffs.length} seeds: ${fmt(p.mean, p.se)}`;
+      }
+      lines.push(line);
     }
   }
   return lines;

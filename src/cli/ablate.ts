@@ -126,7 +126,7 @@ export function registerAblate(program: Command): void {
             ablationTable(res.rows),
             '',
             'gain differences:',
-            ...gainDifferences(res.rows, ['grpo-pair', 'oreal-no-rm', 'oreal-pair']).map((l) => `  ${l}`),
+            ...gainDifferences(res.rows, ['grpo-pair', 'oreal-no-rm', 'oreal-pair'], res.runs).map((l) => `  ${l}`),
             '',
             'keys that differ between arms (everything else is shared):',
             ...keys,
