@@ -7,6 +7,11 @@ import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
 import { generate } from '../src/sample/generate.js';
 import type { Generation, SamplingParams } from '../src/sample/types.js';
 import { Scheduler, type SampleResult } from '../src/serve/scheduler.js';
+import { saveCheckpoint } from '../src/model/checkpoint.js';
+import { parseConfig } from '../src/model/config.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const cfg: Qwen2Config = {
   vocabSize: 53,
@@ -69,5 +74,41 @@ test('the scheduler and generate() give identical samples for the same seeded re
     assert.equal(sched.stats().completedRequests, requests.length);
   } finally {
     await sched.stop();
+  }
+});
+
+test('a weight update queued while a request is partly admitted: all its samples run on the old weights', async () => {
+  const be = createJsBackend();
+  const model = Qwen2Model.random(cfg, be, 5, 0.5);
+  const modelB = Qwen2Model.random(cfg, be, 6, 0.5);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oreal-sched-'));
+  try {
+    const mc = parseConfig({
+      model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], vocab_size: cfg.vocabSize, hidden_size: cfg.hiddenSize,
+      intermediate_size: cfg.intermediateSize, num_hidden_layers: cfg.numHiddenLayers, num_attention_heads: cfg.numAttentionHeads,
+      num_key_value_heads: cfg.numKeyValueHeads, rms_norm_eps: cfg.rmsNormEps, rope_theta: cfg.ropeTheta, tie_word_embeddings: true,
+    });
+    saveCheckpoint(dir, mc, modelB.toTensors(), { dtype: 'f32' });
+    const req = { prompt: [3, 9, 27, 4], n: 5, params: params({ seed: 42, maxNewTokens: 8 }) };
+    const [wantA] = await generate(model, [req], { decode: letters });
+    const [wantB] = await generate(modelB, [req], { decode: letters });
+    assert.notDeepEqual(wantA, wantB);
+    // A batch of 2: the request's 5 samples are admitted 2 at a time, and the update is queued after the first wave.
+    const sched = new Scheduler(model, { maxBatch: 2, decode: letters });
+    try {
+      const job = sched.submit(req);
+      while (sched.stats().running === 0) await new Promise((r) => setImmediate(r));
+      assert.ok(sched.stats().queued > 0, 'some samples still wait when the update is queued');
+      const upd = sched.updateWeights(dir);
+      const later = sched.submit(req);
+      const got = (await job.done).map(strip);
+      assert.equal((await upd).success, true);
+      assert.deepEqual(got, wantA);
+      assert.deepEqual((await later.done).map(strip), wantB);
+    } finally {
+      await sched.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -195,15 +195,16 @@ export class BatchEngine<S extends EngineSeq> {
   /**
    * Moves waiting sequences into the batch and prefills them (one prefill per request per admission); returns the
    * admitted sequences (`onWave` sees them before any compute, so a driver can fail them should the engine throw) and
-   * their first tokens.
+   * their first tokens. With `only`, admission stops at the first waiting sequence it refuses.
    */
-  async admit(onWave?: (wave: readonly S[]) => void): Promise<Produced<S>[]> {
+  async admit(onWave?: (wave: readonly S[]) => void, only?: (s: S) => boolean): Promise<Produced<S>[]> {
     if (this.pending.length === 0 || this.active.length >= this.maxBatch) return [];
     const wave: S[] = [];
     let prefill = 0;
     const seen = new Set<object>();
     while (this.pending.length > 0 && this.active.length + wave.length < this.maxBatch) {
       const s = this.pending[0]!;
+      if (only !== undefined && !only(s)) break;
       const len = s.prompt.length;
       const bytes = this.cacheBytes(BatchEngine.positions(s));
       const first = wave.length === 0 && this.active.length === 0;

@@ -11,8 +11,10 @@
 // Weight updates (`updateWeights`) drain: once an update is queued no new sequence is admitted; the sequences already
 // running finish on the old weights; then the checkpoint is validated completely and copied in (a bad checkpoint leaves
 // the old weights in place and the update reports failure); then admission resumes and every sequence admitted from
-// then on runs on the new weights. No sequence ever mixes weights, and a drain lasts at most the longest running
-// sequence's remaining tokens. Updates queued together are applied in order.
+// then on runs on the new weights. No sequence ever mixes weights, and neither do the samples of one request (a rollout
+// group must come from one policy): the waiting samples of a request that was partly admitted when the update was
+// queued are still admitted before it is applied. A drain lasts at most the longest running sequence's remaining
+// tokens, plus those of such samples. Updates queued together are applied in order.
 //
 // Cancellation (client gone, timeout, shutdown) takes effect at the next step boundary: the sequences leave the batch
 // or the queue, their caches are freed, and the request's promise rejects with a `CancelledError`.
@@ -122,6 +124,8 @@ interface JobState {
   remaining: number;
   cancelled: string | null;
   settled: boolean;
+  /** Some sample of the job has been admitted (its other samples must run on the same weights). */
+  admitted: boolean;
   resolve: (r: SampleResult[]) => void;
   reject: (e: Error) => void;
 }
@@ -241,6 +245,7 @@ export class Scheduler {
       remaining: req.n,
       cancelled: null,
       settled: false,
+      admitted: false,
       resolve,
       reject,
     };
@@ -321,18 +326,28 @@ export class Scheduler {
     while (true) {
       this.dropCancelled();
       if (this.stopped && engine.idle) return;
-      if (this.swaps.length > 0 && engine.active.length === 0) {
+      const started = (s: Seq): boolean => s.job.admitted;
+      // Samples waiting whose siblings already run (they are at the head of the FIFO queue: a request's samples are
+      // queued together) go first, on the weights their siblings have.
+      const siblingsWaiting = this.swaps.length > 0 && engine.pending.length > 0 && started(engine.pending[0]!);
+      if (this.swaps.length > 0 && engine.active.length === 0 && !siblingsWaiting) {
         this.applySwaps();
         await yieldToEventLoop();
         continue;
       }
-      if (engine.active.length === 0 && (engine.pending.length === 0 || this.swaps.length > 0)) {
+      if (engine.active.length === 0 && engine.pending.length === 0) {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
       try {
-        // A queued weight update drains: nothing new is admitted until it has been applied.
-        if (this.swaps.length === 0) this.accept(await engine.admit((wave) => (this.wave = wave)));
+        // A queued weight update drains: nothing new is admitted until it has been applied, except the waiting
+        // samples of requests that have some admitted already.
+        const onWave = (wave: readonly Seq[]): void => {
+          this.wave = wave;
+          for (const s of wave) s.job.admitted = true;
+        };
+        if (this.swaps.length === 0) this.accept(await engine.admit(onWave));
+        else if (siblingsWaiting) this.accept(await engine.admit(onWave, started));
         this.accept(await engine.step());
       } catch (e) {
         // An engine failure fails the sequences involved (all running ones); the server keeps serving.
