@@ -14,8 +14,12 @@ mkdir -p "$OUT"
 NODE=${NODE:-node}
 SHAPE_05B='random:layers=24,hidden=896,heads=14,kv-heads=2,intermediate=4864,vocab=151936'
 # SMOKE=1: tiny sizes, to check the script itself on any adapter (lavapipe) in a minute.
+# Skinny GEMMs of the 0.5B step and decode (split-K's cases): q/o and k/v weight gradients over 8×1024 tokens, and a
+# batch-64 decode step's q and down projections.
+SKINNY=896x896x8192:tn,128x896x8192:tn,64x896x896:nt,64x896x4864:nt
 GEMM=4096 STEP=0.5b BIG=1.5b STEP_ARGS=(--batch 8 --seq 1024) DECODE=(--batch 64 --prompt-len 32 --new-tokens 256 --runs 3) TORCH_DECODE=(--batch 64 --prompt 32 --new 256)
 if [ "${SMOKE:-0}" = 1 ]; then
+  SKINNY=128x128x1024:tn,16x128x512:nt
   GEMM=256 STEP=tiny BIG=tiny STEP_ARGS=(--batch 2 --seq 64) DECODE=(--batch 4 --prompt-len 8 --new-tokens 8 --runs 1) TORCH_DECODE=(--batch 4 --prompt 8 --new 8)
   SHAPE_05B='random:layers=2,hidden=128,heads=4,kv-heads=2,intermediate=256,vocab=512'
 fi
@@ -46,8 +50,8 @@ with_peak_memory() {
   fi
 }
 
-item gemm-webgpu 120 "$NODE" dist/bench/webgpu-gemm.js --sizes "$GEMM" --json
-item gemm-torch 120 python3 bench/gpu_anchor.py --sizes "$GEMM"
+item gemm-webgpu 120 "$NODE" dist/bench/webgpu-gemm.js --sizes "$GEMM" --shapes "$SKINNY" --variants bk16,bk16:off --json
+item gemm-torch 120 python3 bench/gpu_anchor.py --sizes "$GEMM" --shapes "$SKINNY"
 item step-0.5b-webgpu 240 "$NODE" dist/bench/webgpu-step.js --shape "$STEP" "${STEP_ARGS[@]}" --json
 item step-0.5b-torch 120 python3 bench/gpu_anchor.py --step "$STEP" "${STEP_ARGS[@]}"
 item decode-0.5b-webgpu 240 "$NODE" bin/oreal.js bench decode --model "$SHAPE_05B" --backend webgpu "${DECODE[@]}" --json

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch anchors for the WebGPU benchmarks, same shapes: f32 matmul (TF32 off) of square sizes on CUDA.
 
-Prints one JSON line: {"device", "torch", "results": [{"size", "transB", "median_ms", "tflops"}]}, timed like
-bench/webgpu-gemm.ts (reps matmuls back to back, to completion, median of rounds).
+Prints one JSON line: {"device", "torch", "results": [{"M", "N", "K", "trans", "median_ms", "tflops"}]}, timed like
+bench/webgpu-gemm.ts (reps matmuls back to back, to completion, median of rounds); square sizes run nn and nt,
+--shapes MxNxK[:ab] adds others (a = t: C = Aᵀ·B with A stored K×M; b = t: B stored N×K), as webgpu-gemm.ts does.
 
-Run: python3 bench/gpu_anchor.py [--sizes 1024,2048,4096] [--reps 10] [--rounds 5]
+Run: python3 bench/gpu_anchor.py [--sizes 1024,2048,4096] [--shapes 896x896x8192:tn] [--reps 10] [--rounds 5]
      python3 bench/gpu_anchor.py --step 0.5b [--batch 8] [--seq 1024]   (the twin of bench/webgpu-step.ts)
      python3 bench/gpu_anchor.py --decode 0.5b [--batch 64] [--prompt 32] [--new 256]   (the twin of `oreal bench decode`)
 
@@ -21,6 +22,7 @@ import torch
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--sizes', default='1024,2048,4096')
+ap.add_argument('--shapes', default='')
 ap.add_argument('--reps', type=int, default=10)
 ap.add_argument('--rounds', type=int, default=5)
 ap.add_argument('--step', default=None)
@@ -89,22 +91,30 @@ if a.step is not None:
     print(json.dumps({'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'shape': a.step, 'batch': a.batch, 'seq': a.seq,
                       'step_s': s, 'loss': loss, 'peak_gb': torch.cuda.max_memory_allocated() / 2**30}))
     raise SystemExit(0)
+shapes = []
+for n in (int(x) for x in a.sizes.split(',') if x):
+    shapes += [(n, n, n, 'nn'), (n, n, n, 'nt')]
+for spec in (x for x in a.shapes.split(',') if x):
+    dims, _, trans = spec.partition(':')
+    m, n, k = map(int, dims.split('x'))
+    shapes.append((m, n, k, trans or 'nn'))
 out = []
-for n in map(int, a.sizes.split(',')):
-    for trans_b in (False, True):
-        A = torch.randn(n, n, device=dev)
-        B = torch.randn(n, n, device=dev)
-        C = torch.empty(n, n, device=dev)
+for m, n, k, trans in shapes:
+    A = torch.randn(*((k, m) if trans[0] == 't' else (m, k)), device=dev)
+    B = torch.randn(*((n, k) if trans[1] == 't' else (k, n)), device=dev)
+    C = torch.empty(m, n, device=dev)
+    opA = A.t() if trans[0] == 't' else A
+    opB = B.t() if trans[1] == 't' else B
 
-        def run():
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(a.reps):
-                torch.matmul(A, B.t() if trans_b else B, out=C)
-            torch.cuda.synchronize()
-            return (time.perf_counter() - t0) / a.reps * 1000
+    def run():
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(a.reps):
+            torch.matmul(opA, opB, out=C)
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / a.reps * 1000
 
-        run()
-        ms = sorted(run() for _ in range(a.rounds))[a.rounds // 2]
-        out.append({'size': n, 'transB': trans_b, 'median_ms': ms, 'tflops': 2 * n ** 3 / (ms / 1000) / 1e12})
+    run()
+    ms = sorted(run() for _ in range(a.rounds))[a.rounds // 2]
+    out.append({'M': m, 'N': n, 'K': k, 'trans': trans, 'median_ms': ms, 'tflops': 2 * m * n * k / (ms / 1000) / 1e12})
 print(json.dumps({'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'results': out}))

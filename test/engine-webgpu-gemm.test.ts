@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createJsKernels } from '../src/engine/js-backend.js';
 import { WebGpuDevice } from '../src/engine/webgpu/device.js';
-import { WebGpuGemm, type GemmVariant } from '../src/engine/webgpu/gemm.js';
+import { WebGpuGemm, kSplitOf, type GemmVariant } from '../src/engine/webgpu/gemm.js';
 import { relErr, seededFloats } from './helpers/numeric.js';
 
 const js = createJsKernels();
@@ -89,6 +89,86 @@ test('every webgpu gemm variant (K slice 8/16/32, vec4 loads) matches the js ref
         }
       }
     }
+  } finally {
+    dev.dispose();
+  }
+});
+
+test('split-K: skinny, long-K GEMMs are split by shape alone, into slices that cover K once', () => {
+  const cap = 1 << 24;
+  // A 0.5B step: the q/o weight gradient (C 896×896, K = 8,192 tokens) and k/v's (128×896) are split; the forward's
+  // [8192, 896] outputs are not (448 tiles fill the GPU).
+  assert.deepEqual(kSplitOf(896, 896, 8192, 16, 'auto', cap), { S: 6, kChunk: 1376 });
+  assert.deepEqual(kSplitOf(128, 896, 8192, 16, 'auto', cap), { S: 16, kChunk: 512 });
+  assert.equal(kSplitOf(8192, 896, 896, 16, 'auto', cap).S, 1);
+  // A batch-64 decode step: [64, 896] outputs over K = 896 and 4,864.
+  assert.deepEqual(kSplitOf(64, 896, 896, 16, 'auto', cap), { S: 7, kChunk: 128 });
+  assert.deepEqual(kSplitOf(64, 896, 4864, 16, 'auto', cap), { S: 16, kChunk: 304 });
+  // Short K, 'off', and a scratch cap too small for two partial products: no split.
+  assert.equal(kSplitOf(64, 64, 200, 16, 'auto', cap).S, 1);
+  assert.equal(kSplitOf(896, 896, 8192, 16, 'off', cap).S, 1);
+  assert.equal(kSplitOf(896, 896, 8192, 16, 'auto', 896 * 896 * 2 - 1).S, 1);
+  for (const [M, N, K, bk, mode] of [[37, 53, 29, 16, 5], [3, 5, 1000, 8, 'auto'], [130, 129, 33, 32, 3], [7, 9, 48, 16, 100]] as const) {
+    const { S, kChunk } = kSplitOf(M, N, K, bk, mode, cap);
+    assert.ok(S >= 1 && kChunk % bk === 0 && S * kChunk >= K && (S - 1) * kChunk < K, `M${M} N${N} K${K} ${mode}: S ${S}, chunk ${kChunk}`);
+  }
+  assert.throws(() => kSplitOf(4, 4, 64, 16, 0, cap), /splitK 0 is not/);
+});
+
+test('split-K webgpu gemm matches the js reference: every transpose, ragged slices, accumulate, an operand in C\'s buffer', async () => {
+  const dev = await WebGpuDevice.open();
+  try {
+    const { fill } = seededFloats(13);
+    const passes: string[] = [];
+    const dispatch = dev.dispatch.bind(dev);
+    dev.dispatch = (label, ...rest) => (passes.push(label), dispatch(label, ...rest));
+    // [M, N, K, variant]: forced splits of ragged K (the last slice short, or K not a multiple of the K step), and an
+    // automatic one (one tile, K = 1,000: 7 slices).
+    const cases: Array<[number, number, number, Partial<GemmVariant>]> = [
+      [37, 53, 29, { splitK: 2 }],
+      [130, 129, 100, { splitK: 3 }],
+      [5, 200, 333, { splitK: 5, bk: 8 }],
+      [64, 96, 1000, {}],
+    ];
+    for (const [M, N, K, v] of cases) {
+      const gemm = new WebGpuGemm(dev, v);
+      const S = gemm.splitOf(M, N, K).S;
+      assert.ok(S > 1, `M${M} N${N} K${K} ${JSON.stringify(v)} is split`);
+      for (const transA of [false, true])
+        for (const transB of [false, true])
+          for (const accumulate of [false, true]) {
+            const label = `M${M} N${N} K${K} S${S} tA${+transA} tB${+transB} acc${+accumulate}`;
+            const [offA, offB, offC] = [3, 5, 7];
+            const A = fill(new Float32Array(offA + M * K));
+            const B = fill(new Float32Array(offB + K * N));
+            const C0 = fill(new Float32Array(offC + M * N + 4));
+            const want = C0.slice();
+            js.gemm(transA, transB, M, N, K, A.subarray(offA), B.subarray(offB), want.subarray(offC, offC + M * N), accumulate);
+            const bufs = [dev.createBuffer(A.length, A), dev.createBuffer(B.length, B), dev.createBuffer(C0.length, C0)] as const;
+            passes.length = 0;
+            gemm.encode({ transA, transB, M, N, K, A: bufs[0], B: bufs[1], C: bufs[2], offA, offB, offC, accumulate });
+            assert.deepEqual(passes, [`matmul ${+transA}${+transB}`, 'matmul reduce'], label);
+            const got = await dev.read(bufs[2], C0.length);
+            assert.deepEqual(got.subarray(0, offC), C0.subarray(0, offC), `${label}: wrote before its offset`);
+            assert.deepEqual(got.subarray(offC + M * N), C0.subarray(offC + M * N), `${label}: wrote past its end`);
+            const e = relErr(got.subarray(offC, offC + M * N), want.subarray(offC, offC + M * N));
+            assert.ok(e < 1e-5, `${label}: relative error ${e.toExponential(2)}`);
+            for (const b of bufs) b.destroy();
+          }
+    }
+    // A and C views of one buffer (the model's in-place residual updates read and write one workspace).
+    const [M, N, K] = [40, 24, 600];
+    const gemm = new WebGpuGemm(dev, { splitK: 4 });
+    const flat = fill(new Float32Array(M * K + M * N));
+    const B = fill(new Float32Array(K * N));
+    const want = flat.slice();
+    js.gemm(false, false, M, N, K, flat.subarray(0, M * K), B, want.subarray(M * K), true);
+    const [bFlat, bB] = [dev.createBuffer(flat.length, flat), dev.createBuffer(B.length, B)];
+    gemm.encode({ transA: false, transB: false, M, N, K, A: bFlat, B: bB, C: bFlat, offA: 0, offC: M * K, accumulate: true });
+    const got = await dev.read(bFlat, flat.length);
+    assert.deepEqual(got.subarray(0, M * K), flat.subarray(0, M * K), 'A untouched');
+    const e = relErr(got.subarray(M * K), want.subarray(M * K));
+    assert.ok(e < 1e-5, `A in C's buffer: relative error ${e.toExponential(2)}`);
   } finally {
     dev.dispose();
   }

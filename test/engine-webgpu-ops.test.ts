@@ -315,8 +315,8 @@ async function pooledCaches(g: WebGpuBackend, lead: number, gap: number): Promis
   const cacheC = rand(lenC * kd);
   const N = 9; // rows: decode of A (5 cached), a 4-token prefill of C, a 4-token chunk of B (2 cached)
   const labels: string[] = [];
-  const beginPass = g.dev.beginPass.bind(g.dev);
-  g.dev.beginPass = (label: string) => (labels.push(label), beginPass(label));
+  const dispatch = g.dev.dispatch.bind(g.dev);
+  g.dev.dispatch = (label, ...rest) => (labels.push(label), dispatch(label, ...rest));
   try {
     await same(g, `pooled kvAppend + cacheAttention (lead ${lead}, gap ${gap})`, [rand(N * kd), rand(N * kd), rand(N * qd), rand(N * qd), slab, slab.slice(), cacheC, cacheC.slice()], (b, t) => {
       const be = b === 'js' ? js : g;
@@ -331,7 +331,7 @@ async function pooledCaches(g: WebGpuBackend, lead: number, gap: number): Promis
       be.cacheAttention(q!, o!, segs, dims, 2);
     });
   } finally {
-    g.dev.beginPass = beginPass;
+    g.dev.dispatch = dispatch;
   }
   return labels;
 }

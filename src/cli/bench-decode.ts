@@ -85,7 +85,17 @@ export interface DecodeBenchResult {
   prompt_len: number;
   new_tokens: number;
   backend: string;
+  /** The device's name (device backends). */
+  device?: string;
   threads: number;
+  /** A device backend's host-side work per generated token step (prefill counted as one step). */
+  device_host?: {
+    dispatches_per_step: number;
+    /** Bind groups made in the timed runs (0 once every step binds what an earlier one did). */
+    bind_groups_made: number;
+    /** Wall time not spent waiting for the device, per step: encoding, sampling bookkeeping, the host's share. */
+    host_ms_per_step: number;
+  };
 }
 
 function median(xs: number[]): number {
@@ -131,14 +141,29 @@ export async function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): Pro
   const total: number[] = [];
   const dec: number[] = [];
   const pre: number[] = [];
+  let c0 = model.backend.counters?.();
+  let t0 = 0;
   for (let r = 0; r < runs + 1; r++) {
+    if (r === 1) [c0, t0] = [model.backend.counters?.(), performance.now()];
     const [t, d, p] = await benchOnce(model, decoder, requests, o);
     if (r === 0) continue; // warm-up
     total.push(t);
     dec.push(d);
     pre.push(p);
   }
+  const wall = (performance.now() - t0) / 1000;
+  const c1 = model.backend.counters?.();
   decoder.releaseBuffers();
+  // A device backend's host side per step (prefill counted as one): what a fast CPU can win back on a GPU.
+  const steps = runs * o.newTokens;
+  const device_host =
+    c0 !== undefined && c1 !== undefined
+      ? {
+          dispatches_per_step: round((c1.dispatches - c0.dispatches) / steps, 1),
+          bind_groups_made: c1.bindGroupsMade - c0.bindGroupsMade,
+          host_ms_per_step: round(((wall - (c1.waitSeconds - c0.waitSeconds)) * 1000) / steps, 3),
+        }
+      : undefined;
   return {
     tokens_per_s: round(median(total), 1),
     decode_tokens_per_s: round(median(dec), 1),
@@ -150,6 +175,7 @@ export async function benchDecode(model: Qwen2Model, o: DecodeBenchOptions): Pro
     backend: model.backend.name,
     ...(model.backend.device !== undefined ? { device: model.backend.device } : {}),
     threads: model.backend.threads,
+    ...(device_host !== undefined ? { device_host } : {}),
   };
 }
 
@@ -238,7 +264,11 @@ export function registerBenchDecode(bench: Command): Command {
         else
           process.stdout.write(
             `decode backend=${res.backend} threads=${res.threads} batch=${res.batch} prompt=${res.prompt_len} new=${res.new_tokens}\n` +
-              `  ${res.tokens_per_s} tokens/s (prefill included), ${res.decode_tokens_per_s} tokens/s decode only, prefill ${res.prefill_s} s\n`,
+              `  ${res.tokens_per_s} tokens/s (prefill included), ${res.decode_tokens_per_s} tokens/s decode only, prefill ${res.prefill_s} s\n` +
+              (res.device_host
+                ? `  device ${res.device}: ${res.device_host.dispatches_per_step} dispatches and ${res.device_host.host_ms_per_step} ms of host time per step, ` +
+                  `${res.device_host.bind_groups_made} bind groups made while timed\n`
+                : ''),
           );
       } finally {
         backend.dispose();

@@ -51,12 +51,25 @@ export interface AdamWHyper {
   bc2sqrt: number;
 }
 
+/** See `Backend.counters`. */
+export interface DeviceCounters {
+  dispatches: number;
+  bindGroupsMade: number;
+  submits: number;
+  waitSeconds: number;
+}
+
 export interface Backend {
   readonly name: BackendName;
   /** Threads the kernels use. */
   readonly threads: number;
   /** The device the backend runs on when it is not this CPU, e.g. a GPU adapter's name (benchmarks print it). */
   readonly device?: string;
+  /**
+   * Running totals of a device backend's host-side work, for benchmarks: compute dispatches, bind groups made,
+   * submits, and seconds spent waiting for the device. Absent on CPU backends.
+   */
+  counters?(): DeviceCounters;
   /**
    * The cache ops run a whole batch in one dispatch when the segments' caches are views of shared tensors (one for
    * keys, one for values, each sequence at the same offset in both): the KV decoder then pools caches that way

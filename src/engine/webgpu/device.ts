@@ -6,6 +6,7 @@
 // one submit followed by one small readback (on an H200 through Dawn: ~5 µs a dispatch, ~60 µs a submit, ~70 µs a
 // readback).
 import { existsSync } from 'node:fs';
+import type { DeviceCounters } from '../backend.js';
 
 /** The one `webgpu` version oreal is tested with (package.json pins the same). */
 export const WEBGPU_PACKAGE = 'webgpu@0.6.2';
@@ -51,8 +52,12 @@ const dawnInstances = new Map<string, GPU>();
 /** A Dawn device with a pending command encoder. Keep it referenced while in use (Dawn's GPU object must live). */
 export class WebGpuDevice {
   private encoder: GPUCommandEncoder | null = null;
-  private readonly uniformPool: GPUBuffer[] = [];
-  private readonly uniformsInFlight: GPUBuffer[] = [];
+  /** Kernel parameters of the dispatches encoded since the last flush, uploaded by flush (see `dispatch`). */
+  private readonly ring: UniformRing;
+  /** Bind groups by layout and bound ranges (see `dispatch`), and the keys that name each buffer (by buffer id). */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bindGroupsOf = new Map<number, string[]>();
+  private readonly layouts = new Map<string, KernelLayout>();
   private lost: string | null = null;
 
   private constructor(
@@ -61,6 +66,7 @@ export class WebGpuDevice {
     /** The adapter's name, e.g. "nvidia-h200" or "llvmpipe (LLVM 15.0.6, 256 bits)". */
     readonly adapterName: string,
   ) {
+    this.ring = new UniformRing(device);
     void this.device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`;
     });
@@ -133,14 +139,100 @@ export class WebGpuDevice {
     this.device.queue.writeBuffer(buf, offset * 4, data.buffer, data.byteOffset, data.byteLength);
   }
 
-  /** Set when opened with `profile`: every pass begun through `beginPass` is timed. */
+  /** Set when opened with `profile`: every dispatch gets a pass of its own, timed. */
   profiler: PassProfiler | null = null;
 
-  /** A compute pass on the pending encoder, timed under `label` when profiling. */
-  beginPass(label: string): GPUComputePassEncoder {
-    const enc = this.commandEncoder();
-    const tw = this.profiler?.next(label, enc);
-    return enc.beginComputePass(tw ? { timestampWrites: tw } : {});
+  /** Running totals of the host-side work (Backend.counters). */
+  readonly counters: DeviceCounters = { dispatches: 0, bindGroupsMade: 0, submits: 0, waitSeconds: 0 };
+
+  /** The compute pass that dispatches are appended to (ended by the next copy, read or flush). */
+  private pass: GPUComputePassEncoder | null = null;
+
+  /**
+   * The bind group layout and pipeline layout of kernels whose group 0 holds, at each binding, a uniform (their
+   * parameters, bound with a dynamic offset), a read-only or a read-write storage buffer. One per spec, shared by every
+   * pipeline made with it.
+   */
+  layout(spec: readonly BindingKind[]): KernelLayout {
+    const id = spec.join('');
+    let l = this.layouts.get(id);
+    if (l === undefined) {
+      const type = { u: 'uniform', r: 'read-only-storage', w: 'storage' } as const;
+      const group = this.device.createBindGroupLayout({
+        entries: spec.map((k, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: type[k], hasDynamicOffset: k === 'u' } })),
+        label: `kernel ${id}`,
+      });
+      l = { id, spec, group, pipeline: this.device.createPipelineLayout({ bindGroupLayouts: [group] }) };
+      this.layouts.set(id, l);
+    }
+    return l;
+  }
+
+  /**
+   * Encodes one dispatch of `pipeline` (made with `layout`): `params` become its uniform, `storage[i]` is bound at
+   * the layout's i-th storage binding (in binding order). A decode step or a training step encodes hundreds of
+   * dispatches, so their host cost is kept low: consecutive dispatches share one compute pass (WebGPU makes each one's
+   * writes visible to the next), the parameters of every dispatch since the last flush share one uniform buffer at
+   * dynamic offsets, and bind groups are reused while the same ranges of the same buffers are bound (every step binds
+   * the same weights and workspace). When profiling, each dispatch gets a pass of its own, timed under `label`.
+   */
+  dispatch(label: string, pipeline: GPUComputePipeline, layout: KernelLayout, params: ArrayBuffer, storage: readonly GPUBufferBinding[], x: number, y = 1, z = 1): void {
+    const uniformAt = this.ring.push(params, () => this.flush());
+    const bind = this.bindGroup(layout, params.byteLength, storage);
+    let pass: GPUComputePassEncoder;
+    if (this.profiler !== null) {
+      const enc = this.commandEncoder();
+      pass = enc.beginComputePass({ timestampWrites: this.profiler.next(label, enc) });
+    } else {
+      this.pass ??= this.commandEncoder().beginComputePass();
+      pass = this.pass;
+    }
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bind, [uniformAt]);
+    pass.dispatchWorkgroups(x, y, z);
+    if (this.profiler !== null) pass.end();
+    this.counters.dispatches++;
+  }
+
+  private bindGroup(layout: KernelLayout, uniformBytes: number, storage: readonly GPUBufferBinding[]): GPUBindGroup {
+    const uSize = Math.ceil(uniformBytes / 16) * 16;
+    const ids = storage.map((b) => bufferId(b.buffer));
+    let key = `${layout.id}|${uSize}`;
+    storage.forEach((b, i) => (key += `|${ids[i]}:${b.offset ?? 0}:${b.size ?? -1}`));
+    let g = this.bindGroups.get(key);
+    if (g === undefined) {
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.forgetBindGroups();
+      let s = 0;
+      g = this.device.createBindGroup({
+        layout: layout.group,
+        entries: layout.spec.map((k, binding) => ({ binding, resource: k === 'u' ? { buffer: this.ring.buffer, offset: 0, size: uSize } : storage[s++]! })),
+      });
+      if (s !== storage.length) throw new Error(`dispatch: ${storage.length} storage bindings for a layout with ${s}`);
+      this.bindGroups.set(key, g);
+      this.counters.bindGroupsMade++;
+      for (const id of new Set(ids)) {
+        const keys = this.bindGroupsOf.get(id);
+        if (keys === undefined) this.bindGroupsOf.set(id, [key]);
+        else keys.push(key);
+      }
+    }
+    return g;
+  }
+
+  /** Destroys a buffer, and drops the bind groups that bind it (call this, not buffer.destroy(), for bound buffers). */
+  destroyBuffer(buf: GPUBuffer): void {
+    this.flush();
+    const id = bufferIds.get(buf);
+    if (id !== undefined) {
+      for (const key of this.bindGroupsOf.get(id) ?? []) this.bindGroups.delete(key);
+      this.bindGroupsOf.delete(id);
+    }
+    buf.destroy();
+  }
+
+  private forgetBindGroups(): void {
+    this.bindGroups.clear();
+    this.bindGroupsOf.clear();
   }
 
   /** Seconds of GPU time by pass label since the device was opened (profiling only), largest first. */
@@ -150,37 +242,40 @@ export class WebGpuDevice {
     return this.profiler.report(this);
   }
 
-  /** The encoder that kernels append to; submitted by `flush()`. */
+  /** The encoder, for commands outside a compute pass (copies, query resolves); submitted by `flush()`. */
   commandEncoder(): GPUCommandEncoder {
     this.check();
+    this.endPass();
     this.encoder ??= this.device.createCommandEncoder();
     return this.encoder;
   }
 
-  /** A uniform buffer holding `bytes`, valid until the next flush completes (pooled). */
-  uniform(bytes: ArrayBuffer): GPUBuffer {
-    const size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
-    let buf = this.uniformPool.pop();
-    if (buf === undefined || buf.size < size) buf = this.device.createBuffer({ size: Math.max(size, 64), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    this.device.queue.writeBuffer(buf, 0, bytes);
-    this.uniformsInFlight.push(buf);
-    return buf;
+  private endPass(): void {
+    if (this.pass !== null) {
+      this.pass.end();
+      this.pass = null;
+    }
   }
 
   /** Submits the encoded work (no wait). */
   flush(): void {
+    this.endPass();
+    // The parameters go up before the work that reads them; queue.writeBuffer is ordered with submits, so the next
+    // batch may reuse the ring once this submit is queued.
+    this.ring.upload();
     if (this.encoder !== null) {
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
+      this.counters.submits++;
     }
-    // queue.writeBuffer is ordered with submits, so a uniform may be rewritten once its submit is queued.
-    this.uniformPool.push(...this.uniformsInFlight.splice(0));
   }
 
   /** Waits until everything submitted so far has run. */
   async sync(): Promise<void> {
     this.flush();
+    const t0 = performance.now();
     await this.device.queue.onSubmittedWorkDone();
+    this.counters.waitSeconds += (performance.now() - t0) / 1000;
     this.check();
   }
 
@@ -191,7 +286,9 @@ export class WebGpuDevice {
     const enc = this.commandEncoder();
     enc.copyBufferToBuffer(buf, offset * 4, staging, 0, bytes);
     this.flush();
+    const t0 = performance.now();
     await staging.mapAsync(GPUMapMode.READ);
+    this.counters.waitSeconds += (performance.now() - t0) / 1000;
     const out = new Float32Array(staging.getMappedRange().slice(0));
     staging.unmap();
     staging.destroy();
@@ -202,8 +299,8 @@ export class WebGpuDevice {
   dispose(): void {
     this.flush();
     this.profiler?.dispose();
-    for (const b of this.uniformPool) b.destroy();
-    this.uniformPool.length = 0;
+    this.ring.buffer.destroy();
+    this.forgetBindGroups();
     this.device.destroy();
   }
 }
@@ -262,5 +359,65 @@ class PassProfiler {
 
   dispose(): void {
     this.set.destroy();
+  }
+}
+
+/** What a kernel binds at each binding of group 0: u = its uniform parameters, r = read-only storage, w = read-write. */
+export type BindingKind = 'u' | 'r' | 'w';
+
+export interface KernelLayout {
+  readonly id: string;
+  readonly spec: readonly BindingKind[];
+  readonly group: GPUBindGroupLayout;
+  /** For createComputePipeline's `layout`. */
+  readonly pipeline: GPUPipelineLayout;
+}
+
+/** Bind groups kept at most (a safety net: those of freed buffers are dropped as they are freed). */
+const MAX_BIND_GROUPS = 16384;
+
+/** A number per buffer, for bind group keys (a WeakMap: a collected buffer takes its number with it). */
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let nextBufferId = 0;
+function bufferId(buf: GPUBuffer): number {
+  let id = bufferIds.get(buf);
+  if (id === undefined) bufferIds.set(buf, (id = nextBufferId++));
+  return id;
+}
+
+/**
+ * The uniform parameters of the dispatches encoded since the last flush: packed on the host at the device's uniform
+ * offset alignment, uploaded in one write by the flush that submits them. A full ring flushes first.
+ */
+class UniformRing {
+  static readonly BYTES = 1 << 20;
+  readonly buffer: GPUBuffer;
+  private readonly host = new Uint8Array(UniformRing.BYTES);
+  private used = 0;
+  private readonly align: number;
+  private readonly maxBinding: number;
+
+  constructor(private readonly device: GPUDevice) {
+    this.align = device.limits.minUniformBufferOffsetAlignment;
+    this.maxBinding = device.limits.maxUniformBufferBindingSize;
+    this.buffer = device.createBuffer({ size: UniformRing.BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'kernel parameters' });
+  }
+
+  /** Places `params` in the ring and returns their offset; `flush` is called first when they do not fit. */
+  push(params: ArrayBuffer, flush: () => void): number {
+    const size = Math.ceil(params.byteLength / 16) * 16;
+    if (size > this.maxBinding || size > UniformRing.BYTES) throw new RangeError(`kernel parameters of ${params.byteLength} bytes exceed the uniform binding limit (${this.maxBinding})`);
+    if (this.used + size > UniformRing.BYTES) flush();
+    const at = this.used;
+    this.host.set(new Uint8Array(params), at);
+    this.used = Math.ceil((at + size) / this.align) * this.align;
+    return at;
+  }
+
+  /** Writes the packed parameters to the GPU buffer and starts a new batch. */
+  upload(): void {
+    if (this.used === 0) return;
+    this.device.queue.writeBuffer(this.buffer, 0, this.host.buffer, 0, Math.min(this.used, UniformRing.BYTES));
+    this.used = 0;
   }
 }

@@ -15,8 +15,12 @@
 // next K slice (20.0: more registers, fewer resident workgroups). So global loads are not the limit; the inner loop
 // is. Still open: a different thread tile (e.g. 4×8 with 2 workgroups per SM) and subgroup-matrix (tensor core)
 // paths.
-import type { WebGpuDevice } from './device.js';
-import { BindingWindows, blocks } from './window.js';
+//
+// A C with few tiles and a long K is split over K (kSplitOf below: a second pass sums the partial products in a fixed
+// order). Not yet measured on a GPU: bench/gpu-report.sh times the 0.5B step's and decode's skinny shapes with the
+// split on and off next to PyTorch.
+import type { KernelLayout, WebGpuDevice } from './device.js';
+import { BindingWindows, blocks, type BoundWindow } from './window.js';
 
 const BM = 128;
 const BN = 128;
@@ -30,9 +34,75 @@ export interface GemmVariant {
    * 4): 'auto' uses it when it applies, 'off' never.
    */
   vec4Loads: 'auto' | 'off';
+  /**
+   * Split K across workgroups when C has too few tiles to fill the GPU (`splitK` below): 'auto' by shape, 'off' never,
+   * or a number of slices to use whenever K allows (tests and benchmarks).
+   */
+  splitK: 'auto' | 'off' | number;
 }
 
-export const DEFAULT_GEMM_VARIANT: GemmVariant = { bk: 16, vec4Loads: 'off' };
+export const DEFAULT_GEMM_VARIANT: GemmVariant = { bk: 16, vec4Loads: 'off', splitK: 'auto' };
+
+/**
+ * Split-K. A C with few 128×128 tiles and a long K (a projection's weight gradient, Wᵀ-shaped [896, 896] summed over
+ * 8,192 tokens; a decode step's [64, 896] output) leaves most of a large GPU idle while a few workgroups walk all of K.
+ * Such a GEMM runs as S workgroup layers, each over one slice of K writing its own partial C to a scratch buffer, then
+ * a second pass sums the S partials in a fixed order (deterministic: the split depends on M, N and K only). WebGPU does
+ * not say how many multiprocessors there are; the target is sized for the largest (132 on an H100/H200), and a GPU
+ * with fewer just runs more waves.
+ */
+const SPLIT_TARGET_WORKGROUPS = 256;
+/** Split only when C has fewer tiles than this. */
+const SPLIT_BELOW_TILES = SPLIT_TARGET_WORKGROUPS / 2;
+/** The shortest K slice worth a workgroup (its partial tile costs as much memory traffic as 128 K of compute). */
+const MIN_K_CHUNK = 128;
+const MAX_SPLIT = 16;
+/** Floats of partial products at most (64 MiB); a larger split is cut down to fit. */
+const MAX_SCRATCH_FLOATS = 1 << 24;
+
+/** How one GEMM block is split over K: S slices of kChunk (the last may be shorter). */
+export interface KSplit {
+  S: number;
+  kChunk: number;
+}
+
+/** The split of an M×N×K GEMM (see SPLIT_TARGET_WORKGROUPS), for a K slice granule `bk` and a scratch cap in floats. */
+export function kSplitOf(M: number, N: number, K: number, bk: number, mode: GemmVariant['splitK'], scratchFloats: number): KSplit {
+  const whole = { S: 1, kChunk: K };
+  if (mode === 'off' || M * N === 0) return whole;
+  let S: number;
+  if (mode === 'auto') {
+    const tiles = Math.ceil(M / BM) * Math.ceil(N / BN);
+    if (tiles >= SPLIT_BELOW_TILES) return whole;
+    S = Math.min(MAX_SPLIT, Math.floor(K / MIN_K_CHUNK), Math.ceil(SPLIT_TARGET_WORKGROUPS / tiles));
+  } else {
+    if (!(Number.isInteger(mode) && mode >= 1)) throw new RangeError(`gemm: splitK ${mode} is not 'auto', 'off' or a positive integer`);
+    S = Math.min(mode, Math.ceil(K / bk));
+  }
+  S = Math.min(S, Math.floor(scratchFloats / (M * N)));
+  if (S <= 1) return whole;
+  const kChunk = Math.ceil(K / S / bk) * bk;
+  return { S: Math.ceil(K / kChunk), kChunk };
+}
+
+/** Sums S partial C blocks (P[z] is M×N, row stride N) into C (row stride ldC), or adds the sum to C. */
+const REDUCE_SHADER = /* wgsl */ `
+struct Params { M: u32, N: u32, S: u32, offC: u32, ldC: u32, zStride: u32, accumulate: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> P: array<f32>;
+@group(0) @binding(1) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let n = g.x;
+  let m = g.y;
+  if (n >= p.N || m >= p.M) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < p.S; z++) { s += P[z * p.zStride + m * p.N + n]; }
+  let o = p.offC + m * p.ldC + n;
+  if (p.accumulate != 0u) { C[o] = C[o] + s; } else { C[o] = s; }
+}
+`;
 
 export interface GemmArgs {
   transA: boolean;
@@ -69,10 +139,10 @@ function shader(transA: boolean, transB: boolean, bk: number, vec: boolean, from
     const src = fromC[name] ? 'C' : name;
     const get = (i: string): string => (vec && src !== 'C' ? `${src}[(${i}) / 4u][(${i}) % 4u]` : `${src}[${i}]`);
     const pick = contig ? 'let r4 = idx % 32u; let k = idx / 32u;' : 'let k = idx % BK; let r4 = idx / BK;';
-    const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${get(at(`(gr + ${c}u)`, 'gk'))}, gr + ${c}u < ${lim} && gk < p.K)`).join(',\n            ');
+    const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${get(at(`(gr + ${c}u)`, 'gk'))}, gr + ${c}u < ${lim} && gk < ke)`).join(',\n            ');
     const scalar = `vec4<f32>(\n            ${lanes})`;
     // Aligned contiguous storage: one vec4 load when the four lanes are all in range.
-    const value = vec && contig && src !== 'C' ? `select(${scalar}, ${src}[(${at('gr', 'gk')}) / 4u], gr + 3u < ${lim} && gk < p.K)` : scalar;
+    const value = vec && contig && src !== 'C' ? `select(${scalar}, ${src}[(${at('gr', 'gk')}) / 4u], gr + 3u < ${lim} && gk < ke)` : scalar;
     return `for (var h = 0u; h < ${(bk * BM) / 4 / 256}u; h++) {
         let idx = tid + h * 256u;
         ${pick}
@@ -93,23 +163,26 @@ function shader(transA: boolean, transB: boolean, bk: number, vec: boolean, from
   const stores: string[] = [];
   for (let r = 0; r < 8; r++) {
     const row = r < 4 ? `ty * 4u + ${r}u` : `64u + ty * 4u + ${r - 4}u`;
-    stores.push(`store(row0 + ${row}, col0 + tx * 4u, acc${2 * r});`);
-    stores.push(`store(row0 + ${row}, col0 + 64u + tx * 4u, acc${2 * r + 1});`);
+    stores.push(`store(wg.z, row0 + ${row}, col0 + tx * 4u, acc${2 * r});`);
+    stores.push(`store(wg.z, row0 + ${row}, col0 + 64u + tx * 4u, acc${2 * r + 1});`);
   }
+  // Bindings in the order of layoutOf: A, B (each absent when read through C), C, the parameters.
+  const bindingB = fromC.A ? 0 : 1;
+  const bindingC = bindingB + (fromC.B ? 0 : 1);
   return /* wgsl */ `
-struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, ldA: u32, ldB: u32, ldC: u32, pad0: u32, pad1: u32 }
+struct Params { M: u32, N: u32, K: u32, offA: u32, offB: u32, offC: u32, accumulate: u32, ldA: u32, ldB: u32, ldC: u32, kChunk: u32, zStride: u32 }
 ${fromC.A ? '' : `@group(0) @binding(0) var<storage, read> A: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
-${fromC.B ? '' : `@group(0) @binding(1) var<storage, read> B: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+${fromC.B ? '' : `@group(0) @binding(${bindingB}) var<storage, read> B: array<${vec ? 'vec4<f32>' : 'f32'}>;`}
+@group(0) @binding(${bindingC}) var<storage, read_write> C: array<f32>;
+@group(0) @binding(${bindingC + 1}) var<uniform> p: Params;
 
 const BK = ${bk}u;
 var<workgroup> As: array<vec4<f32>, ${(bk * BM) / 4}>; // [k][m / 4]
 var<workgroup> Bs: array<vec4<f32>, ${(bk * BN) / 4}>; // [k][n / 4]
 
-fn store(gm: u32, gn: u32, v: vec4<f32>) {
+fn store(z: u32, gm: u32, gn: u32, v: vec4<f32>) {
   if (gm >= p.M) { return; }
-  let o = p.offC + gm * p.ldC + gn;
+  let o = p.offC + z * p.zStride + gm * p.ldC + gn;
   for (var j = 0u; j < 4u; j++) {
     if (gn + j < p.N) {
       if (p.accumulate != 0u) { C[o + j] = C[o + j] + v[j]; } else { C[o + j] = v[j]; }
@@ -123,8 +196,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let col0 = wg.x * ${BN}u;
   let ty = tid / 16u;
   let tx = tid % 16u;
+  // Split K: workgroup layer z takes K's slice [kb, ke) and writes its own partial product (gemm_reduce sums them).
+  let kb = wg.z * p.kChunk;
+  let ke = min(p.K, kb + p.kChunk);
   ${accDecl}
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  for (var k0 = kb; k0 < ke; k0 += BK) {
       ${stage('A', transA)}
       ${stage('B', transB)}
     workgroupBarrier();
@@ -163,12 +239,17 @@ export class WebGpuGemm {
       throw new Error(`gemm: bk ${this.variant.bk} needs ${wgBytes} bytes of workgroup memory; this adapter has ${dev.limits.maxComputeWorkgroupStorageSize}`);
   }
 
+  /** Bindings: A (read), B (read), C (read-write), parameters; A or B absent when read through C's binding. */
+  private layoutOf(fromC: { A: boolean; B: boolean }): KernelLayout {
+    return this.dev.layout([...(fromC.A ? [] : ['r' as const]), ...(fromC.B ? [] : ['r' as const]), 'w', 'u']);
+  }
+
   private pipeline(transA: boolean, transB: boolean, vec: boolean, fromC: { A: boolean; B: boolean }): GPUComputePipeline {
     const key = `${+transA}${+transB}${+vec}${+fromC.A}${+fromC.B}`;
     let pl = this.pipelines.get(key);
     if (pl === undefined) {
       const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant.bk, vec, fromC), label: `gemm${key}` });
-      pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
+      pl = this.dev.device.createComputePipeline({ layout: this.layoutOf(fromC).pipeline, compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
       this.pipelines.set(key, pl);
     }
     return pl;
@@ -234,12 +315,36 @@ export class WebGpuGemm {
     return b;
   }
 
-  /** One dispatch: C block [M, N] (row stride ld.C) from A and B blocks at the given element offsets. */
+  /** How an unblocked M×N×K GEMM is split over K on this device (kSplitOf with this variant and scratch cap). */
+  splitOf(M: number, N: number, K: number): KSplit {
+    return kSplitOf(M, N, K, this.variant.bk, this.variant.splitK, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan));
+  }
+
+  /** Partial products of split-K GEMMs (grown on demand, reused by every GEMM of the device). */
+  private scratch: GPUBuffer | null = null;
+  private reducePipeline: GPUComputePipeline | null = null;
+
+  /** Scratch of at least `floats` f32 values; a smaller one is replaced after flushing the work that uses it. */
+  private scratchOf(floats: number): GPUBuffer {
+    const bytes = floats * 4;
+    if (this.scratch === null || this.scratch.size < bytes) {
+      const cap = Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan) * 4;
+      const size = Math.max(bytes, Math.min(cap, Math.ceil((this.scratch?.size ?? 0) * 1.5 / 16) * 16));
+      if (this.scratch !== null) this.dev.destroyBuffer(this.scratch);
+      this.scratch = this.dev.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, label: 'gemm split-K scratch' });
+    }
+    return this.scratch;
+  }
+
+  /** Dispatches of C block [M, N] (row stride ld.C) from A and B blocks at the given element offsets: one, or two when K is split. */
   private encodeBlock(a: GemmArgs, ld: { A: number; B: number; C: number }, M: number, N: number, K: number, at: { A: number; B: number; C: number; accumulate: boolean }): void {
+    const split = this.splitOf(M, N, K);
     const span = (rows: number, cols: number, l: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * l + cols);
     const spanA = a.transA ? span(K, M, ld.A) : span(M, K, ld.A);
     const spanB = a.transB ? span(N, K, ld.B) : span(K, N, ld.B);
-    const fromC = { A: a.A === a.C, B: a.B === a.C };
+    // Split: the partials go to the scratch buffer (row stride N, one M×N layer per slice), never C.
+    const scratch = split.S > 1 ? this.scratchOf(split.S * M * N) : null;
+    const fromC = { A: scratch === null && a.A === a.C, B: scratch === null && a.B === a.C };
     // C's window also covers the operands read through C's binding.
     let lo = at.C;
     let hi = at.C + span(M, N, ld.C);
@@ -261,19 +366,23 @@ export class WebGpuGemm {
     };
     const baseA = (win.A ?? win.C).base;
     const baseB = (win.B ?? win.C).base;
-    const params = new Uint32Array([M, N, K, at.A - baseA, at.B - baseB, at.C - win.C.base, at.accumulate ? 1 : 0, ld.A, ld.B, ld.C, 0, 0]);
-    const pl = this.pipeline(a.transA, a.transB, vec, fromC);
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 2, resource: win.C.binding },
-      { binding: 3, resource: { buffer: this.dev.uniform(params.buffer) } },
-    ];
-    if (win.A) entries.push({ binding: 0, resource: win.A.binding });
-    if (win.B) entries.push({ binding: 1, resource: win.B.binding });
-    const bind = this.dev.device.createBindGroup({ layout: pl.getBindGroupLayout(0), entries });
-    const pass = this.dev.beginPass(`matmul ${+a.transA}${+a.transB}`);
-    pass.setPipeline(pl);
-    pass.setBindGroup(0, bind);
-    pass.dispatchWorkgroups(Math.ceil(N / BN), Math.ceil(M / BM));
-    pass.end();
+    const out = scratch === null ? { binding: win.C.binding, off: at.C - win.C.base, ld: ld.C, acc: at.accumulate } : { binding: { buffer: scratch, offset: 0, size: split.S * M * N * 4 }, off: 0, ld: N, acc: false };
+    const params = new Uint32Array([M, N, K, at.A - baseA, at.B - baseB, out.off, out.acc ? 1 : 0, ld.A, ld.B, out.ld, split.kChunk, M * N]);
+    const storage = [...(win.A ? [win.A.binding] : []), ...(win.B ? [win.B.binding] : []), out.binding];
+    this.dev.dispatch(`matmul ${+a.transA}${+a.transB}`, this.pipeline(a.transA, a.transB, vec, fromC), this.layoutOf(fromC), params.buffer, storage, Math.ceil(N / BN), Math.ceil(M / BM), split.S);
+    if (scratch !== null) this.encodeReduce(out.binding, win.C, M, N, split.S, at.C, ld.C, at.accumulate);
+  }
+
+  /** The second pass of a split GEMM: C block = (or +=) the sum of the S partials. */
+  private encodeReduce(partials: GPUBufferBinding, c: BoundWindow, M: number, N: number, S: number, offC: number, ldC: number, accumulate: boolean): void {
+    if (M > this.dev.limits.maxComputeWorkgroupsPerDimension) throw new RangeError(`gemm: a split block of ${M} rows exceeds the dispatch limit`);
+    const layout = this.dev.layout(['r', 'w', 'u']);
+    this.reducePipeline ??= this.dev.device.createComputePipeline({
+      layout: layout.pipeline,
+      compute: { module: this.dev.device.createShaderModule({ code: REDUCE_SHADER, label: 'gemm_reduce' }), entryPoint: 'main' },
+      label: 'gemm_reduce',
+    });
+    const params = new Uint32Array([M, N, S, offC - c.base, ldC, M * N, accumulate ? 1 : 0, 0]);
+    this.dev.dispatch('matmul reduce', this.reducePipeline, layout, params.buffer, [partials, c.binding], Math.ceil(N / 256), M);
   }
 }

@@ -17,10 +17,10 @@
 // every distinct buffer once (the window of it that covers the op's tensors there), as a read_write array of its dtype,
 // and the kernel reaches a tensor through its buffer's binding and its offset in that window; the shader is generated
 // per buffer pattern (which tensors share a buffer) and cached.
-import type { AdamWHyper, AttentionDims, Backend, CacheSegment } from '../backend.js';
+import type { AdamWHyper, AttentionDims, Backend, CacheSegment, DeviceCounters } from '../backend.js';
 import { checkSamplerSettings, isGreedy, type SamplerSettings } from '../sampling.js';
 import { shapeSize, type DType, type DeviceTensor, type F32, type HostArray, type I32 } from '../tensor.js';
-import { WebGpuDevice, type OpenWebGpuOptions } from './device.js';
+import { WebGpuDevice, type KernelLayout, type OpenWebGpuOptions } from './device.js';
 import { TILE_ROWS, attentionDkv, attentionDq, attentionForward, kvTileDecls, qTileDecls, tileDepth } from './attention.js';
 import { WebGpuGemm } from './gemm.js';
 import { BindingWindows, blocks } from './window.js';
@@ -102,6 +102,10 @@ export class WebGpuBackend implements Backend {
     return this.dev.adapterName;
   }
 
+  counters(): DeviceCounters {
+    return { ...this.dev.counters };
+  }
+
   /** Opens the default adapter (see WebGpuDevice.open for what is needed on the machine) as a backend. */
   static async open(opts: OpenWebGpuOptions & WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     return new WebGpuBackend(await WebGpuDevice.open(opts), opts);
@@ -175,8 +179,7 @@ export class WebGpuBackend implements Backend {
   free(t: DeviceTensor): void {
     const g = gpu(t, 'free', 't');
     if (g.offset !== 0 || g.size !== g.storage.elements) throw new Error('free: a view cannot be freed (free the tensor it views)');
-    this.dev.flush();
-    g.storage.buffer.destroy();
+    this.dev.destroyBuffer(g.storage.buffer);
   }
 
   sync(): Promise<void> {
@@ -1062,6 +1065,11 @@ export class WebGpuBackend implements Backend {
     return tileDepth(perRow, this.dev.limits.maxComputeWorkgroupStorageSize);
   }
 
+  /** Kernels bind their parameters at 0 and their k buffers (read-write) at 1…k. */
+  private layoutOf(k: number): KernelLayout {
+    return this.dev.layout(['u', ...Array.from({ length: k }, () => 'w' as const)]);
+  }
+
   private dispatch(
     key: string,
     kind: 'flat' | 'rows' | 'tiles',
@@ -1142,7 +1150,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
       const wgsl = `struct KParams { ${fields.join(', ')} }\n@group(0) @binding(0) var<uniform> kparams: KParams;\n${decls}\n${help}\n${main}\n`;
       const module = this.dev.device.createShaderModule({ code: wgsl, label: key });
-      pl = this.dev.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+      pl = this.dev.device.createComputePipeline({ layout: this.layoutOf(buffers.length).pipeline, compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(pkey, pl);
     }
     // Uniform: the table (if any), n, the offsets (u32, from the windows' starts), then the scalars (f32 or u32).
@@ -1158,15 +1166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (typeof x === 'number') f32[t0 + 1 + args.length + j] = x;
       else u32[t0 + 1 + args.length + j] = x.u32;
     });
-    const bind = this.dev.device.createBindGroup({
-      layout: pl.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: this.dev.uniform(u) } }, ...wins.map((w, s) => ({ binding: s + 1, resource: w.binding }))],
-    });
-    const pass = this.dev.beginPass(key);
-    pass.setPipeline(pl);
-    pass.setBindGroup(0, bind);
-    pass.dispatchWorkgroups(grid[0], grid[1]);
-    pass.end();
+    this.dev.dispatch(key, pl, this.layoutOf(buffers.length), u, wins.map((w) => w.binding), grid[0], grid[1]);
   }
 }
 
