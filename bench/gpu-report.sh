@@ -2,7 +2,8 @@
 # Every GPU figure the WebGPU backend is judged by, in one run on a machine with a GPU, each next to PyTorch measured in
 # the same call: f32 GEMM at 4096, the Qwen2.5-0.5B-shape AdamW step on 8×1024 tokens (and where its GPU time goes),
 # greedy decode of that shape (batch 64, 32-token prompts, 256 new tokens), the 1.5B-shape step with its peak GPU
-# memory, and (MAIN_JOB=1) the bundled main job on the GPU and on the CPU.
+# memory, and (MAIN_JOB=1) the bundled main job on the GPU and on the CPU. Also the A/B runs that choose defaults no GPU
+# has measured yet: skinny GEMMs and the 0.5B step with split-K and per-head dk/dv on and off, and other GEMM tiles.
 #
 #   bash bench/gpu-report.sh OUT_DIR        (after `npm ci` or `npx tsc`; NODE=/path/to/node if node is not on PATH)
 #
@@ -52,7 +53,11 @@ with_peak_memory() {
 
 item gemm-webgpu 120 "$NODE" dist/bench/webgpu-gemm.js --sizes "$GEMM" --shapes "$SKINNY" --variants bk16,bk16:off --json
 item gemm-torch 120 python3 bench/gpu_anchor.py --sizes "$GEMM" --shapes "$SKINNY"
+# Other tiles at the square size, for choosing the default (src/engine/webgpu/gemm.ts); none is measured on a GPU yet.
+item gemm-webgpu-tiles 180 "$NODE" dist/bench/webgpu-gemm.js --sizes "$GEMM" --json \
+  --variants bk16@128x64/8x4,bk16@64x128/4x8,bk16@128x128/8x4,bk16@128x128/4x8,bk32@64x64/4x4,bk16@64x64/4x4,bk8@128x256/8x8,bk16@256x128/8x8
 item step-0.5b-webgpu 240 "$NODE" dist/bench/webgpu-step.js --shape "$STEP" "${STEP_ARGS[@]}" --json
+item step-0.5b-webgpu-nosplit 240 "$NODE" dist/bench/webgpu-step.js --shape "$STEP" "${STEP_ARGS[@]}" --split off --json
 item step-0.5b-torch 120 python3 bench/gpu_anchor.py --step "$STEP" "${STEP_ARGS[@]}"
 item decode-0.5b-webgpu 240 "$NODE" bin/oreal.js bench decode --model "$SHAPE_05B" --backend webgpu "${DECODE[@]}" --json
 item decode-0.5b-torch 180 python3 bench/gpu_anchor.py --decode "$STEP" "${TORCH_DECODE[@]}"

@@ -3,14 +3,15 @@
 // the adapter's name. bench/gpu_anchor.py runs the same sizes in PyTorch for a ratio measured in the same call.
 //
 //   node dist/bench/webgpu-gemm.js [--sizes 1024,2048,4096] [--shapes MxNxK[:ab],...] [--reps 10] [--rounds 5] [--json]
-//        [--variants bk16,bk8,bk32,bk16v,bk16:off,bk16:4]
+//        [--variants bk16,bk8,bk32,bk16v,bk16:off,bk16:4,bk16@128x64/8x4,bk32@64x64/4x4]
 //
-// A variant is the K slice depth, a trailing v to read aligned operands as vec4, and after a colon the split-K mode
-// (auto by default; off; or a number of K slices). --shapes adds GEMMs of other shapes, e.g. 896x896x8192:tn (a
+// A variant is the K slice depth, a trailing v to read aligned operands as vec4, after @ the workgroup tile and each
+// thread's share of it (default 128x128/8x8), and after a colon the split-K mode (auto by default; off; or a number of
+// K slices). A variant this adapter cannot run (threads or workgroup memory) is reported and skipped. --shapes adds GEMMs of other shapes, e.g. 896x896x8192:tn (a
 // 0.5B projection's weight gradient over 8×1024 tokens: C = Aᵀ·B) or 64x896x4864:nt (a batch-64 decode step's MLP
 // down projection); square sizes time both nn and nt.
 import { WebGpuDevice } from '../src/engine/webgpu/device.js';
-import { WebGpuGemm, type GemmVariant } from '../src/engine/webgpu/gemm.js';
+import { DEFAULT_GEMM_VARIANT, WebGpuGemm, tileProblem, type GemmVariant } from '../src/engine/webgpu/gemm.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,16 +37,22 @@ const reps = Number(arg('reps', '10'));
 const rounds = Number(arg('rounds', '5'));
 const json = process.argv.includes('--json');
 const variants = arg('variants', 'bk16').split(',').map((v): { name: string; variant: GemmVariant } => {
-  const m = /^bk(8|16|32)(v?)(?::(auto|off|\d+))?$/.exec(v);
-  if (m === null) throw new Error(`--variants: '${v}' is not bk8|bk16|bk32, an optional trailing v, and an optional :auto|:off|:N split`);
-  const split = m[3] === undefined || m[3] === 'auto' ? 'auto' : m[3] === 'off' ? 'off' : Number(m[3]);
-  return { name: v, variant: { bk: Number(m[1]) as GemmVariant['bk'], vec4Loads: m[2] === 'v' ? 'auto' : 'off', splitK: split } };
+  const m = /^bk(8|16|32)(v?)(?:@(\d+)x(\d+)\/([48])x([48]))?(?::(auto|off|\d+))?$/.exec(v);
+  if (m === null) throw new Error(`--variants: '${v}' is not bk8|bk16|bk32, an optional v, @BMxBN/TMxTN and :auto|:off|:N`);
+  const split = m[7] === undefined || m[7] === 'auto' ? 'auto' : m[7] === 'off' ? 'off' : Number(m[7]);
+  const tile = m[3] === undefined ? DEFAULT_GEMM_VARIANT.tile : { bm: Number(m[3]), bn: Number(m[4]), tm: Number(m[5]) as 4 | 8, tn: Number(m[6]) as 4 | 8 };
+  return { name: v, variant: { bk: Number(m[1]) as GemmVariant['bk'], tile, vec4Loads: m[2] === 'v' ? 'auto' : 'off', splitK: split } };
 });
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const dev = await WebGpuDevice.open();
 const results: Array<{ variant: string; M: number; N: number; K: number; trans: string; split: number; median_ms: number; tflops: number }> = [];
 for (const { name, variant } of variants) {
+  const problem = tileProblem(variant.tile, variant.bk, dev.limits);
+  if (problem !== null) {
+    process.stderr.write(`[${name}] skipped: ${problem}\n`);
+    continue;
+  }
   const gemm = new WebGpuGemm(dev, variant);
   for (const { M, N, K, transA, transB } of shapes) {
     const fill = (n: number): Float32Array => new Float32Array(n).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);

@@ -4,7 +4,11 @@
 // can be compared in one call.
 //
 //   node dist/bench/webgpu-step.js [--shape 0.5b|1.5b|tiny] [--batch 8] [--seq 1024] [--rounds 3] [--json] [--profile]
+//        [--split auto|off]
 // --profile: GPU time of every kernel summed by kernel over the timed steps (timestamp queries), largest first.
+// --split off: no split-K GEMMs and no per-head dk/dv (WebGpuBackendOptions.split), to time what they change.
+// peak_gb is the most device memory the backend's buffers held at once (parameters, gradients, AdamW moments,
+// activations, scratch), counted by the backend itself; the driver's own overhead is not in it.
 import { WebGpuBackend } from '../src/engine/webgpu/ops.js';
 import { Qwen2Model, type Qwen2Config } from '../src/model/qwen2.js';
 import { AdamW, clipGradNorm } from '../src/train/optim.js';
@@ -29,7 +33,9 @@ const rounds = Number(arg('rounds', '3'));
 const json = process.argv.includes('--json');
 
 const profile = process.argv.includes('--profile');
-const be = await WebGpuBackend.open({ profile });
+const split = arg('split', 'auto');
+if (split !== 'auto' && split !== 'off') throw new Error(`--split: auto or off, not ${split}`);
+const be = await WebGpuBackend.open({ profile, split });
 const t0 = performance.now();
 // 1,024 LM-head rows at a time: a [1024, vocab] logits block (622 MB at 151,936) fits one binding and keeps GEMMs large.
 const model = Qwen2Model.random(cfg, be, 1, 0.02, { logitsChunkRows: 1024 });
@@ -59,9 +65,14 @@ const times: Array<{ s: number; loss: number; forwardS: number }> = [];
 for (let r = 0; r < rounds; r++) times.push(await step());
 const sorted = [...times].sort((x, y) => x.s - y.s);
 const med = sorted[Math.floor(sorted.length / 2)]!;
-const out = { adapter: be.dev.adapterName, shape, batch: B, seq: T, params: model.numParameters(), init_s: initS, first_step_s: first.s, step_s: med.s, forward_s: med.forwardS, loss: med.loss, rounds };
+const peakGb = be.counters().peakBytes / 2 ** 30;
+const out = { adapter: be.dev.adapterName, shape, batch: B, seq: T, split, params: model.numParameters(), init_s: initS, first_step_s: first.s, step_s: med.s, forward_s: med.forwardS, loss: med.loss, peak_gb: peakGb, rounds };
 if (json) process.stdout.write(JSON.stringify(out) + '\n');
-else process.stdout.write(`${out.adapter}: ${shape} (${(out.params / 1e6).toFixed(0)}M params), ${B}×${T} tokens: step ${med.s.toFixed(3)} s (forward ${med.forwardS.toFixed(3)} s), first step ${first.s.toFixed(2)} s, loss ${med.loss.toFixed(4)}\n`);
+else
+  process.stdout.write(
+    `${out.adapter}: ${shape} (${(out.params / 1e6).toFixed(0)}M params), ${B}×${T} tokens, split ${split}: step ${med.s.toFixed(3)} s ` +
+      `(forward ${med.forwardS.toFixed(3)} s), first step ${first.s.toFixed(2)} s, loss ${med.loss.toFixed(4)}, peak ${peakGb.toFixed(2)} GiB in buffers\n`,
+  );
 if (profile) {
   const prof = await be.dev.profile();
   const total = prof.reduce((a, p) => a + p.seconds, 0);

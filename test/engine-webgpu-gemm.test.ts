@@ -58,11 +58,21 @@ test('webgpu gemm matches the js reference: every transpose, ragged tiles, offse
   }
 });
 
-test('every webgpu gemm variant (K slice 8/16/32, vec4 loads) matches the js reference, aligned and not', async () => {
+test('every webgpu gemm variant (K slice 8/16/32, vec4 loads, tiles) matches the js reference, aligned and not', async () => {
   const dev = await WebGpuDevice.open();
   try {
     const { fill } = seededFloats(12);
-    const variants: Array<Partial<GemmVariant>> = [{ bk: 8 }, { bk: 32 }, { vec4Loads: 'auto' }, { bk: 32, vec4Loads: 'auto' }];
+    const variants: Array<Partial<GemmVariant>> = [
+      { bk: 8 },
+      { bk: 32 },
+      { vec4Loads: 'auto' },
+      { bk: 32, vec4Loads: 'auto' },
+      // Other tiles: fewer rows or columns per thread, and a staging loop with idle threads (bk 8 on 64×64: 128 vec4s
+      // for 256 threads).
+      { tile: { bm: 128, bn: 64, tm: 8, tn: 4 } },
+      { tile: { bm: 64, bn: 128, tm: 4, tn: 8 }, vec4Loads: 'auto' },
+      { bk: 8, tile: { bm: 64, bn: 64, tm: 4, tn: 4 }, splitK: 2 },
+    ];
     const cases: Array<[number, number, number, number, number, number]> = [
       // M, N, K, offA, offB, offC: aligned shapes and offsets take the vec4 path, the others the scalar one
       [64, 128, 32, 0, 4, 0],
@@ -174,9 +184,11 @@ test('split-K webgpu gemm matches the js reference: every transpose, ragged slic
   }
 });
 
-test('webgpu gemm refuses sizes its buffers cannot hold', async () => {
+test('webgpu gemm refuses sizes its buffers cannot hold, and tiles the adapter cannot run', async () => {
   const dev = await WebGpuDevice.open();
   try {
+    assert.throws(() => new WebGpuGemm(dev, { tile: { bm: 100, bn: 64, tm: 8, tn: 4 } }), /tile 100×64 is not a multiple of 8×4/);
+    assert.throws(() => new WebGpuGemm(dev, { tile: { bm: 1024, bn: 1024, tm: 4, tn: 4 } }), /needs 65536 threads a workgroup/);
     const gemm = new WebGpuGemm(dev);
     const b = dev.createBuffer(16);
     assert.throws(() => gemm.encode({ transA: false, transB: false, M: 4, N: 4, K: 4, A: b, B: b, C: b, offC: 8, accumulate: false }), /C needs 24 floats from its buffer, which holds 16/);

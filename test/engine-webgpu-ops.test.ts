@@ -175,12 +175,23 @@ test('webgpu attention forward and backward match the js backend (GQA, ragged an
     await same(g, 'attention', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), starts], (b, [q, k, v, o, l, ss]) =>
       (b === 'js' ? js : g).attention(q as F32, k as F32, v as F32, o as F32, l as F32, ss as I32, dims, 4),
     );
-    await same(g, 'attentionBackward', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), rand(qd), rand(qd), rand(kd), rand(kd), starts], (b, t) => {
-      const be = b === 'js' ? js : g;
-      const [q, k, v, o, l, dout, dq, dk, dv, ss] = t as [F32, F32, F32, F32, F32, F32, F32, F32, F32, I32];
-      be.attention(q, k, v, o, l, ss, dims, 4);
-      be.attentionBackward(q, k, v, o, l, dout, dq, dk, dv, ss, dims, 4);
-    });
+    // dk/dv by query head then summed per kv head (split 'auto', the default), and by kv head (split 'off').
+    for (const gb of [g, new WebGpuBackend(g.dev, { split: 'off' })]) {
+      const labels: string[] = [];
+      const dispatch = g.dev.dispatch.bind(g.dev);
+      g.dev.dispatch = (label, ...rest) => (labels.push(label), dispatch(label, ...rest));
+      try {
+        await same(gb, 'attentionBackward', [rand(qd), rand(kd), rand(kd), rand(qd), rand(dims.heads * N), rand(qd), rand(qd), rand(kd), rand(kd), starts], (b, t) => {
+          const be = b === 'js' ? js : gb;
+          const [q, k, v, o, l, dout, dq, dk, dv, ss] = t as [F32, F32, F32, F32, F32, F32, F32, F32, F32, I32];
+          be.attention(q, k, v, o, l, ss, dims, 4);
+          be.attentionBackward(q, k, v, o, l, dout, dq, dk, dv, ss, dims, 4);
+        });
+      } finally {
+        g.dev.dispatch = dispatch;
+      }
+      assert.equal(labels.some((l) => l.startsWith('attention_dkv_heads')), gb === g, labels.join(', '));
+    }
   });
 });
 

@@ -57,6 +57,8 @@ export interface DeviceCounters {
   bindGroupsMade: number;
   submits: number;
   waitSeconds: number;
+  liveBytes: number;
+  peakBytes: number;
 }
 
 export interface Backend {
@@ -66,8 +68,9 @@ export interface Backend {
   /** The device the backend runs on when it is not this CPU, e.g. a GPU adapter's name (benchmarks print it). */
   readonly device?: string;
   /**
-   * Running totals of a device backend's host-side work, for benchmarks: compute dispatches, bind groups made,
-   * submits, and seconds spent waiting for the device. Absent on CPU backends.
+   * Running totals of a device backend, for benchmarks: its host-side work (compute dispatches, bind groups made,
+   * submits, seconds spent waiting for the device) and the device memory its buffers hold now and at most. Absent on
+   * CPU backends.
    */
   counters?(): DeviceCounters;
   /**

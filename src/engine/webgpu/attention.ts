@@ -142,10 +142,12 @@ var<workgroup> shU: u32;`;
 /**
  * dk_j = scale · Σ_h Σ_i ds_ij q_i and dv_j = Σ_h Σ_i p_ij dO_i over the query heads h that share kv head wid.y and
  * the rows i ≥ j of j's sequence; the block's queries run from its first row to the end of its last row's sequence.
+ * `perHead`: wid.y is one query head instead, and the kernel writes that head's terms to DK, DV laid out [heads, N, hd]
+ * (a second pass sums a kv head's group).
  */
-export function attentionDkv(hd: number, depth: number): string {
+export function attentionDkv(hd: number, depth: number, perHead: boolean): string {
   return `${prologue()}
-  let kh = wid.y;
+  let kh = ${perHead ? 'wid.y / grp' : 'wid.y'};
   ${seqOf('me', 'st', 'en')}
   if (lid == 0u) { ${seqOf('rEnd', 'stz', 'enz')} shU = enz; }
   let qEnd = workgroupUniformLoad(&shU);
@@ -155,8 +157,7 @@ export function attentionDkv(hd: number, depth: number): string {
   var ak: array<f32, ${hd}>;
   var av: array<f32, ${hd}>;
   for (var e = 0u; e < ${hd}u; e++) { k[e] = K[ko + e]; v[e] = V[ko + e]; }
-  for (var hl = 0u; hl < grp; hl++) {
-    let h = kh * grp + hl;
+  for (var h = ${perHead ? 'wid.y; h <= wid.y' : 'kh * grp; h < (kh + 1u) * grp'}; h++) {
     for (var t0 = r0; t0 < qEnd; t0 += ${depth}u) {
       workgroupBarrier();
       for (var x = lid; x < ${depth * hd}u; x += ${TILE_ROWS}u) {
@@ -184,5 +185,6 @@ export function attentionDkv(hd: number, depth: number): string {
       }
     }
   }
-  if (live) { for (var e = 0u; e < ${hd}u; e++) { DK[ko + e] = ak[e] * s2; DV[ko + e] = av[e]; } }`;
+  let oo = ${perHead ? `(wid.y * N + me) * ${hd}u` : 'ko'};
+  if (live) { for (var e = 0u; e < ${hd}u; e++) { DK[oo + e] = ak[e] * s2; DV[oo + e] = av[e]; } }`;
 }

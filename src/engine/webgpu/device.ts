@@ -21,6 +21,11 @@ export interface OpenWebGpuOptions {
   dawnFlags?: string[];
   /** Prefer a discrete GPU (default) or the low-power one. */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Submit the encoded work after this many dispatches (default 64), so that the GPU runs the first part of a step
+   * while the host encodes the rest; a read or write submits whatever is pending in any case.
+   */
+  submitEvery?: number;
 }
 
 interface DawnModule {
@@ -112,6 +117,10 @@ export class WebGpuDevice {
     const name = parts.length === 2 ? `${parts[0]} (${parts[1]})` : (parts[0] ?? `${i.vendor || 'unknown'} adapter`);
     const dev = new WebGpuDevice(adapter, device, name);
     if (profile) dev.profiler = new PassProfiler(device);
+    if (opts.submitEvery !== undefined) {
+      if (!(Number.isInteger(opts.submitEvery) && opts.submitEvery >= 1)) throw new RangeError(`webgpu: submitEvery ${opts.submitEvery} is not a positive integer`);
+      dev.submitEvery = opts.submitEvery;
+    }
     return dev;
   }
 
@@ -123,12 +132,23 @@ export class WebGpuDevice {
     if (this.lost !== null) throw new Error(`the WebGPU device was lost (${this.lost})`);
   }
 
-  /** A storage buffer of `floats` f32 values (zeroed), optionally filled from `data`. */
-  createBuffer(floats: number, data?: Float32Array): GPUBuffer {
+  /**
+   * A storage buffer of `floats` f32 (or i32) values, zeroed, optionally filled from `data`; its bytes are counted in
+   * `counters` until `destroyBuffer`. `what` names it in the error when it is larger than the adapter allows.
+   */
+  createBuffer(floats: number, data?: Float32Array, what = `a buffer of ${floats} floats`): GPUBuffer {
     this.check();
     const size = Math.max(16, Math.ceil((floats * 4) / 16) * 16);
-    if (size > this.device.limits.maxBufferSize) throw new Error(`buffer of ${floats} floats exceeds this adapter's maxBufferSize (${this.device.limits.maxBufferSize} bytes)`);
+    const max = this.device.limits.maxBufferSize;
+    if (size > max)
+      throw new RangeError(
+        `webgpu: ${what} needs ${size} bytes, more than this adapter's maxBufferSize (${max} bytes): use a smaller model ` +
+          `or batch, or a GPU whose maxBufferSize is at least ${size}`,
+      );
     const buf = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    counted.add(buf);
+    this.counters.liveBytes += size;
+    this.counters.peakBytes = Math.max(this.counters.peakBytes, this.counters.liveBytes);
     if (data !== undefined) this.write(buf, data);
     return buf;
   }
@@ -143,7 +163,7 @@ export class WebGpuDevice {
   profiler: PassProfiler | null = null;
 
   /** Running totals of the host-side work (Backend.counters). */
-  readonly counters: DeviceCounters = { dispatches: 0, bindGroupsMade: 0, submits: 0, waitSeconds: 0 };
+  readonly counters: DeviceCounters = { dispatches: 0, bindGroupsMade: 0, submits: 0, waitSeconds: 0, liveBytes: 0, peakBytes: 0 };
 
   /** The compute pass that dispatches are appended to (ended by the next copy, read or flush). */
   private pass: GPUComputePassEncoder | null = null;
@@ -192,7 +212,13 @@ export class WebGpuDevice {
     pass.dispatchWorkgroups(x, y, z);
     if (this.profiler !== null) pass.end();
     this.counters.dispatches++;
+    // Submit in batches: the GPU starts on the first ones while the host encodes the rest (a decode step's layers).
+    if (++this.unsubmitted >= this.submitEvery) this.flush();
   }
+
+  /** Dispatches encoded since the last submit, and how many make a submit (OpenWebGpuOptions.submitEvery). */
+  private unsubmitted = 0;
+  private submitEvery = 64;
 
   private bindGroup(layout: KernelLayout, uniformBytes: number, storage: readonly GPUBufferBinding[]): GPUBindGroup {
     const uSize = Math.ceil(uniformBytes / 16) * 16;
@@ -227,6 +253,7 @@ export class WebGpuDevice {
       for (const key of this.bindGroupsOf.get(id) ?? []) this.bindGroups.delete(key);
       this.bindGroupsOf.delete(id);
     }
+    if (counted.delete(buf)) this.counters.liveBytes -= buf.size;
     buf.destroy();
   }
 
@@ -263,6 +290,7 @@ export class WebGpuDevice {
     // The parameters go up before the work that reads them; queue.writeBuffer is ordered with submits, so the next
     // batch may reuse the ring once this submit is queued.
     this.ring.upload();
+    this.unsubmitted = 0;
     if (this.encoder !== null) {
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
@@ -375,6 +403,9 @@ export interface KernelLayout {
 
 /** Bind groups kept at most (a safety net: those of freed buffers are dropped as they are freed). */
 const MAX_BIND_GROUPS = 16384;
+
+/** Buffers made by createBuffer, whose bytes are in the counters until destroyBuffer. */
+const counted = new WeakSet<GPUBuffer>();
 
 /** A number per buffer, for bind group keys (a WeakMap: a collected buffer takes its number with it). */
 const bufferIds = new WeakMap<GPUBuffer, number>();

@@ -13,8 +13,8 @@
 // 0.51× PyTorch fp32 (TF32 off, 51.1). Tried in the same kind of call and slower or no better: a K slice of 8 (24.3)
 // or 32 (22.6), vec4 global loads on aligned operands (25.2 at bk 16, 20.1 at bk 32), and register prefetch of the
 // next K slice (20.0: more registers, fewer resident workgroups). So global loads are not the limit; the inner loop
-// is. Still open: a different thread tile (e.g. 4×8 with 2 workgroups per SM) and subgroup-matrix (tensor core)
-// paths.
+// is. Other tiles (GemmVariant.tile, e.g. 128×64 with 8×4 per thread) are built and tested but not timed on a GPU yet
+// (bench/gpu-report.sh sweeps them); subgroup-matrix (tensor core) paths are still open.
 //
 // A C with few tiles and a long K is split over K (kSplitOf below: a second pass sums the partial products in a fixed
 // order). Not yet measured on a GPU: bench/gpu-report.sh times the 0.5B step's and decode's skinny shapes with the
@@ -22,13 +22,23 @@
 import type { KernelLayout, WebGpuDevice } from './device.js';
 import { BindingWindows, blocks, type BoundWindow } from './window.js';
 
-const BM = 128;
-const BN = 128;
+/** A workgroup's tile of C (bm × bn) and each thread's share of it (tm × tn, multiples of 4). */
+export interface GemmTile {
+  bm: number;
+  bn: number;
+  tm: 4 | 8;
+  tn: 4 | 8;
+}
 
 /** Kernel shape choices, for benchmarking (the defaults are the measured best). */
 export interface GemmVariant {
-  /** K slice staged per step: 8, 16 or 32 (workgroup memory 2·bk·128·4 bytes). */
+  /** K slice staged per step: 8, 16 or 32 (workgroup memory bk·(bm + bn)·4 bytes). */
   bk: 8 | 16 | 32;
+  /**
+   * The tile: 128×128 with 8×8 per thread (256 threads) by default. Others (e.g. 128×64 with 8×4, 64×64 with 4×4)
+   * are for timing on a GPU: `node dist/bench/webgpu-gemm.js --variants bk16@128x64/8x4`.
+   */
+  tile: GemmTile;
   /**
    * Read the operands as vec4 where their storage allows (offsets and the contiguous leading dimension multiples of
    * 4): 'auto' uses it when it applies, 'off' never.
@@ -41,7 +51,19 @@ export interface GemmVariant {
   splitK: 'auto' | 'off' | number;
 }
 
-export const DEFAULT_GEMM_VARIANT: GemmVariant = { bk: 16, vec4Loads: 'off', splitK: 'auto' };
+export const DEFAULT_GEMM_VARIANT: GemmVariant = { bk: 16, tile: { bm: 128, bn: 128, tm: 8, tn: 8 }, vec4Loads: 'off', splitK: 'auto' };
+
+/** Why `tile` cannot run with K slice `bk` on a device with these limits, or null when it can. */
+export function tileProblem(tile: GemmTile, bk: number, limits: { maxComputeInvocationsPerWorkgroup: number; maxComputeWorkgroupStorageSize: number }): string | null {
+  const { bm, bn, tm, tn } = tile;
+  if (![4, 8].includes(tm) || ![4, 8].includes(tn)) return `thread tile ${tm}×${tn} is not made of 4 or 8`;
+  if (!Number.isInteger(bm / tm) || !Number.isInteger(bn / tn) || bm <= 0 || bn <= 0) return `tile ${bm}×${bn} is not a multiple of ${tm}×${tn}`;
+  const threads = (bm / tm) * (bn / tn);
+  if (threads > limits.maxComputeInvocationsPerWorkgroup) return `tile ${bm}×${bn}/${tm}×${tn} needs ${threads} threads a workgroup; this adapter allows ${limits.maxComputeInvocationsPerWorkgroup}`;
+  const bytes = 4 * bk * (bm + bn);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) return `bk ${bk} with tile ${bm}×${bn} needs ${bytes} bytes of workgroup memory; this adapter has ${limits.maxComputeWorkgroupStorageSize}`;
+  return null;
+}
 
 /**
  * Split-K. A C with few 128×128 tiles and a long K (a projection's weight gradient, Wᵀ-shaped [896, 896] summed over
@@ -66,13 +88,16 @@ export interface KSplit {
   kChunk: number;
 }
 
-/** The split of an M×N×K GEMM (see SPLIT_TARGET_WORKGROUPS), for a K slice granule `bk` and a scratch cap in floats. */
-export function kSplitOf(M: number, N: number, K: number, bk: number, mode: GemmVariant['splitK'], scratchFloats: number): KSplit {
+/**
+ * The split of an M×N×K GEMM (see SPLIT_TARGET_WORKGROUPS), for a K slice granule `bk`, a scratch cap in floats and
+ * the workgroup tile (default 128×128).
+ */
+export function kSplitOf(M: number, N: number, K: number, bk: number, mode: GemmVariant['splitK'], scratchFloats: number, tile: { bm: number; bn: number } = DEFAULT_GEMM_VARIANT.tile): KSplit {
   const whole = { S: 1, kChunk: K };
   if (mode === 'off' || M * N === 0) return whole;
   let S: number;
   if (mode === 'auto') {
-    const tiles = Math.ceil(M / BM) * Math.ceil(N / BN);
+    const tiles = Math.ceil(M / tile.bm) * Math.ceil(N / tile.bn);
     if (tiles >= SPLIT_BELOW_TILES) return whole;
     S = Math.min(MAX_SPLIT, Math.floor(K / MIN_K_CHUNK), Math.ceil(SPLIT_TARGET_WORKGROUPS / tiles));
   } else {
@@ -124,48 +149,59 @@ export interface GemmArgs {
  * The WGSL of one variant. `fromC` names the operands that live in C's buffer (views of one buffer): WebGPU cannot bind
  * a buffer twice when one binding writes it, so those operands are read through C's binding (and not as vec4).
  */
-function shader(transA: boolean, transB: boolean, bk: number, vec: boolean, fromC: { A: boolean; B: boolean }): string {
-  // Staging: each thread stores two vec4s of opA's slice and two of opB's, each four consecutive rows (columns) of one
-  // k. Where storage is contiguous along those four, consecutive threads take consecutive groups of four; otherwise
-  // they take consecutive k, so that a warp still reads 64-byte runs. Out-of-range lanes are zero.
+function shader(transA: boolean, transB: boolean, v: GemmVariant, vec: boolean, fromC: { A: boolean; B: boolean }): string {
+  const { bk, tile } = v;
+  const { bm, bn, tm, tn } = tile;
+  const threads = (bm / tm) * (bn / tn);
+  // Staging: each thread stores vec4s of opA's slice and of opB's, each four consecutive rows (columns) of one k. Where
+  // storage is contiguous along those four, consecutive threads take consecutive groups of four; otherwise they take
+  // consecutive k, so that a warp still reads 64-byte runs. Out-of-range lanes are zero.
   const stage = (name: 'A' | 'B', trans: boolean): string => {
     const contig = name === 'A' ? trans : !trans;
     const lim = name === 'A' ? 'p.M' : 'p.N';
     const base = name === 'A' ? 'row0' : 'col0';
     const off = name === 'A' ? 'p.offA' : 'p.offB';
+    const w4 = (name === 'A' ? bm : bn) / 4; // vec4s in one k row of the staged slice
     // Element (r, k) of opA, or (k, r) of opB, in storage; r is a row of opA or a column of opB.
     const at = (r: string, k: string): string =>
       name === 'A' ? (trans ? `${off} + ${k} * p.ldA + ${r}` : `${off} + ${r} * p.ldA + ${k}`) : trans ? `${off} + ${r} * p.ldB + ${k}` : `${off} + ${k} * p.ldB + ${r}`;
     const src = fromC[name] ? 'C' : name;
     const get = (i: string): string => (vec && src !== 'C' ? `${src}[(${i}) / 4u][(${i}) % 4u]` : `${src}[${i}]`);
-    const pick = contig ? 'let r4 = idx % 32u; let k = idx / 32u;' : 'let k = idx % BK; let r4 = idx / BK;';
+    const pick = contig ? `let r4 = idx % ${w4}u; let k = idx / ${w4}u;` : 'let k = idx % BK; let r4 = idx / BK;';
     const lanes = [0, 1, 2, 3].map((c) => `select(0.0, ${get(at(`(gr + ${c}u)`, 'gk'))}, gr + ${c}u < ${lim} && gk < ke)`).join(',\n            ');
     const scalar = `vec4<f32>(\n            ${lanes})`;
     // Aligned contiguous storage: one vec4 load when the four lanes are all in range.
     const value = vec && contig && src !== 'C' ? `select(${scalar}, ${src}[(${at('gr', 'gk')}) / 4u], gr + 3u < ${lim} && gk < ke)` : scalar;
-    return `for (var h = 0u; h < ${(bk * BM) / 4 / 256}u; h++) {
-        let idx = tid + h * 256u;
+    const total = bk * w4;
+    const guard = total % threads === 0 ? '' : `if (idx >= ${total}u) { break; }`;
+    return `for (var h = 0u; h < ${Math.ceil(total / threads)}u; h++) {
+        let idx = tid + h * ${threads}u;
+        ${guard}
         ${pick}
         let gr = ${base} + r4 * 4u;
         let gk = k0 + k;
-        ${name}s[k * 32u + r4] = ${value};
+        ${name}s[k * ${w4}u + r4] = ${value};
       }`;
   };
-  // The 8×8 block as 16 named vec4 accumulators: acc{2r+h} is row r (0..7) of the block, column half h.
-  const accDecl = Array.from({ length: 16 }, (_, i) => `var acc${i} = vec4<f32>(0.0);`).join('\n  ');
-  const fmas: string[] = [];
+  // A thread owns tm rows × tn columns of the tile, as groups of 4: row group g holds rows g·(bm·4/tm) + 4·ty + 0..3,
+  // column group h columns h·(bn·4/tn) + 4·tx + 0..3. A warp's reads of opB's row are then contiguous and its reads of
+  // opA's are broadcasts, so workgroup-memory reads do not conflict. acc{r}_{h}: row r (0..tm−1), column group h.
+  const rg = tm / 4;
+  const cg = tn / 4;
   const comp = ['x', 'y', 'z', 'w'];
-  for (let r = 0; r < 8; r++) {
-    const a = `${r < 4 ? 'a0' : 'a1'}.${comp[r % 4]}`;
-    fmas.push(`acc${2 * r} = fma(vec4<f32>(${a}), b0, acc${2 * r});`);
-    fmas.push(`acc${2 * r + 1} = fma(vec4<f32>(${a}), b1, acc${2 * r + 1});`);
-  }
+  const accDecl: string[] = [];
+  const fmas: string[] = [];
   const stores: string[] = [];
-  for (let r = 0; r < 8; r++) {
-    const row = r < 4 ? `ty * 4u + ${r}u` : `64u + ty * 4u + ${r - 4}u`;
-    stores.push(`store(wg.z, row0 + ${row}, col0 + tx * 4u, acc${2 * r});`);
-    stores.push(`store(wg.z, row0 + ${row}, col0 + 64u + tx * 4u, acc${2 * r + 1});`);
-  }
+  const loads: string[] = [];
+  for (let g = 0; g < rg; g++) loads.push(`let a${g} = As[k * ${bm / 4}u + ${g * (bm / tm)}u + ty];`);
+  for (let h = 0; h < cg; h++) loads.push(`let b${h} = Bs[k * ${bn / 4}u + ${h * (bn / tn)}u + tx];`);
+  for (let r = 0; r < tm; r++)
+    for (let h = 0; h < cg; h++) {
+      const acc = `acc${r}_${h}`;
+      accDecl.push(`var ${acc} = vec4<f32>(0.0);`);
+      fmas.push(`${acc} = fma(vec4<f32>(a${Math.floor(r / 4)}.${comp[r % 4]}), b${h}, ${acc});`);
+      stores.push(`store(wg.z, row0 + ${Math.floor(r / 4) * ((bm * 4) / tm) + (r % 4)}u + ty * 4u, col0 + ${h * ((bn * 4) / tn)}u + tx * 4u, ${acc});`);
+    }
   // Bindings in the order of layoutOf: A, B (each absent when read through C), C, the parameters.
   const bindingB = fromC.A ? 0 : 1;
   const bindingC = bindingB + (fromC.B ? 0 : 1);
@@ -177,8 +213,8 @@ ${fromC.B ? '' : `@group(0) @binding(${bindingB}) var<storage, read> B: array<${
 @group(0) @binding(${bindingC + 1}) var<uniform> p: Params;
 
 const BK = ${bk}u;
-var<workgroup> As: array<vec4<f32>, ${(bk * BM) / 4}>; // [k][m / 4]
-var<workgroup> Bs: array<vec4<f32>, ${(bk * BN) / 4}>; // [k][n / 4]
+var<workgroup> As: array<vec4<f32>, ${(bk * bm) / 4}>; // [k][m / 4]
+var<workgroup> Bs: array<vec4<f32>, ${(bk * bn) / 4}>; // [k][n / 4]
 
 fn store(z: u32, gm: u32, gn: u32, v: vec4<f32>) {
   if (gm >= p.M) { return; }
@@ -190,25 +226,22 @@ fn store(z: u32, gm: u32, gn: u32, v: vec4<f32>) {
   }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let row0 = wg.y * ${BM}u;
-  let col0 = wg.x * ${BN}u;
-  let ty = tid / 16u;
-  let tx = tid % 16u;
+  let row0 = wg.y * ${bm}u;
+  let col0 = wg.x * ${bn}u;
+  let ty = tid / ${bn / tn}u;
+  let tx = tid % ${bn / tn}u;
   // Split K: workgroup layer z takes K's slice [kb, ke) and writes its own partial product (gemm_reduce sums them).
   let kb = wg.z * p.kChunk;
   let ke = min(p.K, kb + p.kChunk);
-  ${accDecl}
+  ${accDecl.join('\n  ')}
   for (var k0 = kb; k0 < ke; k0 += BK) {
       ${stage('A', transA)}
       ${stage('B', transB)}
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
-      let a0 = As[k * 32u + ty];
-      let a1 = As[k * 32u + 16u + ty];
-      let b0 = Bs[k * 32u + tx];
-      let b1 = Bs[k * 32u + 16u + tx];
+      ${loads.join('\n      ')}
       ${fmas.join('\n      ')}
     }
     workgroupBarrier();
@@ -234,9 +267,8 @@ export class WebGpuGemm {
     this.variant = { ...DEFAULT_GEMM_VARIANT, ...variant };
     this.windows = windows ?? new BindingWindows(dev.limits.maxStorageBufferBindingSize, dev.limits.minStorageBufferOffsetAlignment);
     if (![8, 16, 32].includes(this.variant.bk)) throw new Error(`gemm: bk ${this.variant.bk} is not 8, 16 or 32`);
-    const wgBytes = 2 * this.variant.bk * BM * 4;
-    if (wgBytes > dev.limits.maxComputeWorkgroupStorageSize)
-      throw new Error(`gemm: bk ${this.variant.bk} needs ${wgBytes} bytes of workgroup memory; this adapter has ${dev.limits.maxComputeWorkgroupStorageSize}`);
+    const problem = tileProblem(this.variant.tile, this.variant.bk, dev.limits);
+    if (problem !== null) throw new Error(`gemm: ${problem}`);
   }
 
   /** Bindings: A (read), B (read), C (read-write), parameters; A or B absent when read through C's binding. */
@@ -248,7 +280,7 @@ export class WebGpuGemm {
     const key = `${+transA}${+transB}${+vec}${+fromC.A}${+fromC.B}`;
     let pl = this.pipelines.get(key);
     if (pl === undefined) {
-      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant.bk, vec, fromC), label: `gemm${key}` });
+      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant, vec, fromC), label: `gemm${key}` });
       pl = this.dev.device.createComputePipeline({ layout: this.layoutOf(fromC).pipeline, compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
       this.pipelines.set(key, pl);
     }
@@ -309,15 +341,16 @@ export class WebGpuGemm {
       }
     }
     // Whole tiles where a dimension is cut (smaller blocks still fit).
-    if (b.m < M && b.m > BM) b.m -= b.m % BM;
-    if (b.n < N && b.n > BN) b.n -= b.n % BN;
+    const { bm, bn } = this.variant.tile;
+    if (b.m < M && b.m > bm) b.m -= b.m % bm;
+    if (b.n < N && b.n > bn) b.n -= b.n % bn;
     if (b.k < K && b.k > this.variant.bk) b.k -= b.k % this.variant.bk;
     return b;
   }
 
   /** How an unblocked M×N×K GEMM is split over K on this device (kSplitOf with this variant and scratch cap). */
   splitOf(M: number, N: number, K: number): KSplit {
-    return kSplitOf(M, N, K, this.variant.bk, this.variant.splitK, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan));
+    return kSplitOf(M, N, K, this.variant.bk, this.variant.splitK, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan), this.variant.tile);
   }
 
   /** Partial products of split-K GEMMs (grown on demand, reused by every GEMM of the device). */
@@ -331,7 +364,7 @@ export class WebGpuGemm {
       const cap = Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan) * 4;
       const size = Math.max(bytes, Math.min(cap, Math.ceil((this.scratch?.size ?? 0) * 1.5 / 16) * 16));
       if (this.scratch !== null) this.dev.destroyBuffer(this.scratch);
-      this.scratch = this.dev.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, label: 'gemm split-K scratch' });
+      this.scratch = this.dev.createBuffer(size / 4, undefined, 'the split-K scratch');
     }
     return this.scratch;
   }
@@ -369,7 +402,7 @@ export class WebGpuGemm {
     const out = scratch === null ? { binding: win.C.binding, off: at.C - win.C.base, ld: ld.C, acc: at.accumulate } : { binding: { buffer: scratch, offset: 0, size: split.S * M * N * 4 }, off: 0, ld: N, acc: false };
     const params = new Uint32Array([M, N, K, at.A - baseA, at.B - baseB, out.off, out.acc ? 1 : 0, ld.A, ld.B, out.ld, split.kChunk, M * N]);
     const storage = [...(win.A ? [win.A.binding] : []), ...(win.B ? [win.B.binding] : []), out.binding];
-    this.dev.dispatch(`matmul ${+a.transA}${+a.transB}`, this.pipeline(a.transA, a.transB, vec, fromC), this.layoutOf(fromC), params.buffer, storage, Math.ceil(N / BN), Math.ceil(M / BM), split.S);
+    this.dev.dispatch(`matmul ${+a.transA}${+a.transB}`, this.pipeline(a.transA, a.transB, vec, fromC), this.layoutOf(fromC), params.buffer, storage, Math.ceil(N / this.variant.tile.bn), Math.ceil(M / this.variant.tile.bm), split.S);
     if (scratch !== null) this.encodeReduce(out.binding, win.C, M, N, split.S, at.C, ld.C, at.accumulate);
   }
 

@@ -60,6 +60,12 @@ export interface WebGpuBackendOptions {
    * maxStorageBufferBindingSize, so that small tensors run in pieces the way tensors larger than a binding do.
    */
   maxBindingBytes?: number;
+  /**
+   * Split work that would leave a large GPU mostly idle over more workgroups (default 'auto'): the K of GEMMs with few
+   * output tiles (gemm.ts), and attention's dk/dv over the query heads of a GQA group, each summed in a second pass in
+   * a fixed order. 'off' keeps one workgroup per output tile or key block, for timing the difference.
+   */
+  split?: 'auto' | 'off';
 }
 
 /** A kernel scalar: a number is an f32 (exact integers only below 2²⁴), `{ u32 }` a u32 (for sizes and offsets). */
@@ -95,7 +101,27 @@ export class WebGpuBackend implements Backend {
     if (!(Number.isInteger(limit) && limit > 0 && limit <= L.maxStorageBufferBindingSize))
       throw new RangeError(`webgpu: maxBindingBytes ${limit} is not a positive integer up to this adapter's ${L.maxStorageBufferBindingSize}`);
     this.windows = new BindingWindows(limit - (limit % 4), L.minStorageBufferOffsetAlignment);
-    this.gemm = new WebGpuGemm(dev, {}, this.windows);
+    this.split = opts.split ?? 'auto';
+    if (this.split !== 'auto' && this.split !== 'off') throw new RangeError(`webgpu: split ${String(this.split)} is not 'auto' or 'off'`);
+    this.gemm = new WebGpuGemm(dev, { splitK: this.split }, this.windows);
+  }
+
+  private readonly split: 'auto' | 'off';
+  /**
+   * Work tensors kept between calls, by key (grown as needed, freed with the device): large temporaries that an op
+   * makes on every call (a logits block, attention's per-head partials), which empty + free would reallocate, and
+   * flush for, each time. A key belongs to one op, which never calls another op that uses it.
+   */
+  private readonly scratchTensors = new Map<string, GpuTensor<'f32'>>();
+
+  private scratch(key: string, n: number): GpuTensor<'f32'> {
+    let t = this.scratchTensors.get(key);
+    if (t === undefined || t.size < n) {
+      if (t !== undefined) this.free(t);
+      t = this.empty([Math.max(n, 1)]);
+      this.scratchTensors.set(key, t);
+    }
+    return this.view(t, 0, [n]);
   }
 
   get device(): string {
@@ -121,15 +147,8 @@ export class WebGpuBackend implements Backend {
   empty<D extends DType = 'f32'>(shape: readonly number[], dtype?: D): GpuTensor<D> {
     const dt = (dtype ?? 'f32') as D;
     const n = shapeSize(shape);
-    const bytes = Math.max(16, Math.ceil((n * 4) / 16) * 16);
     // Larger than one binding is fine (ops bind windows of it, window.ts); larger than one buffer is not.
-    const max = this.dev.limits.maxBufferSize;
-    if (bytes > max)
-      throw new RangeError(
-        `webgpu: a tensor of ${n} elements [${shape.join(', ')}] needs ${bytes} bytes, more than this adapter's maxBufferSize ` +
-          `(${max} bytes): use a smaller model or batch, or a GPU whose maxBufferSize is at least ${bytes}`,
-      );
-    const buffer = this.dev.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const buffer = this.dev.createBuffer(n, undefined, `a tensor of ${n} elements [${shape.join(', ')}]`);
     return new GpuTensor(dt, shape.slice(), n, { buffer, dtype: dt, elements: n }, 0);
   }
 
@@ -327,7 +346,7 @@ export class WebGpuBackend implements Backend {
     const scalars = [nh, nkv, 1 / Math.sqrt(hd), S, N];
     // D_i = dout_i·out_i once per (row, head), then p_ij = exp(scale·q_i·k_j − lse_i), dp_ij = dout_i·v_j,
     // ds_ij = p_ij (dp_ij − D_i).
-    const Dt = this.empty([nh * N]);
+    const Dt = this.scratch('attention.D', nh * N);
     this.run(
       `attention_D_hd${hd}`,
       `let nh = u32(s0); let hd = ${hd}u; let r = i / nh; let h = i % nh; let qo = r * nh * hd + h * hd;
@@ -342,9 +361,29 @@ export class WebGpuBackend implements Backend {
     this.runTiles(`attention_dq_hd${hd}_t${depth}`, attentionDq(hd, depth), [Math.ceil(N / TILE_ROWS), nh],
       [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DQ', DQ], ['SS', SS]], scalars, kvTileDecls(hd, depth));
     const qDepth = this.tileDepth(2 * hd + 2);
-    this.runTiles(`attention_dkv_hd${hd}_t${qDepth}`, attentionDkv(hd, qDepth), [Math.ceil(N / TILE_ROWS), nkv],
-      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DK', DK], ['DV', DV], ['SS', SS]], scalars, qTileDecls(hd, qDepth));
-    this.free(Dt);
+    const grp = nh / nkv;
+    if (grp === 1 || this.split === 'off') {
+      this.runTiles(`attention_dkv_hd${hd}_t${qDepth}`, attentionDkv(hd, qDepth, false), [Math.ceil(N / TILE_ROWS), nkv],
+        [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DK', DK], ['DV', DV], ['SS', SS]], scalars, qTileDecls(hd, qDepth));
+      return;
+    }
+    // GQA: one workgroup per (key block, query head) instead of per (key block, kv head), grp times as many, each
+    // writing its head's share [heads, N, hd]; then each kv head's shares are summed in head order.
+    const PK = this.scratch('attention.dkHeads', nh * N * hd);
+    const PV = this.scratch('attention.dvHeads', nh * N * hd);
+    this.runTiles(`attention_dkv_heads_hd${hd}_t${qDepth}`, attentionDkv(hd, qDepth, true), [Math.ceil(N / TILE_ROWS), nh],
+      [['Q', Q], ['K', K], ['V', V], ['L', L], ['DO', DO], ['DD', Dt], ['DK', PK], ['DV', PV], ['SS', SS]], scalars, qTileDecls(hd, qDepth));
+    this.run(
+      `attention_dkv_sum_hd${hd}`,
+      `let hd = ${hd}u; let nkv = s1; let grp = s2; let n = s3;
+       let e = i % hd; let kh = (i / hd) % nkv; let r = i / (hd * nkv);
+       var sk = 0.0; var sv = 0.0;
+       for (var hl = 0u; hl < grp; hl++) { let o = ((kh * grp + hl) * n + r) * hd + e; sk += PK[o]; sv += PV[o]; }
+       DK[i] = sk; DV[i] = sv;`,
+      N * nkv * hd,
+      [['PK', PK], ['PV', PV], ['DK', DK], ['DV', DV]],
+      [u32(nh), u32(nkv), u32(grp), u32(N)],
+    );
   }
 
   /** Appends rows [r0, r0+n) of k, v [N, kvHeads·hd] at positions pos0… of each segment's cache layers. */
@@ -516,7 +555,7 @@ export class WebGpuBackend implements Backend {
     if (R === 0) return;
     // The logits block [C, V] is bound whole by the row reductions: at most one window of rows.
     const C = this.windows.rowsPerPiece(op, Math.max(1, Math.min(chunkRows, R)), [V]);
-    const z = this.empty([C * V]);
+    const z = this.scratch('logits', C * V);
     for (let c0 = 0; c0 < R; c0 += C) {
       const c = Math.min(C, R - c0);
       const zc = this.view(z, 0, [c * V]);
@@ -544,7 +583,6 @@ export class WebGpuBackend implements Backend {
         [V],
       );
     }
-    this.free(z);
   }
 
   tokenLogprobsBackward(h: F32, w: F32, labels: I32, lse: F32, g: F32, dh: F32, dw: F32, V: number, chunkRows: number): void {
@@ -560,7 +598,7 @@ export class WebGpuBackend implements Backend {
     if (R === 0) return;
     // The logits block [C, V] is bound whole by the row reductions: at most one window of rows.
     const C = this.windows.rowsPerPiece(op, Math.max(1, Math.min(chunkRows, R)), [V]);
-    const z = this.empty([C * V]);
+    const z = this.scratch('logits', C * V);
     for (let c0 = 0; c0 < R; c0 += C) {
       const c = Math.min(C, R - c0);
       const zc = this.view(z, 0, [c * V]);
@@ -579,7 +617,6 @@ export class WebGpuBackend implements Backend {
       this.matmul(zc, W, this.view(DH, c0 * H, [c * H]), c, H, V, false, false, false);
       this.matmul(zc, hc, DW, V, H, c, true, false, true);
     }
-    this.free(z);
   }
 
   // ---- sampling ------------------------------------------------------------------------------------------------
