@@ -55,7 +55,7 @@ item gemm-webgpu 120 "$NODE" dist/bench/webgpu-gemm.js --sizes "$GEMM" --shapes 
 item gemm-torch 120 python3 bench/gpu_anchor.py --sizes "$GEMM" --shapes "$SKINNY"
 # Other tiles at the square size, for choosing the default (src/engine/webgpu/gemm.ts); none is measured on a GPU yet.
 item gemm-webgpu-tiles 180 "$NODE" dist/bench/webgpu-gemm.js --sizes "$GEMM" --json \
-  --variants bk16@128x64/8x4,bk16@64x128/4x8,bk16@128x128/8x4,bk16@128x128/4x8,bk32@64x64/4x4,bk16@64x64/4x4,bk8@128x256/8x8,bk16@256x128/8x8
+  --variants bk16u,bk8u,bk16@128x64/8x4,bk16@64x128/4x8,bk16@128x128/8x4,bk16@128x128/4x8,bk32@64x64/4x4,bk16@64x64/4x4,bk8@128x256/8x8,bk16@256x128/8x8
 item step-0.5b-webgpu 240 "$NODE" dist/bench/webgpu-step.js --shape "$STEP" "${STEP_ARGS[@]}" --json
 item step-0.5b-webgpu-nosplit 240 "$NODE" dist/bench/webgpu-step.js --shape "$STEP" "${STEP_ARGS[@]}" --split off --rounds 1 --json
 item step-0.5b-torch 120 python3 bench/gpu_anchor.py --step "$STEP" "${STEP_ARGS[@]}"

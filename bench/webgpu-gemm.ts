@@ -3,13 +3,14 @@
 // the adapter's name. bench/gpu_anchor.py runs the same sizes in PyTorch for a ratio measured in the same call.
 //
 //   node dist/bench/webgpu-gemm.js [--sizes 1024,2048,4096] [--shapes MxNxK[:ab],...] [--reps 10] [--rounds 5] [--json]
-//        [--variants bk16,bk8,bk32,bk16v,bk16:off,bk16:4,bk16@128x64/8x4,bk32@64x64/4x4]
+//        [--variants bk16,bk8,bk32,bk16v,bk16u,bk16:off,bk16:4,bk16@128x64/8x4,bk32@64x64/4x4]
 //
-// A variant is the K slice depth, a trailing v to read aligned operands as vec4, after @ the workgroup tile and each
-// thread's share of it (default 128x128/8x8), and after a colon the split-K mode (auto by default; off; or a number of
-// K slices). A variant this adapter cannot run (threads or workgroup memory) is reported and skipped. --shapes adds GEMMs of other shapes, e.g. 896x896x8192:tn (a
-// 0.5B projection's weight gradient over 8×1024 tokens: C = Aᵀ·B) or 64x896x4864:nt (a batch-64 decode step's MLP
-// down projection); square sizes time both nn and nt.
+// A variant is the K slice depth; a v to read aligned operands as vec4; a u to unroll the loop over the K slice; after
+// @ the workgroup tile and each thread's share of it (default 128x128/8x8); after a colon the split-K mode (auto by
+// default; off; or a number of K slices). A variant this adapter cannot run (threads or workgroup memory) is reported
+// and skipped. --shapes adds GEMMs of other shapes, e.g. 896x896x8192:tn (a 0.5B projection's weight gradient over
+// 8×1024 tokens: C = Aᵀ·B) or 64x896x4864:nt (a batch-64 decode step's MLP down projection); square sizes time both nn
+// and nt.
 import { WebGpuDevice } from '../src/engine/webgpu/device.js';
 import { DEFAULT_GEMM_VARIANT, WebGpuGemm, tileProblem, type GemmVariant } from '../src/engine/webgpu/gemm.js';
 
@@ -37,11 +38,11 @@ const reps = Number(arg('reps', '10'));
 const rounds = Number(arg('rounds', '5'));
 const json = process.argv.includes('--json');
 const variants = arg('variants', 'bk16').split(',').map((v): { name: string; variant: GemmVariant } => {
-  const m = /^bk(8|16|32)(v?)(?:@(\d+)x(\d+)\/([48])x([48]))?(?::(auto|off|\d+))?$/.exec(v);
-  if (m === null) throw new Error(`--variants: '${v}' is not bk8|bk16|bk32, an optional v, @BMxBN/TMxTN and :auto|:off|:N`);
-  const split = m[7] === undefined || m[7] === 'auto' ? 'auto' : m[7] === 'off' ? 'off' : Number(m[7]);
-  const tile = m[3] === undefined ? DEFAULT_GEMM_VARIANT.tile : { bm: Number(m[3]), bn: Number(m[4]), tm: Number(m[5]) as 4 | 8, tn: Number(m[6]) as 4 | 8 };
-  return { name: v, variant: { bk: Number(m[1]) as GemmVariant['bk'], tile, vec4Loads: m[2] === 'v' ? 'auto' : 'off', splitK: split } };
+  const m = /^bk(8|16|32)(v?)(u?)(?:@(\d+)x(\d+)\/([48])x([48]))?(?::(auto|off|\d+))?$/.exec(v);
+  if (m === null) throw new Error(`--variants: '${v}' is not bk8|bk16|bk32, optional v and u, @BMxBN/TMxTN and :auto|:off|:N`);
+  const split = m[8] === undefined || m[8] === 'auto' ? 'auto' : m[8] === 'off' ? 'off' : Number(m[8]);
+  const tile = m[4] === undefined ? DEFAULT_GEMM_VARIANT.tile : { bm: Number(m[4]), bn: Number(m[5]), tm: Number(m[6]) as 4 | 8, tn: Number(m[7]) as 4 | 8 };
+  return { name: v, variant: { bk: Number(m[1]) as GemmVariant['bk'], tile, vec4Loads: m[2] === 'v' ? 'auto' : 'off', unrollK: m[3] === 'u', splitK: split } };
 });
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

@@ -72,6 +72,7 @@ test('every webgpu gemm variant (K slice 8/16/32, vec4 loads, tiles) matches the
       { tile: { bm: 128, bn: 64, tm: 8, tn: 4 } },
       { tile: { bm: 64, bn: 128, tm: 4, tn: 8 }, vec4Loads: 'auto' },
       { bk: 8, tile: { bm: 64, bn: 64, tm: 4, tn: 4 }, splitK: 2 },
+      { unrollK: true },
     ];
     const cases: Array<[number, number, number, number, number, number]> = [
       // M, N, K, offA, offB, offC: aligned shapes and offsets take the vec4 path, the others the scalar one

@@ -39,6 +39,8 @@ export interface GemmVariant {
    * are for timing on a GPU: `node dist/bench/webgpu-gemm.js --variants bk16@128x64/8x4`.
    */
   tile: GemmTile;
+  /** Unroll the loop over the staged K slice in the WGSL (constant workgroup-memory offsets), for timing on a GPU. */
+  unrollK?: boolean;
   /**
    * Read the operands as vec4 where their storage allows (offsets and the contiguous leading dimension multiples of
    * 4): 'auto' uses it when it applies, 'off' never.
@@ -240,9 +242,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       ${stage('A', transA)}
       ${stage('B', transB)}
     workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      ${loads.join('\n      ')}
-      ${fmas.join('\n      ')}
+    ${
+      v.unrollK === true
+        ? Array.from({ length: bk }, (_, k) => `{\n      let k = ${k}u;\n      ${loads.join('\n      ')}\n      ${fmas.join('\n      ')}\n    }`).join('\n    ')
+        : `for (var k = 0u; k < BK; k++) {\n      ${loads.join('\n      ')}\n      ${fmas.join('\n      ')}\n    }`
     }
     workgroupBarrier();
   }
