@@ -1,10 +1,10 @@
 // A WebGPU device through Dawn's Node binding (npm `webgpu`, an optional dependency), with the errors a user needs when
 // there is none: which piece is missing (the package, the Vulkan loader, a driver ICD) and how to install it.
 //
-// Work is batched: kernels encode their dispatches into one command encoder, and `flush()` submits it. Reading a buffer
-// back (`read`) flushes first and is the only place that waits for the GPU, so a whole forward or decode step can be
-// one submit followed by one small readback (on an H200 through Dawn: ~5 µs a dispatch, ~60 µs a submit, ~70 µs a
-// readback).
+// Work is batched: kernels encode their dispatches (`dispatch`) into one compute pass of one command encoder, which is
+// submitted every `submitEvery` dispatches and by `flush()`. Reading a buffer back (`read`) flushes first and is the
+// only place that waits for the GPU, so a whole forward or decode step is a few submits followed by one small readback
+// (measured on an H200 through Dawn, with a pass per dispatch: ~5 µs a dispatch, ~60 µs a submit, ~70 µs a readback).
 import { existsSync } from 'node:fs';
 import type { DeviceCounters } from '../backend.js';
 
