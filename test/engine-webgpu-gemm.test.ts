@@ -73,11 +73,15 @@ test('every webgpu gemm variant (K slice 8/16/32, vec4 loads, tiles) matches the
       { tile: { bm: 64, bn: 128, tm: 4, tn: 8 }, vec4Loads: 'auto' },
       { bk: 8, tile: { bm: 64, bn: 64, tm: 4, tn: 4 }, splitK: 2 },
       { unrollK: true },
+      // The default tile for every M (the other variants take 32- or 64-row tiles when M is at most 32 or 64).
+      { smallM: false },
     ];
     const cases: Array<[number, number, number, number, number, number]> = [
       // M, N, K, offA, offB, offC: aligned shapes and offsets take the vec4 path, the others the scalar one
       [64, 128, 32, 0, 4, 0],
       [37, 53, 29, 3, 5, 7],
+      // M past 64: the variant's own tile (smaller M takes a 32- or 64-row one)
+      [130, 70, 40, 3, 5, 7],
     ];
     // (false, true) and (true, false) give each operand both its contiguous and its strided staging; fewer pipelines
     // keep this fast on lavapipe, whose shader compiles dominate.
@@ -191,6 +195,8 @@ test('webgpu gemm refuses sizes its buffers cannot hold, and tiles the adapter c
     assert.throws(() => new WebGpuGemm(dev, { tile: { bm: 100, bn: 64, tm: 8, tn: 4 } }), /tile 100×64 is not a multiple of 8×4/);
     assert.throws(() => new WebGpuGemm(dev, { tile: { bm: 1024, bn: 1024, tm: 4, tn: 4 } }), /needs 65536 threads a workgroup/);
     const gemm = new WebGpuGemm(dev);
+    assert.deepEqual([1, 32, 33, 64, 65].map((M) => gemm.tileFor(M).bm), [32, 32, 64, 64, 128]);
+    assert.equal(new WebGpuGemm(dev, { smallM: false }).tileFor(8).bm, 128);
     const b = dev.createBuffer(16);
     assert.throws(() => gemm.encode({ transA: false, transB: false, M: 4, N: 4, K: 4, A: b, B: b, C: b, offC: 8, accumulate: false }), /C needs 24 floats from its buffer, which holds 16/);
     b.destroy();

@@ -42,6 +42,11 @@ export interface GemmVariant {
   /** Unroll the loop over the staged K slice in the WGSL (constant workgroup-memory offsets), for timing on a GPU. */
   unrollK?: boolean;
   /**
+   * A GEMM with M ≤ 32 (≤ 64) runs on a tile of 32 (64) rows, 4 a thread, instead of `tile` (default true): a decode
+   * step's M is its batch, and on a 128-row tile most multiply-adds would fall on rows past M.
+   */
+  smallM?: boolean;
+  /**
    * Read the operands as vec4 where their storage allows (offsets and the contiguous leading dimension multiples of
    * 4): 'auto' uses it when it applies, 'off' never.
    */
@@ -270,8 +275,10 @@ export class WebGpuGemm {
     this.variant = { ...DEFAULT_GEMM_VARIANT, ...variant };
     this.windows = windows ?? new BindingWindows(dev.limits.maxStorageBufferBindingSize, dev.limits.minStorageBufferOffsetAlignment);
     if (![8, 16, 32].includes(this.variant.bk)) throw new Error(`gemm: bk ${this.variant.bk} is not 8, 16 or 32`);
-    const problem = tileProblem(this.variant.tile, this.variant.bk, dev.limits);
-    if (problem !== null) throw new Error(`gemm: ${problem}`);
+    for (const M of [Infinity, 64, 32]) {
+      const problem = tileProblem(this.tileFor(M), this.variant.bk, dev.limits);
+      if (problem !== null) throw new Error(`gemm: ${problem}`);
+    }
   }
 
   /** Bindings: A (read), B (read), C (read-write), parameters; A or B absent when read through C's binding. */
@@ -279,11 +286,19 @@ export class WebGpuGemm {
     return this.dev.layout([...(fromC.A ? [] : ['r' as const]), ...(fromC.B ? [] : ['r' as const]), 'w', 'u']);
   }
 
-  private pipeline(transA: boolean, transB: boolean, vec: boolean, fromC: { A: boolean; B: boolean }): GPUComputePipeline {
-    const key = `${+transA}${+transB}${+vec}${+fromC.A}${+fromC.B}`;
+  /** The tile of a GEMM with M rows (see GemmVariant.smallM). */
+  tileFor(M: number): GemmTile {
+    const t = this.variant.tile;
+    if (this.variant.smallM === false || M > 64 || t.bm <= 32) return t;
+    const bm = M <= 32 ? 32 : 64;
+    return bm < t.bm ? { bm, bn: t.bn, tm: 4, tn: t.tn } : t;
+  }
+
+  private pipeline(transA: boolean, transB: boolean, vec: boolean, fromC: { A: boolean; B: boolean }, tile: GemmTile): GPUComputePipeline {
+    const key = `${+transA}${+transB}${+vec}${+fromC.A}${+fromC.B}:${tile.bm}x${tile.bn}/${tile.tm}x${tile.tn}`;
     let pl = this.pipelines.get(key);
     if (pl === undefined) {
-      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, this.variant, vec, fromC), label: `gemm${key}` });
+      const module = this.dev.device.createShaderModule({ code: shader(transA, transB, { ...this.variant, tile }, vec, fromC), label: `gemm${key}` });
       pl = this.dev.device.createComputePipeline({ layout: this.layoutOf(fromC).pipeline, compute: { module, entryPoint: 'main' }, label: `gemm${key}` });
       this.pipelines.set(key, pl);
     }
@@ -344,7 +359,7 @@ export class WebGpuGemm {
       }
     }
     // Whole tiles where a dimension is cut (smaller blocks still fit).
-    const { bm, bn } = this.variant.tile;
+    const { bm, bn } = this.tileFor(M);
     if (b.m < M && b.m > bm) b.m -= b.m % bm;
     if (b.n < N && b.n > bn) b.n -= b.n % bn;
     if (b.k < K && b.k > this.variant.bk) b.k -= b.k % this.variant.bk;
@@ -353,7 +368,7 @@ export class WebGpuGemm {
 
   /** How an unblocked M×N×K GEMM is split over K on this device (kSplitOf with this variant and scratch cap). */
   splitOf(M: number, N: number, K: number): KSplit {
-    return kSplitOf(M, N, K, this.variant.bk, this.variant.splitK, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan), this.variant.tile);
+    return kSplitOf(M, N, K, this.variant.bk, this.variant.splitK, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan), this.tileFor(M));
   }
 
   /** Partial products of split-K GEMMs (grown on demand, reused by every GEMM of the device). */
@@ -405,7 +420,8 @@ export class WebGpuGemm {
     const out = scratch === null ? { binding: win.C.binding, off: at.C - win.C.base, ld: ld.C, acc: at.accumulate } : { binding: { buffer: scratch, offset: 0, size: split.S * M * N * 4 }, off: 0, ld: N, acc: false };
     const params = new Uint32Array([M, N, K, at.A - baseA, at.B - baseB, out.off, out.acc ? 1 : 0, ld.A, ld.B, out.ld, split.kChunk, M * N]);
     const storage = [...(win.A ? [win.A.binding] : []), ...(win.B ? [win.B.binding] : []), out.binding];
-    this.dev.dispatch(`matmul ${+a.transA}${+a.transB}`, this.pipeline(a.transA, a.transB, vec, fromC), this.layoutOf(fromC), params.buffer, storage, Math.ceil(N / this.variant.tile.bn), Math.ceil(M / this.variant.tile.bm), split.S);
+    const tile = this.tileFor(M);
+    this.dev.dispatch(`matmul ${+a.transA}${+a.transB}`, this.pipeline(a.transA, a.transB, vec, fromC, tile), this.layoutOf(fromC), params.buffer, storage, Math.ceil(N / tile.bn), Math.ceil(M / tile.bm), split.S);
     if (scratch !== null) this.encodeReduce(out.binding, win.C, M, N, split.S, at.C, ld.C, at.accumulate);
   }
 
