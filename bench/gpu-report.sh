@@ -8,7 +8,8 @@
 #   bash bench/gpu-report.sh OUT_DIR        (after `npm ci` or `npx tsc`; NODE=/path/to/node if node is not on PATH)
 #
 # Each item runs under its own time limit; its stdout/stderr go to OUT_DIR/<item>.out|.err and one line per item
-# (exit status, seconds) to OUT_DIR/summary.txt. PyTorch runs need python3 with torch and transformers.
+# (exit status, seconds) to OUT_DIR/summary.txt; OUT_DIR/report.md has the table (bench/gpu-report-summary.ts). PyTorch
+# runs need python3 with torch and transformers.
 set -u
 OUT=${1:?usage: bash bench/gpu-report.sh OUT_DIR}
 mkdir -p "$OUT"
@@ -68,3 +69,5 @@ if [ "${MAIN_JOB:-0}" = 1 ]; then
   item main-job-webgpu 600 "$NODE" bin/oreal.js start --set backend=webgpu --plain --out "$OUT/main-webgpu"
   item main-job-cpu 600 "$NODE" bin/oreal.js start --plain --out "$OUT/main-cpu"
 fi
+# Every figure next to PyTorch's, with the ratios and the goals, in one table.
+"$NODE" dist/bench/gpu-report-summary.js "$OUT" > "$OUT/report.md" && cat "$OUT/report.md"
