@@ -245,6 +245,26 @@ export class WebGpuDevice {
     return g;
   }
 
+  /** Work buffers kept between calls, by key (see `scratch`). */
+  private readonly scratchBuffers = new Map<string, GPUBuffer>();
+
+  /**
+   * A work buffer of at least `floats` values kept between calls under `key` (grown by half again when too small, at
+   * most to `maxFloats`): large temporaries that a kernel sequence needs on every call (a logits block, partial
+   * products), which createBuffer + destroyBuffer would reallocate, and submit for, each time. A key belongs to one
+   * op, which never calls another op that uses it.
+   */
+  scratch(key: string, floats: number, maxFloats = Infinity): GPUBuffer {
+    let buf = this.scratchBuffers.get(key);
+    if (buf === undefined || buf.size < floats * 4) {
+      const grown = Math.ceil(((buf?.size ?? 0) * 1.5) / 16) * 4;
+      if (buf !== undefined) this.destroyBuffer(buf);
+      buf = this.createBuffer(Math.max(floats, Math.min(maxFloats, grown)), undefined, `the work buffer '${key}'`);
+      this.scratchBuffers.set(key, buf);
+    }
+    return buf;
+  }
+
   /** Destroys a buffer, and drops the bind groups that bind it (call this, not buffer.destroy(), for bound buffers). */
   destroyBuffer(buf: GPUBuffer): void {
     this.flush();

@@ -371,21 +371,7 @@ export class WebGpuGemm {
     return kSplitOf(M, N, K, this.variant.bk, this.variant.splitK, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan), this.tileFor(M));
   }
 
-  /** Partial products of split-K GEMMs (grown on demand, reused by every GEMM of the device). */
-  private scratch: GPUBuffer | null = null;
   private reducePipeline: GPUComputePipeline | null = null;
-
-  /** Scratch of at least `floats` f32 values; a smaller one is replaced after flushing the work that uses it. */
-  private scratchOf(floats: number): GPUBuffer {
-    const bytes = floats * 4;
-    if (this.scratch === null || this.scratch.size < bytes) {
-      const cap = Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan) * 4;
-      const size = Math.max(bytes, Math.min(cap, Math.ceil((this.scratch?.size ?? 0) * 1.5 / 16) * 16));
-      if (this.scratch !== null) this.dev.destroyBuffer(this.scratch);
-      this.scratch = this.dev.createBuffer(size / 4, undefined, 'the split-K scratch');
-    }
-    return this.scratch;
-  }
 
   /** Dispatches of C block [M, N] (row stride ld.C) from A and B blocks at the given element offsets: one, or two when K is split. */
   private encodeBlock(a: GemmArgs, ld: { A: number; B: number; C: number }, M: number, N: number, K: number, at: { A: number; B: number; C: number; accumulate: boolean }): void {
@@ -394,7 +380,7 @@ export class WebGpuGemm {
     const spanA = a.transA ? span(K, M, ld.A) : span(M, K, ld.A);
     const spanB = a.transB ? span(N, K, ld.B) : span(K, N, ld.B);
     // Split: the partials go to the scratch buffer (row stride N, one M×N layer per slice), never C.
-    const scratch = split.S > 1 ? this.scratchOf(split.S * M * N) : null;
+    const scratch = split.S > 1 ? this.dev.scratch('gemm.splitK', split.S * M * N, Math.min(MAX_SCRATCH_FLOATS, this.windows.maxSpan)) : null;
     const fromC = { A: scratch === null && a.A === a.C, B: scratch === null && a.B === a.C };
     // C's window also covers the operands read through C's binding.
     let lo = at.C;

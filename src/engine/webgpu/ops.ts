@@ -107,21 +107,10 @@ export class WebGpuBackend implements Backend {
   }
 
   private readonly split: 'auto' | 'off';
-  /**
-   * Work tensors kept between calls, by key (grown as needed, freed with the device): large temporaries that an op
-   * makes on every call (a logits block, attention's per-head partials), which empty + free would reallocate, and
-   * flush for, each time. A key belongs to one op, which never calls another op that uses it.
-   */
-  private readonly scratchTensors = new Map<string, GpuTensor<'f32'>>();
-
+  /** A view of n floats of the device's work buffer `key` (WebGpuDevice.scratch), valid until the op returns. */
   private scratch(key: string, n: number): GpuTensor<'f32'> {
-    let t = this.scratchTensors.get(key);
-    if (t === undefined || t.size < n) {
-      if (t !== undefined) this.free(t);
-      t = this.empty([Math.max(n, 1)]);
-      this.scratchTensors.set(key, t);
-    }
-    return this.view(t, 0, [n]);
+    const buffer = this.dev.scratch(key, n);
+    return new GpuTensor('f32', [n], n, { buffer, dtype: 'f32', elements: buffer.size / 4 }, 0);
   }
 
   get device(): string {
