@@ -84,3 +84,31 @@ test('greedy KV-cache decoding with an 8 KiB binding limit gives the js backend 
     be.dispose();
   }
 });
+
+test('oreal bench gemm | step | decode --backend webgpu --json run on the adapter and name it', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const bench = (args: string[]): Record<string, unknown> => {
+    const r = spawnSync(process.execPath, [path.join(root, 'dist', 'src', 'cli', 'main.js'), 'bench', ...args, '--backend', 'webgpu', '--json'], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
+  };
+  const gemm = bench(['gemm', '--sizes', '64,96', '--seconds', '0.01', '--trans', 'nt']);
+  assert.equal(gemm['backend'], 'webgpu');
+  assert.ok(typeof gemm['device'] === 'string' && gemm['device'].length > 0, JSON.stringify(gemm));
+  const gflops = gemm['gflops'] as Record<string, number>;
+  assert.deepEqual(Object.keys(gflops), ['64', '96']);
+  for (const g of Object.values(gflops)) assert.ok(Number.isFinite(g) && g > 0, JSON.stringify(gflops));
+  const tiny = ['--layers', '1', '--hidden', '32', '--heads', '2', '--kv-heads', '1', '--intermediate', '64', '--vocab', '64'];
+  const step = bench(['step', ...tiny, '--batch', '2', '--seq', '8', '--warmup', '1', '--reps', '1']);
+  assert.equal(step['device'], gemm['device']);
+  assert.ok((step['step_s'] as number) > 0 && Number.isFinite(step['loss'] as number), JSON.stringify(step));
+  const decode = bench(['decode', '--model', 'random:layers=1,hidden=32,heads=2,kv-heads=1,intermediate=64,vocab=64', '--batch', '2', '--prompt-len', '4', '--new-tokens', '4', '--runs', '1']);
+  assert.equal(decode['device'], gemm['device'], JSON.stringify(decode));
+  assert.ok((decode['tokens_per_s'] as number) > 0, JSON.stringify(decode));
+});

@@ -1,7 +1,7 @@
 // `oreal bench …`: speed benchmarks that print numbers (never pass/fail). Each benchmark is a sub-command of `bench`;
 // add one with `bench.command('name')` inside registerBench.
 import { Command, InvalidArgumentError } from 'commander';
-import { createBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
+import { openBackend, BACKEND_NAMES, type Backend, type BackendName } from '../engine/index.js';
 import { registerBenchStep } from './bench-step.js';
 import { registerBenchDecode } from './bench-decode.js';
 import { backendName, positiveInt, positiveNumber } from './option-parsers.js';
@@ -9,6 +9,8 @@ import { backendName, positiveInt, positiveNumber } from './option-parsers.js';
 export interface GemmBenchResult {
   backend: string;
   threads: number;
+  /** The device (a GPU adapter's name) when the backend is not this CPU. */
+  device?: string;
   /** GFLOP/s (2·M·N·K flops per product) by square size M = N = K. */
   gflops: Record<string, number>;
 }
@@ -29,8 +31,12 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Times square GEMMs (the matmul op) on `backend` and returns median GFLOP/s per size. */
-export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBenchResult {
+/**
+ * Times square GEMMs (the matmul op) on `backend` and returns median GFLOP/s per size. Each timed sample enqueues
+ * `perSync` products and waits for the backend (`sync`), so a device backend is timed to completion; on a device the
+ * count is chosen from the warm-up so that one sample's submit-and-wait latency does not dominate small sizes.
+ */
+export async function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): Promise<GemmBenchResult> {
   const sizes = opts.sizes ?? [256, 512, 1024];
   const minReps = opts.reps ?? 5;
   const minSeconds = opts.minSeconds ?? 0.5;
@@ -44,27 +50,31 @@ export function benchGemm(backend: Backend, opts: GemmBenchOptions = {}): GemmBe
     backend.write(A, host);
     for (let i = 0; i < n * n; i++) host[i] = Math.random() - 0.5;
     backend.write(B, host);
-    const run = (): number => {
+    let perSync = 1;
+    const run = async (): Promise<number> => {
       const t0 = process.hrtime.bigint();
-      backend.matmul(A, B, C, n, n, n, opts.transA ?? false, opts.transB ?? false, false);
-      return Number(process.hrtime.bigint() - t0) / 1e9;
+      for (let r = 0; r < perSync; r++) backend.matmul(A, B, C, n, n, n, opts.transA ?? false, opts.transB ?? false, false);
+      await backend.sync();
+      return Number(process.hrtime.bigint() - t0) / 1e9 / perSync;
     };
-    // Warm-up: at least two runs and ~10% of the timing budget.
+    // Warm-up (compiles a device's kernels): at least two runs and ~10% of the timing budget.
     let warm = 0;
-    for (let i = 0; i < 2 || warm < minSeconds / 10; i++) warm += run();
+    let last = 0;
+    for (let i = 0; i < 2 || warm < minSeconds / 10; i++) warm += last = await run();
+    if (backend.device !== undefined) perSync = Math.max(1, Math.min(20, Math.round(0.05 / Math.max(last, 1e-9))));
     const times: number[] = [];
     let total = 0;
     while (times.length < minReps || (total < minSeconds && times.length < 1000)) {
-      const t = run();
+      const t = await run();
       times.push(t);
-      total += t;
+      total += t * perSync;
     }
     gflops[String(n)] = Math.round(((2 * n * n * n) / median(times) / 1e9) * 100) / 100;
     backend.free(C);
     backend.free(B);
     backend.free(A);
   }
-  return { backend: backend.name, threads: backend.threads, gflops };
+  return { backend: backend.name, threads: backend.threads, ...(backend.device !== undefined ? { device: backend.device } : {}), gflops };
 }
 
 function parseSizes(v: string): number[] {
@@ -76,22 +86,20 @@ export function registerBench(program: Command): Command {
   const bench = program.command('bench').description('speed benchmarks (print numbers; timings on a busy machine are noisy)');
   bench
     .command('gemm')
-    .description('GFLOP/s of square float32 GEMM (C = A·B) at M = N = K = 256, 512, 1024; median of timed runs after warm-up')
+    .description('GFLOP/s of square float32 GEMM (C = A·B) at M = N = K = 256, 512, 1024; median of timed runs after warm-up (WebGPU kernel variants and other shapes: node dist/bench/webgpu-gemm.js)')
     .option('--backend <name>', `compute backend: ${BACKEND_NAMES.join(' | ')}`, backendName, 'wasm' as BackendName)
     .option('--threads <n>', 'threads (default: all available cores)', positiveInt)
     .option('--sizes <list>', 'comma-separated sizes', parseSizes)
     .option('--seconds <s>', 'minimum timed seconds per size', positiveNumber)
     .option('--trans <ab>', 'transposes: nn, nt, tn or tt', 'nn')
-    .option('--json', 'print one JSON object: {"backend","threads","gflops":{"256":x,…}}')
+    .option('--json', 'print one JSON object: {"backend","threads","device" (a GPU adapter),"gflops":{"256":x,…}}')
     .action(
-      (o: { backend: BackendName; threads?: number; sizes?: number[]; seconds?: number; trans: string; json?: boolean }) => {
+      async (o: { backend: BackendName; threads?: number; sizes?: number[]; seconds?: number; trans: string; json?: boolean }) => {
         if (!/^[nt]{2}$/.test(o.trans)) throw new InvalidArgumentError(`--trans: expected nn, nt, tn or tt, got ${o.trans}`);
-        if (o.backend === 'webgpu')
-          throw new InvalidArgumentError('--backend webgpu: the WebGPU GEMM has its own bench, `node dist/bench/webgpu-gemm.js [--json]` (it prints the adapter)');
-        const backend = createBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
+        const backend = await openBackend(o.backend, o.threads !== undefined ? { threads: o.threads } : {});
         try {
           const sizes = o.sizes ?? (o.backend === 'js' ? [256, 512] : [256, 512, 1024]);
-          const res = benchGemm(backend, {
+          const res = await benchGemm(backend, {
             sizes,
             ...(o.seconds !== undefined ? { minSeconds: o.seconds } : {}),
             transA: o.trans[0] === 't',
@@ -100,7 +108,7 @@ export function registerBench(program: Command): Command {
           if (o.json) {
             process.stdout.write(JSON.stringify(res) + '\n');
           } else {
-            process.stdout.write(`gemm (${o.trans}) backend=${res.backend} threads=${res.threads}\n`);
+            process.stdout.write(`gemm (${o.trans}) backend=${res.backend} threads=${res.threads}${res.device !== undefined ? ` device=${res.device}` : ''}\n`);
             for (const [n, g] of Object.entries(res.gflops)) process.stdout.write(`  ${n.padStart(5)}: ${g.toFixed(1)} GFLOP/s\n`);
           }
         } finally {
