@@ -4,7 +4,9 @@
 // can be compared in one call.
 //
 //   node dist/bench/webgpu-step.js [--shape 0.5b|1.5b|tiny] [--batch 8] [--seq 1024] [--rounds 3] [--json] [--profile]
-//        [--split auto|off]
+//        [--split auto|off] [--layers N]
+// --layers N: the shape with N decoder layers instead of its own (peak memory grows by one layer's parameters, gradients,
+// moments and activations per layer, so two small N give the whole model's on a machine too small to hold it).
 // --profile: GPU time of every kernel summed by kernel over the timed steps (timestamp queries), largest first.
 // --split off: no split-K GEMMs and no per-head dk/dv (WebGpuBackendOptions.split), to time what they change.
 // peak_gb is the most device memory the backend's buffers held at once (parameters, gradients, AdamW moments,
@@ -25,8 +27,11 @@ function arg(name: string, dflt: string): string {
 }
 
 const shape = arg('shape', '0.5b');
-const cfg = SHAPES[shape];
-if (cfg === undefined) throw new Error(`--shape: one of ${Object.keys(SHAPES).join(', ')}`);
+const base = SHAPES[shape];
+if (base === undefined) throw new Error(`--shape: one of ${Object.keys(SHAPES).join(', ')}`);
+const layers = Number(arg('layers', String(base.numHiddenLayers)));
+if (!Number.isInteger(layers) || layers < 1) throw new Error(`--layers: a whole number ≥ 1, not ${arg('layers', '')}`);
+const cfg: Qwen2Config = { ...base, numHiddenLayers: layers };
 const B = Number(arg('batch', '8'));
 const T = Number(arg('seq', '1024'));
 const rounds = Number(arg('rounds', '3'));
@@ -66,11 +71,11 @@ for (let r = 0; r < rounds; r++) times.push(await step());
 const sorted = [...times].sort((x, y) => x.s - y.s);
 const med = sorted[Math.floor(sorted.length / 2)]!;
 const peakGb = be.counters().peakBytes / 2 ** 30;
-const out = { adapter: be.dev.adapterName, shape, batch: B, seq: T, split, params: model.numParameters(), init_s: initS, first_step_s: first.s, step_s: med.s, forward_s: med.forwardS, loss: med.loss, peak_gb: peakGb, rounds };
+const out = { adapter: be.dev.adapterName, shape, layers, batch: B, seq: T, split, params: model.numParameters(), init_s: initS, first_step_s: first.s, step_s: med.s, forward_s: med.forwardS, loss: med.loss, peak_gb: peakGb, rounds };
 if (json) process.stdout.write(JSON.stringify(out) + '\n');
 else
   process.stdout.write(
-    `${out.adapter}: ${shape} (${(out.params / 1e6).toFixed(0)}M params), ${B}×${T} tokens, split ${split}: step ${med.s.toFixed(3)} s ` +
+    `${out.adapter}: ${shape}, ${layers} layers (${(out.params / 1e6).toFixed(0)}M params), ${B}×${T} tokens, split ${split}: step ${med.s.toFixed(3)} s ` +
       `(forward ${med.forwardS.toFixed(3)} s), first step ${first.s.toFixed(2)} s, loss ${med.loss.toFixed(4)}, peak ${peakGb.toFixed(2)} GiB in buffers\n`,
   );
 if (profile) {
